@@ -1,0 +1,36 @@
+# The two quick-start commands: `make demo` and `make test`.
+# Everything is installed into .venv from the project's own files, so a fresh
+# machine with only Python 3.11+ and make needs nothing else.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint types check bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m wirepool_servicedir.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check wirepool plugins tests benchmarks
+	$(BIN)/ruff format --check wirepool plugins tests benchmarks
+
+types: $(STAMP)
+	$(BIN)/mypy
+
+check: lint types test
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_servicedir.py
+
+clean:
+	rm -rf $(VENV) .tox build *.egg-info .pytest_cache .mypy_cache .ruff_cache

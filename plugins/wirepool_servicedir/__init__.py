@@ -1,0 +1,187 @@
+"""The servicedir plugin: the s6 / runit / daemontools service directory.
+
+``wirepool run servicedir ROOT``: each immediate subdirectory of ROOT whose
+name does not start with ``.`` is a service; it runs when it holds an
+executable regular file ``run`` (started as ``./run`` with the subdirectory
+as its working directory).  A ``down`` file keeps a service down (and stops a
+running one); an ``env/`` directory supplies one variable per file, as
+``s6-envdir`` reads it.
+
+A ``run`` that is writable by group or others, or owned by another user, is
+refused with the reason: whoever can write it can run code as the
+supervisor's user, and an operator should hear about that rather than find
+out later.
+
+Differences from runit and s6, deliberately: a vanished directory is stopped
+after a grace period (runit stops at once, s6 never does); restarts back off
+exponentially instead of a flat 1 s; and the supervisor adopts services left
+running by a previous supervisor instead of relying on one ``supervise``
+process per service.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from wirepool import (
+    CommandSpawner,
+    DirectoryScan,
+    Eligibility,
+    NoDownFile,
+    Plugin,
+    PoolSpec,
+    Session,
+    SpawnError,
+    Verdict,
+)
+
+__all__ = ["RunScriptCheck", "ServiceDirPlugin", "read_envdir", "servicedir_spec"]
+
+
+class RunScriptCheck(Eligibility):
+    """Eligible when ``run`` is a safe, executable regular file."""
+
+    __slots__ = ("uid",)
+
+    def __init__(self, uid: int | None = None) -> None:
+        self.uid = os.getuid() if uid is None else uid
+
+    def check(self, session: Session, now: float) -> Verdict:
+        path = session.home / "run"
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return Verdict(False, "no run file")
+        except OSError as exc:
+            return Verdict(False, f"cannot stat run: {exc.strerror or exc}")
+        if not stat.S_ISREG(st.st_mode):
+            return Verdict(False, "run is not a regular file")
+        if not st.st_mode & 0o111 or not os.access(path, os.X_OK):
+            return Verdict(False, "run is not executable")
+        if st.st_mode & 0o022:
+            return Verdict(
+                False, f"run is writable by group or others (mode {st.st_mode & 0o777:o})"
+            )
+        if st.st_uid != self.uid:
+            return Verdict(False, f"run is owned by uid {st.st_uid}, not {self.uid}")
+        return Verdict(True, "run is executable")
+
+    def __repr__(self) -> str:
+        return "RunScriptCheck()"
+
+
+def read_envdir(directory: Path) -> dict[str, str | None]:
+    """``s6-envdir`` semantics: the first line of each file, trailing blanks
+    removed, NULs as newlines; an empty file means "unset this variable".
+    Raises SpawnError naming the file that could not be used."""
+    env: dict[str, str | None] = {}
+    try:
+        entries = sorted(directory.iterdir())
+    except FileNotFoundError:
+        return env
+    except OSError as exc:
+        raise SpawnError(f"cannot read {directory}: {exc.strerror or exc}") from None
+    for entry in entries:
+        name = entry.name
+        if name.startswith(".") or "=" in name or not entry.is_file():
+            continue
+        try:
+            raw = entry.read_bytes()
+        except OSError as exc:
+            raise SpawnError(f"cannot read {entry}: {exc.strerror or exc}") from None
+        if not raw:
+            env[name] = None
+            continue
+        first = raw.split(b"\n", 1)[0].rstrip(b" \t\r").replace(b"\0", b"\n")
+        env[name] = first.decode("utf-8", "surrogateescape")
+    return env
+
+
+class _EnvDirSpawner(CommandSpawner):
+    def environment(self, session: Session) -> dict[str, str]:
+        env = super().environment(session)
+        for key, value in read_envdir(session.home / "env").items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
+        return env
+
+
+def _run_attrs(path: Path) -> Mapping[str, Any]:
+    # Part of the session's identity: editing `run` makes the session
+    # "changed", which lifts a `failed` mark -- the operator fixed it.
+    try:
+        st = (path / "run").stat()
+    except OSError:
+        return {}
+    return {"run_mtime": st.st_mtime_ns, "run_mode": st.st_mode & 0o7777}
+
+
+def servicedir_spec(
+    root: Path,
+    *,
+    state_dir: Path | None = None,
+    on_exit: str = "leave",
+    grace: float = 10.0,
+    stop_grace: float = 10.0,
+    rescan_interval: float = 30.0,
+) -> PoolSpec:
+    root = Path(root).absolute()
+    return PoolSpec(
+        discovery=DirectoryScan(root, attrs=_run_attrs),
+        eligibility=RunScriptCheck() & NoDownFile(),
+        spawner=_EnvDirSpawner(["./run"], cwd="{home}"),
+        state_dir=(state_dir or root / ".wirepool").absolute(),
+        on_exit="stop" if on_exit == "stop" else "leave",
+        grace=grace,
+        stop_grace=stop_grace,
+        rescan_interval=rescan_interval,
+    )
+
+
+class ServiceDirPlugin(Plugin):
+    """Supervise every ROOT/<service>/run (the s6/runit convention)."""
+
+    name = "servicedir"
+    description = "one daemon per ROOT/<service>/run, with down files and env/ dirs (s6/runit)"
+
+    def options(self) -> Sequence[click.Parameter]:
+        return [
+            click.Argument(["root"], type=click.Path(file_okay=False, path_type=Path)),
+            click.Option(
+                ["--grace"],
+                type=float,
+                default=10.0,
+                show_default=True,
+                help="Seconds a removed service directory keeps its child.",
+            ),
+            click.Option(
+                ["--stop-grace"],
+                type=float,
+                default=10.0,
+                show_default=True,
+                help="Seconds between SIGTERM and SIGKILL.",
+            ),
+            click.Option(
+                ["--rescan-interval"],
+                type=float,
+                default=30.0,
+                show_default=True,
+                help="Seconds between full rescans (inotify triggers them early).",
+            ),
+        ]
+
+    def build(self, options: Mapping[str, Any]) -> PoolSpec:
+        return servicedir_spec(
+            Path(options["root"]),
+            grace=float(options.get("grace", 10.0)),
+            stop_grace=float(options.get("stop_grace", 10.0)),
+            rescan_interval=float(options.get("rescan_interval", 30.0)),
+        )

@@ -1,0 +1,86 @@
+"""wirepool: keep one long-running daemon alive per session.
+
+The public surface is this module's ``__all__``; everything else is private
+(``wirepool._*``) or lives in a named public module: :mod:`wirepool.testing`
+for test helpers, :mod:`wirepool.plugin` for plugin authors.
+
+wirepool is a library first, so it never configures logging: its loguru
+messages are disabled here until an application (the ``wirepool`` CLI, or
+yours) calls ``logger.enable("wirepool")`` and adds its own sinks.
+"""
+
+from __future__ import annotations
+
+from loguru import logger
+
+from wirepool._clock import Clock, SystemClock
+from wirepool._pool import Event, SessionPool
+from wirepool._proc import ProcessIdentity
+from wirepool._status import SessionStatus, Snapshot
+from wirepool._types import ExitStatus, Session, Verdict
+from wirepool.discovery import DirectoryScan, Discovery, StaticDiscovery
+from wirepool.eligibility import ActiveWithin, Always, Eligibility, HasMarker, NoDownFile
+from wirepool.errors import LockHeldError, PluginError, SpawnError, WirepoolError
+from wirepool.health import HealthCheck, HeartbeatCheck, NoHealthCheck, PidfileCheck
+from wirepool.plugin import Guard, Plugin, PoolSpec
+from wirepool.restart import RestartPolicy, SpawnRateLimit, wait_jitter
+from wirepool.spawn import (
+    AdoptedWorker,
+    CommandSpawner,
+    Environment,
+    PythonSpawner,
+    Spawner,
+    Worker,
+)
+
+logger.disable("wirepool")
+
+__all__ = [
+    "ActiveWithin",
+    "AdoptedWorker",
+    "Always",
+    "Clock",
+    "CommandSpawner",
+    "DirectoryScan",
+    "Discovery",
+    "Eligibility",
+    "Environment",
+    "Event",
+    "ExitStatus",
+    "Guard",
+    "HasMarker",
+    "HealthCheck",
+    "HeartbeatCheck",
+    "LockHeldError",
+    "NoDownFile",
+    "NoHealthCheck",
+    "PidfileCheck",
+    "Plugin",
+    "PluginError",
+    "PoolSpec",
+    "ProcessIdentity",
+    "PythonSpawner",
+    "RestartPolicy",
+    "Session",
+    "SessionPool",
+    "SessionStatus",
+    "Snapshot",
+    "SpawnError",
+    "SpawnRateLimit",
+    "Spawner",
+    "StaticDiscovery",
+    "SystemClock",
+    "Verdict",
+    "WirepoolError",
+    "Worker",
+    "__version__",
+    "wait_jitter",
+]
+
+
+def __getattr__(name: str) -> str:
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("wirepool")
+    raise AttributeError(f"module 'wirepool' has no attribute {name!r}")

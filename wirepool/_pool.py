@@ -1,0 +1,1251 @@
+"""The engine: one selector loop that keeps one child alive per session.
+
+The loop blocks in a single ``selectors`` call on every child's exit fd
+(pidfd on Linux, which also works for adopted processes that are not our
+children), the discovery watch fd (inotify), and a self-pipe for signals and
+API calls, with a timeout equal to the next deadline (a backoff expiring, a
+rescan, a health probe, a SIGKILL escalation).  Nothing polls on a fixed tick:
+an idle pool costs no CPU, and a child's exit is acted on in milliseconds,
+not at the next 1 s (supervisord, circus) or 10 s (the Rust supervisor) tick.
+
+Each pass gathers inputs, asks the pure planner (:mod:`wirepool._planner`)
+what to do, does it, and writes what changed.  Invariants the code keeps:
+
+* never more than one live child per session -- a daemon found through the
+  health check, a child a previous supervisor left (found by its record, or
+  by its marker variables when the record is gone) is adopted, not doubled;
+* a failed discovery, eligibility check, health probe or state write is
+  logged once, marked on its session, and changes nothing else -- the loop
+  itself never dies of someone's bad file;
+* state on disk is enough for the next supervisor to resume exactly: which
+  children to adopt, and where each backoff stood.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import selectors
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from loguru import logger
+
+from wirepool import _planner
+from wirepool._clock import Clock, SystemClock
+from wirepool._proc import ProcessIdentity, identity_of, is_alive, pids_with_environ
+from wirepool._status import SessionStatus, Snapshot
+from wirepool._store import (
+    RECORD_SCHEMA,
+    STATUS_SCHEMA,
+    StateDir,
+    acquire_lock,
+    atomic_write_json,
+    quarantine,
+    read_json,
+)
+from wirepool._types import ExitStatus, Session, Verdict
+from wirepool._watch import Watcher
+from wirepool.discovery import Discovery, DiscoveryLike, as_discovery
+from wirepool.eligibility import Always, Eligibility, EligibilityLike, as_eligibility
+from wirepool.health import HealthCheck, NoHealthCheck
+from wirepool.restart import RestartPolicy, SpawnRateLimit, Streak
+from wirepool.spawn import (
+    POOL_MARKER,
+    SESSION_MARKER,
+    AdoptedWorker,
+    Spawner,
+    Worker,
+    safe_filename,
+)
+
+__all__ = ["Event", "SessionPool"]
+
+OnExit = Literal["leave", "stop"]
+_VERSION = "0.1.0"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing the pool did, as ``wirepool run --json`` prints it."""
+
+    kind: str  # supervisor_started, spawned, exited, adopted, backoff, ineligible, ...
+    session: str | None = None
+    pid: int | None = None
+    reason: str = ""
+    at: float = 0.0  # wall clock
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"event": self.kind, "ts": round(self.at, 3)}
+        if self.session is not None:
+            out["session"] = self.session
+        if self.pid is not None:
+            out["pid"] = self.pid
+        if self.reason:
+            out["reason"] = self.reason
+        out.update(self.data)
+        return out
+
+
+@dataclass
+class _Slot:
+    """Everything the shell knows about one session.  Loop thread only."""
+
+    session: Session
+    verdict: Verdict = field(default_factory=lambda: Verdict(False, "not checked yet"))
+    checked: bool = False
+    vanished_at: float | None = None
+    worker: Worker | None = None
+    adopted: bool = False
+    spawned_mono: float | None = None
+    stop_reason: str | None = None
+    stop_counts_as_failure: bool = False
+    kill_at: float | None = None
+    streak: Streak = field(default_factory=Streak)
+    next_start: float = 0.0
+    failed: bool = False
+    reason: str = ""
+    restarts: int = 0
+    starts: int = 0
+    last_exit: ExitStatus | None = None
+    last_exit_at: float | None = None
+    health_failures: int = 0
+    health: str | None = None
+    next_probe: float | None = None
+    unhealthy: str | None = None
+    state: str = "pending"
+    record_path: Path | None = None
+    dirty: bool = True
+    existing_error: str | None = None
+
+
+class SessionPool:
+    """Keep one child alive per eligible session.
+
+    Args:
+        discovery: which sessions exist (a :class:`Discovery` or a callable).
+        eligibility: which of them deserve a child (default: all).
+        spawner: how a child starts.
+        health: how to find a daemon already serving a session, and whether
+            a running child is healthy (default: no checks).
+        restart: restart timing (default: :class:`RestartPolicy`).
+        state_dir: where the lock, records, logs and ``status.json`` live
+            (default: a fresh temporary directory).
+        on_exit: ``"stop"`` stops the children when the pool stops (embedded
+            pools, tests); ``"leave"`` leaves them for the next supervisor to
+            adopt (long-lived daemons).
+        grace: seconds a vanished session keeps its child.
+        stop_grace: seconds between SIGTERM and SIGKILL.
+        rescan_interval: seconds between discovery passes (a watch event
+            makes one happen at once).
+        sweep_interval: seconds between safety sweeps (identity re-checks,
+            log rotation) -- a net under the event path, not the engine.
+        spawn_limit: the pool-wide spawn rate limit.
+        clock: time source (:class:`wirepool.testing.MockClock` in tests).
+        durable: fsync state writes (turn off only for throwaway pools).
+        plugin: name recorded in ``status.json``.
+        status_extra: adds plugin-specific fields to the ``status.json``
+            document (called with the document, edits it in place).
+    """
+
+    def __init__(
+        self,
+        discovery: DiscoveryLike,
+        eligibility: EligibilityLike | None = None,
+        spawner: Spawner | None = None,
+        health: HealthCheck | None = None,
+        restart: RestartPolicy | None = None,
+        state_dir: Path | str | None = None,
+        *,
+        on_exit: OnExit = "stop",
+        grace: float = 10.0,
+        stop_grace: float = 10.0,
+        rescan_interval: float = 30.0,
+        sweep_interval: float = 30.0,
+        spawn_limit: SpawnRateLimit | None = None,
+        clock: Clock | None = None,
+        durable: bool = True,
+        plugin: str = "",
+        status_extra: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        if spawner is None:
+            raise TypeError("SessionPool needs a spawner")
+        if on_exit not in ("leave", "stop"):
+            raise ValueError("on_exit must be 'leave' or 'stop'")
+        self.discovery: Discovery = as_discovery(discovery)
+        self.eligibility: Eligibility = as_eligibility(eligibility or Always())
+        self.spawner = spawner
+        self.health = health or NoHealthCheck()
+        self.restart = restart or RestartPolicy()
+        if state_dir is None:
+            state_dir = tempfile.mkdtemp(prefix="wirepool-")
+        self.state = StateDir(Path(state_dir).absolute())
+        self.on_exit: OnExit = on_exit
+        self.grace = float(grace)
+        self.stop_grace = float(stop_grace)
+        self.rescan_interval = float(rescan_interval)
+        self.sweep_interval = float(sweep_interval)
+        self.spawn_limit = spawn_limit or SpawnRateLimit()
+        self.clock = clock or SystemClock()
+        self.durable = durable
+        self.plugin = plugin
+        self.status_extra = status_extra
+        self.pool_id = hashlib.sha256(os.fsencode(os.path.realpath(self.state.root))).hexdigest()[
+            :16
+        ]
+
+        self._slots: dict[str, _Slot] = {}
+        self._fd_owner: dict[int, str] = {}
+        self._commands: deque[tuple[str, Any]] = deque()
+        self._listeners: list[Callable[[Event], None]] = []
+        self._lock_fd: int | None = None
+        self._thread: threading.Thread | None = None
+        self._selector: selectors.BaseSelector | None = None
+        self._wake_r: int | None = None
+        self._wake_w: int | None = None
+        self._watcher: Watcher | None = None
+        self._stopping = False
+        self._stop_children_on_exit: bool | None = None
+        self._next_rescan = 0.0
+        self._next_sweep = 0.0
+        self._spawn_deferred_until: float | None = None
+        self._wake_at: float | None = None
+        self._snap_cond = threading.Condition()
+        self._snapshot = Snapshot({}, os.getpid(), False, 0.0)
+        self._generation = 0
+        self._errors_seen: set[str] = set()
+        self._status_dirty = True
+        self._started_at = 0.0
+        self._loop_error: BaseException | None = None
+        self._ready = threading.Event()
+
+    def __repr__(self) -> str:
+        return f"<SessionPool {self.plugin or ''} state_dir={str(self.state.root)!r}>"
+
+    # ------------------------------------------------------------------ API
+
+    def subscribe(self, callback: Callable[[Event], None]) -> None:
+        """Call ``callback(event)`` (on the loop thread) for every event."""
+        self._listeners.append(callback)
+
+    def start(self) -> SessionPool:
+        """Take the lock and run the loop in a background thread.  Returns once
+        the first pass (adoption, discovery, first spawns) is done."""
+        if self._thread is not None:
+            raise RuntimeError("pool already started")
+        self._open()
+        self._thread = threading.Thread(target=self._run, name="wirepool", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._loop_error is not None:
+            raise self._loop_error
+        return self
+
+    def stop(self, *, children: bool | None = None, timeout: float | None = None) -> None:
+        """Stop the loop; ``children`` overrides ``on_exit`` for this stop."""
+        self._post("stop", children)
+        if self._thread is not None and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def __enter__(self) -> SessionPool:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def run_forever(self) -> None:
+        """Run the loop in this (main) thread until SIGTERM/SIGINT.
+
+        SIGHUP rescans; SIGUSR1 stops the children and exits (what
+        ``wirepool stop --children`` sends)."""
+        self._open()
+        previous: dict[signal.Signals, Any] = {}
+
+        def on_signal(signum: int, _frame: object) -> None:
+            if signum == signal.SIGHUP:
+                self._post("rescan", None)
+            elif signum == signal.SIGUSR1:
+                self._post("stop", True)
+            else:
+                self._post("stop", None)
+
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+            previous[sig] = signal.signal(sig, on_signal)
+        try:
+            self._run()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if self._loop_error is not None:
+            raise self._loop_error
+
+    def rescan(self) -> None:
+        """Run a discovery pass now."""
+        self._post("rescan", None)
+
+    def reset(self, name: str) -> None:
+        """Clear a session's failure streak and ``failed`` mark (operator reset)."""
+        self._post("reset", name)
+
+    def snapshot(self) -> Snapshot:
+        with self._snap_cond:
+            return self._snapshot
+
+    def wait_until(self, predicate: Callable[[Snapshot], bool], timeout: float = 30.0) -> Snapshot:
+        """Block until ``predicate(snapshot)`` holds; raise TimeoutError with
+        the last snapshot's states if it does not within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._snap_cond:
+            while True:
+                snap = self._snapshot
+                if predicate(snap):
+                    return snap
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    states = {n: (s.state, s.reason) for n, s in snap.sessions.items()}
+                    raise TimeoutError(f"condition not met within {timeout}s; states: {states}")
+                if self._thread is not None and not self._thread.is_alive():
+                    raise RuntimeError("the pool's loop is not running")
+                self._snap_cond.wait(min(left, 0.5))
+
+    @property
+    def state_dir(self) -> Path:
+        return self.state.root
+
+    # ---------------------------------------------------------------- shell
+
+    def _post(self, command: str, arg: Any) -> None:
+        self._commands.append((command, arg))
+        self._poke()
+
+    def _poke(self) -> None:
+        if self._wake_w is not None:
+            with contextlib.suppress(BlockingIOError, OSError):
+                os.write(self._wake_w, b"\0")
+
+    def _open(self) -> None:
+        self.state.ensure()
+        self._lock_fd = acquire_lock(self.state)
+        self._started_at = self.clock.time()
+        me = identity_of(os.getpid())
+        atomic_write_json(
+            self.state.supervisor_path,
+            {
+                "pid": os.getpid(),
+                "process_start": me.start if me else None,
+                "started_at": self._started_at,
+                "version": _VERSION,
+                "plugin": self.plugin,
+                "argv": sys.argv,
+            },
+            durable=self.durable,
+        )
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._watcher = Watcher()
+        wfd = self._watcher.fileno()
+        if wfd is not None:
+            self._selector.register(wfd, selectors.EVENT_READ, "watch")
+        self.clock.subscribe(self._poke)
+        self.spawner.attach(self.state.logs_dir, {POOL_MARKER: self.pool_id})
+
+    def _run(self) -> None:
+        try:
+            self._emit("supervisor_started", data={"state_dir": str(self.state.root)})
+            self._recover()
+            self._discover_pass()
+            while not self._stopping:
+                self._iterate()
+        except BaseException as exc:  # the loop must not die silently
+            self._loop_error = exc
+            logger.opt(exception=exc).error("wirepool loop crashed: {}", exc)
+        finally:
+            self._ready.set()
+            with contextlib.suppress(BaseException):
+                self._shutdown()
+
+    def _iterate(self) -> None:
+        try:
+            self._pass()
+        except Exception as exc:  # never die of one bad pass; say so and go on
+            self._log_once(f"pass:{type(exc).__name__}:{exc}", "pool pass failed: {}", exc)
+            logger.opt(exception=exc).debug("pool pass failure")
+            time.sleep(0.2)
+        self._publish()
+        self._ready.set()
+        if self._stopping:
+            return
+        timeout = self._timeout()
+        assert self._selector is not None
+        for key, _ in self._selector.select(timeout):
+            tag = key.data
+            if tag == "wake":
+                self._drain_wake()
+            elif tag == "watch":
+                assert self._watcher is not None
+                if self._watcher.drain():
+                    self._next_rescan = 0.0
+            else:
+                self._on_fd_ready(int(key.fd))
+        self._handle_commands()
+
+    def _timeout(self) -> float | None:
+        now = self.clock.monotonic()
+        deadlines = [self._next_rescan, self._next_sweep]
+        if self._wake_at is not None:
+            deadlines.append(self._wake_at)
+        if self._spawn_deferred_until is not None:
+            deadlines.append(self._spawn_deferred_until)
+        for slot in self._slots.values():
+            if slot.kill_at is not None:
+                deadlines.append(slot.kill_at)
+            if slot.next_probe is not None and slot.worker is not None:
+                deadlines.append(slot.next_probe)
+        return max(0.0, min(deadlines) - now)
+
+    def _pass(self) -> None:
+        now = self.clock.monotonic()
+        if now >= self._next_rescan:
+            self._discover_pass()
+        if now >= self._next_sweep:
+            self._sweep()
+        self._escalate(now)
+        self._probe(now)
+        self._reconcile(now)
+
+    def _reconcile(self, now: float) -> None:
+        desired = {
+            name: _planner.Desired(slot.session, slot.verdict, slot.vanished_at)
+            for name, slot in self._slots.items()
+            if slot.checked or slot.vanished_at is not None
+        }
+        observed = {
+            name: _planner.Observed(
+                owned=slot.worker.owned,
+                stopping=slot.stop_reason is not None,
+                unhealthy=slot.unhealthy,
+            )
+            for name, slot in self._slots.items()
+            if slot.worker is not None
+        }
+        pending = {
+            name: _planner.Pending(slot.next_start, slot.failed, slot.reason)
+            for name, slot in self._slots.items()
+            if slot.worker is None
+        }
+        decision = _planner.plan(desired, observed, pending, now, self.grace)
+        for name, reason in decision.stop:
+            self._stop_worker(self._slots[name], reason, now)
+        for name in decision.release:
+            self._release(self._slots[name], "session gone")
+        for name in decision.forget:
+            self._forget(name)
+        self._spawn_deferred_until = None
+        for name in decision.spawn:
+            if not self._start(self._slots[name], now):
+                break
+        for name, (state, reason) in decision.states.items():
+            slot = self._slots.get(name)
+            if slot is not None and slot.worker is None:
+                self._set_state(slot, state, reason)
+        self._wake_at = decision.wake_at
+
+    # -------------------------------------------------------------- actions
+
+    def _start(self, slot: _Slot, now: float) -> bool:
+        """Start (or adopt) a child for ``slot``.  False: the rate limit is hit
+        and the remaining spawns wait for the next token."""
+        session = slot.session
+        found = self._existing(slot)
+        if found is not None:
+            self._adopt(slot, found, owned=False, why="a live daemon already serves it")
+            return True
+        if not self.spawn_limit.try_acquire(now):
+            self._spawn_deferred_until = self.spawn_limit.next_token_at(now)
+            self._set_state(slot, "backoff", "waiting for the pool-wide spawn rate limit")
+            return False
+        try:
+            worker = self.spawner.spawn(session)
+        except Exception as exc:
+            reason = f"spawn failed: {_describe(exc)}"
+            self._after_failure(slot, lived=None, now=now, reason=reason)
+            self._log_once(
+                f"spawn:{session.name}:{reason}", "session {!r}: {}", session.name, reason
+            )
+            return True
+        if slot.starts > 0:
+            slot.restarts += 1
+        slot.starts += 1
+        slot.spawned_mono = now
+        slot.adopted = False
+        self._watch(slot, worker)
+        self._set_state(slot, "running", "started")
+        self._emit(
+            "spawned",
+            session,
+            worker.pid,
+            data={"restarts": slot.restarts, "log": str(worker.log_path or "")},
+        )
+        return True
+
+    def _existing(self, slot: _Slot) -> ProcessIdentity | None:
+        try:
+            found = self.health.existing(slot.session)
+        except Exception as exc:
+            self._log_once(
+                f"existing:{slot.session.name}:{exc}",
+                "session {!r}: existing-daemon check failed: {}",
+                slot.session.name,
+                exc,
+            )
+            return None
+        if found is None:
+            return None
+        for other in self._slots.values():
+            if other is not slot and other.worker is not None and other.worker.identity == found:
+                # Someone else's daemon: a pidfile copied between homes must
+                # not make two sessions share (or fight over) one process.
+                return None
+        return found
+
+    def _adopt(
+        self,
+        slot: _Slot,
+        ident: ProcessIdentity,
+        *,
+        owned: bool,
+        why: str,
+        started_at: float | None = None,
+    ) -> bool:
+        worker = AdoptedWorker(
+            ident,
+            owned=owned,
+            started_at=started_at,
+            log_path=self.spawner.log_path(slot.session) if owned else None,
+        )
+        if worker.fileno() is None and not is_alive(ident):
+            return False
+        slot.adopted = True
+        slot.spawned_mono = None
+        self._watch(slot, worker)
+        self._set_state(slot, "adopted", why)
+        self._emit("adopted", slot.session, ident.pid, why, data={"owned": owned})
+        return True
+
+    def _watch(self, slot: _Slot, worker: Worker) -> None:
+        slot.worker = worker
+        slot.stop_reason = None
+        slot.kill_at = None
+        slot.unhealthy = None
+        slot.health_failures = 0
+        slot.health = None
+        slot.dirty = True
+        if self.health.interval is not None:
+            slot.next_probe = self.clock.monotonic() + self.health.interval
+        fd = worker.fileno()
+        if fd is not None and self._selector is not None:
+            self._selector.register(fd, selectors.EVENT_READ, slot.session.name)
+            self._fd_owner[fd] = slot.session.name
+
+    def _unwatch(self, slot: _Slot) -> Worker | None:
+        worker = slot.worker
+        if worker is None:
+            return None
+        fd = worker.fileno()
+        if fd is not None and fd in self._fd_owner:
+            del self._fd_owner[fd]
+            if self._selector is not None:
+                with contextlib.suppress(KeyError, ValueError):
+                    self._selector.unregister(fd)
+        worker.close()
+        slot.worker = None
+        slot.kill_at = None
+        slot.next_probe = None
+        slot.dirty = True
+        return worker
+
+    def _stop_worker(
+        self, slot: _Slot, reason: str, now: float, *, as_failure: bool = False
+    ) -> None:
+        worker = slot.worker
+        if worker is None or slot.stop_reason is not None:
+            return
+        slot.stop_reason = reason
+        slot.stop_counts_as_failure = as_failure
+        slot.kill_at = now + self.stop_grace
+        self._set_state(slot, "stopping", reason)
+        if not worker.terminate():
+            # Already gone: the exit event (or the sweep) will finish it.
+            slot.kill_at = now
+        if not slot.verdict.eligible and slot.vanished_at is None:
+            self._emit("ineligible", slot.session, worker.pid, reason)
+
+    def _escalate(self, now: float) -> None:
+        for slot in self._slots.values():
+            if slot.worker is None or slot.kill_at is None or now < slot.kill_at:
+                continue
+            status = slot.worker.poll()
+            if status is not None:
+                self._on_exit(slot, status)
+                continue
+            logger.warning(
+                "session {!r}: pid {} ignored SIGTERM for {:.0f}s; sending SIGKILL",
+                slot.session.name,
+                slot.worker.pid,
+                self.stop_grace,
+            )
+            slot.worker.kill()
+            # Check again shortly in case the exit event is lost.
+            slot.kill_at = now + max(1.0, self.stop_grace / 4)
+
+    def _release(self, slot: _Slot, reason: str) -> None:
+        worker = self._unwatch(slot)
+        if worker is not None:
+            self._emit("released", slot.session, worker.pid, reason)
+
+    def _forget(self, name: str) -> None:
+        slot = self._slots.pop(name)
+        if slot.worker is not None:
+            self._unwatch(slot)
+        if slot.record_path is not None:
+            with contextlib.suppress(OSError):
+                slot.record_path.unlink()
+        self._status_dirty = True
+        self._emit("forgotten", slot.session, reason="session gone")
+
+    def _after_failure(self, slot: _Slot, *, lived: float | None, now: float, reason: str) -> None:
+        decision = self.restart.on_exit(slot.streak, lived, now)
+        slot.streak = decision.streak
+        slot.next_start = now + decision.delay
+        slot.dirty = True
+        if decision.give_up:
+            slot.failed = True
+            slot.reason = f"gave up after {decision.streak.failures} rapid failures: {reason}"
+            self._set_state(slot, "failed", slot.reason)
+            self._emit("failed", slot.session, reason=slot.reason)
+        elif decision.delay > 0:
+            slot.reason = (
+                f"{reason}; rapid failure #{decision.streak.failures}, "
+                f"retry in {decision.delay:.1f}s"
+            )
+            self._set_state(slot, "backoff", slot.reason)
+            self._emit(
+                "backoff",
+                slot.session,
+                reason=slot.reason,
+                data={"delay": round(decision.delay, 3), "streak": decision.streak.failures},
+            )
+        else:
+            slot.reason = reason
+
+    # --------------------------------------------------------------- events
+
+    def _on_fd_ready(self, fd: int) -> None:
+        name = self._fd_owner.get(fd)
+        slot = self._slots.get(name) if name is not None else None
+        if slot is None or slot.worker is None:
+            return
+        status = slot.worker.poll()
+        if status is None:
+            # Readable but not reapable yet: stop listening on this fd (it
+            # would stay readable and spin) and let the sweep catch it.
+            with contextlib.suppress(KeyError, ValueError):
+                if self._selector is not None:
+                    self._selector.unregister(fd)
+            self._fd_owner.pop(fd, None)
+            self._next_sweep = min(self._next_sweep, self.clock.monotonic() + 0.2)
+            return
+        self._on_exit(slot, status)
+
+    def _on_exit(self, slot: _Slot, status: ExitStatus) -> None:
+        now = self.clock.monotonic()
+        worker = self._unwatch(slot)
+        assert worker is not None
+        if slot.spawned_mono is not None:
+            lived: float | None = now - slot.spawned_mono
+        else:
+            lived = max(0.0, self.clock.time() - worker.started_at)
+        slot.last_exit = status
+        slot.last_exit_at = self.clock.time()
+        stop_reason, slot.stop_reason = slot.stop_reason, None
+        self._emit(
+            "exited",
+            slot.session,
+            worker.pid,
+            stop_reason or "",
+            data={
+                **status.to_json(),
+                "lived": round(lived, 3) if lived is not None else None,
+                "owned": worker.owned,
+            },
+        )
+        if not worker.owned:
+            # Not our daemon and not our failure: take over now.
+            slot.next_start = now
+            slot.reason = "the daemon we were watching exited; taking over"
+        elif stop_reason is not None and not slot.stop_counts_as_failure:
+            slot.reason = f"stopped: {stop_reason}"
+            self._emit("stopped", slot.session, worker.pid, stop_reason)
+            self._set_state(slot, "stopped", stop_reason)
+        else:
+            why = stop_reason or status.describe()
+            self._after_failure(slot, lived=lived, now=now, reason=why)
+        slot.stop_counts_as_failure = False
+        slot.dirty = True
+
+    def _drain_wake(self) -> None:
+        assert self._wake_r is not None
+        with contextlib.suppress(BlockingIOError, OSError):
+            while os.read(self._wake_r, 4096):
+                pass
+
+    def _handle_commands(self) -> None:
+        while self._commands:
+            command, arg = self._commands.popleft()
+            if command == "stop":
+                self._stopping = True
+                if arg is not None:
+                    self._stop_children_on_exit = bool(arg)
+            elif command == "rescan":
+                self._next_rescan = 0.0
+            elif command == "reset":
+                slot = self._slots.get(arg)
+                if slot is not None:
+                    slot.failed = False
+                    slot.streak = Streak()
+                    slot.next_start = 0.0
+                    slot.reason = "reset by operator"
+                    slot.dirty = True
+                    self._emit("reset", slot.session)
+
+    # ------------------------------------------------------------ discovery
+
+    def _discover_pass(self) -> None:
+        now = self.clock.monotonic()
+        wall = self.clock.time()
+        self._next_rescan = now + self.rescan_interval
+        try:
+            found = list(self.discovery.discover())
+        except Exception as exc:
+            self._log_once(
+                f"discover:{exc}", "discovery failed ({}); keeping the sessions we know", exc
+            )
+            return
+        self._errors_seen = {e for e in self._errors_seen if not e.startswith("discover:")}
+        seen: set[str] = set()
+        for session in found:
+            if session.name in seen:
+                self._log_once(
+                    f"dup:{session.name}",
+                    "discovery reported session {!r} twice; keeping the first",
+                    session.name,
+                )
+                continue
+            seen.add(session.name)
+            slot = self._slots.get(session.name)
+            if slot is None:
+                slot = self._slots[session.name] = _Slot(session=session)
+                slot.record_path = self._record_path(session.name)
+            elif slot.session != session:
+                slot.session = session
+                slot.dirty = True
+                if slot.failed:
+                    slot.failed = False
+                    slot.streak = Streak()
+                    slot.next_start = 0.0
+                    slot.reason = "session changed; trying again"
+            if slot.vanished_at is not None:
+                slot.vanished_at = None
+                slot.dirty = True
+        for name, slot in self._slots.items():
+            if name not in seen and slot.vanished_at is None:
+                slot.vanished_at = now
+                slot.dirty = True
+                logger.info(
+                    "session {!r} vanished; its child stays up for {:.0f}s grace", name, self.grace
+                )
+        for name in seen:
+            self._check(self._slots[name], wall)
+        if self._watcher is not None and self._watcher.available:
+            try:
+                self._watcher.update(self.discovery.watch_paths())
+            except Exception as exc:
+                self._log_once(f"watch:{exc}", "cannot update watches: {}", exc)
+
+    def _check(self, slot: _Slot, wall: float) -> None:
+        try:
+            verdict = self.eligibility.check(slot.session, wall)
+        except Exception as exc:
+            self._log_once(
+                f"elig:{slot.session.name}:{exc}",
+                "session {!r}: eligibility check failed: {}; keeping the last verdict",
+                slot.session.name,
+                exc,
+            )
+            if slot.checked:
+                return
+            verdict = Verdict(False, f"eligibility check failed: {_describe(exc)}")
+        if not slot.checked or verdict != slot.verdict:
+            if (
+                slot.checked
+                and slot.verdict.eligible
+                and not verdict.eligible
+                and slot.worker is None
+            ):
+                self._emit("ineligible", slot.session, reason=verdict.reason)
+            slot.verdict = verdict
+            slot.dirty = True
+        slot.checked = True
+
+    # ------------------------------------------------------------- upkeep
+
+    def _sweep(self) -> None:
+        """The net under the event path: catch an exit whose event was lost,
+        a worker with no exit fd, and rotate live logs."""
+        self._next_sweep = self.clock.monotonic() + self.sweep_interval
+        for slot in list(self._slots.values()):
+            worker = slot.worker
+            if worker is None:
+                continue
+            status = worker.poll()
+            if status is not None:
+                self._on_exit(slot, status)
+                continue
+            if worker.fileno() is None or worker.fileno() not in self._fd_owner:
+                self._next_sweep = min(self._next_sweep, self.clock.monotonic() + 1.0)
+            if worker.owned:
+                with contextlib.suppress(Exception):
+                    self.spawner.maintain(slot.session)
+
+    def _probe(self, now: float) -> None:
+        if self.health.interval is None:
+            return
+        wall = self.clock.time()
+        for slot in self._slots.values():
+            worker = slot.worker
+            if worker is None or slot.next_probe is None or now < slot.next_probe:
+                continue
+            slot.next_probe = now + self.health.interval
+            if slot.stop_reason is not None:
+                continue
+            try:
+                verdict = self.health.probe(slot.session, worker.identity, wall)
+            except Exception as exc:
+                self._log_once(
+                    f"probe:{slot.session.name}:{exc}",
+                    "session {!r}: health probe failed to run: {}",
+                    slot.session.name,
+                    exc,
+                )
+                continue
+            previous = slot.health
+            slot.health = ("ok: " if verdict.eligible else "unhealthy: ") + verdict.reason
+            if slot.health != previous:
+                slot.dirty = True
+            if verdict.eligible:
+                slot.health_failures = 0
+                continue
+            slot.health_failures += 1
+            if slot.health_failures >= self.health.failures_before_restart:
+                if worker.owned:
+                    slot.unhealthy = f"unhealthy: {verdict.reason}"
+                    self._emit("unhealthy", slot.session, worker.pid, verdict.reason)
+                    self._stop_worker(slot, slot.unhealthy, now, as_failure=True)
+                elif slot.health_failures == self.health.failures_before_restart:
+                    self._emit(
+                        "unhealthy",
+                        slot.session,
+                        worker.pid,
+                        f"{verdict.reason} (not ours to restart)",
+                    )
+
+    # ------------------------------------------------------------- recovery
+
+    def _record_path(self, name: str) -> Path:
+        return self.state.records_dir / f"{safe_filename(name)}.json"
+
+    def _recover(self) -> None:
+        """Resume where the last supervisor of this state dir stopped."""
+        now, wall = self.clock.monotonic(), self.clock.time()
+        claimed: dict[str, ProcessIdentity] = {}
+        for path in self.state.iter_records():
+            try:
+                data = read_json(path)
+                rec = _parse_record(data)
+            except (OSError, ValueError, TypeError, KeyError) as exc:
+                moved = quarantine(path)
+                logger.error(
+                    "state record {} is unusable ({}); moved aside to {}; "
+                    "that session starts fresh",
+                    path.name,
+                    _describe(exc),
+                    moved.name if moved else "(could not move)",
+                )
+                continue
+            session = rec["session"]
+            if session.name in self._slots:
+                continue
+            slot = _Slot(session=session, record_path=path)
+            slot.streak = Streak(rec["streak"], now if rec["streak"] else None)
+            slot.restarts = rec["restarts"]
+            slot.starts = rec["restarts"] + (1 if rec["worker"] else 0)
+            slot.failed = rec["failed"]
+            slot.reason = rec["reason"]
+            slot.last_exit = rec["last_exit"]
+            slot.last_exit_at = rec["last_exit_at"]
+            if rec["next_start_at"] is not None:
+                slot.next_start = now + max(0.0, rec["next_start_at"] - wall)
+            self._slots[session.name] = slot
+            worker = rec["worker"]
+            if worker is not None:
+                ident, owned, started = worker
+                if is_alive(ident) and self._adopt(
+                    slot,
+                    ident,
+                    owned=owned,
+                    started_at=started,
+                    why="left running by the previous supervisor",
+                ):
+                    claimed[session.name] = ident
+                else:
+                    slot.reason = "its child ended while no supervisor was running"
+                    slot.dirty = True
+        self._recover_by_marker(claimed)
+
+    def _recover_by_marker(self, claimed: Mapping[str, ProcessIdentity]) -> None:
+        """Find our children whose records were lost, by their marker env."""
+        try:
+            found = pids_with_environ([(POOL_MARKER, self.pool_id)])
+        except OSError:
+            return
+        leaders: dict[str, list[ProcessIdentity]] = {}
+        for pid, env in found.items():
+            name = env.get(SESSION_MARKER)
+            try:
+                is_leader = os.getsid(pid) == pid
+            except OSError:
+                continue
+            ident = identity_of(pid)
+            if name is None or ident is None or not is_leader:
+                continue  # grandchildren inherit the marker; only leaders count
+            leaders.setdefault(name, []).append(ident)
+        for name, candidates in leaders.items():
+            idents = [i for i in candidates if claimed.get(name) != i]
+            if not idents:
+                continue
+            slot = self._slots.get(name)
+            if slot is None:
+                slot = self._slots[name] = _Slot(
+                    session=Session(name=name, home=Path("/")),
+                    record_path=self._record_path(name),
+                )
+                slot.vanished_at = self.clock.monotonic()
+            idents.sort(key=lambda i: i.start)
+            keep = [] if slot.worker is not None else idents[:1]
+            for ident in keep:
+                logger.warning(
+                    "session {!r}: found its child pid {} by marker (its record was lost); "
+                    "adopting it",
+                    name,
+                    ident.pid,
+                )
+                self._adopt(slot, ident, owned=True, why="found by marker; record was lost")
+            for ident in idents[len(keep) :]:
+                logger.warning(
+                    "session {!r}: pid {} is a duplicate child; stopping it", name, ident.pid
+                )
+                AdoptedWorker(ident, owned=True).terminate()
+
+    # ------------------------------------------------------------- publish
+
+    def _set_state(self, slot: _Slot, state: str, reason: str) -> None:
+        if slot.state != state or slot.reason != reason:
+            slot.state = state
+            if reason:
+                slot.reason = reason
+            slot.dirty = True
+
+    def _publish(self) -> None:
+        dirty = [slot for slot in self._slots.values() if slot.dirty]
+        if not dirty and not self._status_dirty:
+            return
+        self._status_dirty = False
+        for slot in dirty:
+            slot.dirty = False
+            self._write_record(slot)
+        snap = self._build_snapshot()
+        with self._snap_cond:
+            self._snapshot = snap
+            self._snap_cond.notify_all()
+        self._write_status(snap)
+
+    def _build_snapshot(self) -> Snapshot:
+        now, wall = self.clock.monotonic(), self.clock.time()
+        sessions: dict[str, SessionStatus] = {}
+        for name, slot in self._slots.items():
+            worker = slot.worker
+            next_start_at = None
+            if worker is None and slot.state == "backoff":
+                next_start_at = wall + max(0.0, slot.next_start - now)
+            if worker is not None and slot.state not in ("stopping",):
+                state = "adopted" if slot.adopted else "running"
+            else:
+                state = slot.state
+            sessions[name] = SessionStatus(
+                name=name,
+                display_name=slot.session.display_name,
+                home=str(slot.session.home),
+                cwd=str(slot.session.cwd) if slot.session.cwd else None,
+                state=state,
+                reason=slot.reason if state not in ("running",) else slot.verdict.reason,
+                identity=worker.identity if worker else None,
+                owned=worker.owned if worker else True,
+                started_at=worker.started_at if worker else None,
+                restarts=slot.restarts,
+                streak=slot.streak.failures,
+                last_exit=slot.last_exit,
+                last_exit_at=slot.last_exit_at,
+                next_start_at=next_start_at,
+                health=slot.health,
+                log_path=str(worker.log_path) if worker and worker.log_path else None,
+                attrs=slot.session.attrs,
+            )
+        self._generation += 1
+        return Snapshot(sessions, os.getpid(), not self._stopping, wall, self._generation)
+
+    def _write_record(self, slot: _Slot) -> None:
+        if slot.record_path is None:
+            return
+        now, wall = self.clock.monotonic(), self.clock.time()
+        worker = slot.worker
+        data = {
+            "schema": RECORD_SCHEMA,
+            "session": {
+                "name": slot.session.name,
+                "home": str(slot.session.home),
+                "cwd": str(slot.session.cwd) if slot.session.cwd else None,
+            },
+            "worker": None
+            if worker is None
+            else {
+                **worker.identity.to_json(),
+                "owned": worker.owned,
+                "started_at": worker.started_at,
+            },
+            "streak": slot.streak.failures,
+            "next_start_at": wall + (slot.next_start - now) if slot.next_start > now else None,
+            "restarts": slot.restarts,
+            "failed": slot.failed,
+            "reason": slot.reason,
+            "last_exit": None
+            if slot.last_exit is None
+            else {**slot.last_exit.to_json(), "at": slot.last_exit_at},
+        }
+        try:
+            atomic_write_json(slot.record_path, data, durable=self.durable)
+        except OSError as exc:
+            slot.dirty = True  # try again on the next change
+            self._log_once(
+                f"record:{exc.errno}",
+                "cannot write state record {} ({}); supervision goes on",
+                slot.record_path.name,
+                _describe(exc),
+            )
+
+    def _write_status(self, snap: Snapshot) -> None:
+        me = identity_of(os.getpid())
+        doc: dict[str, Any] = {
+            "schema": STATUS_SCHEMA,
+            "plugin": self.plugin,
+            "state_dir": str(self.state.root),
+            "updated_at": snap.taken_at,
+            "supervisor": {
+                "pid": os.getpid(),
+                "process_start": me.start if me else None,
+                "started_at": self._started_at,
+                "running": snap.running,
+                "version": _VERSION,
+            },
+            "sessions": [s.to_json() for s in snap.sessions.values()],
+        }
+        if self.status_extra is not None:
+            try:
+                self.status_extra(doc)
+            except Exception as exc:
+                self._log_once(f"extra:{exc}", "plugin status extra failed: {}", exc)
+        try:
+            atomic_write_json(self.state.status_path, doc, durable=False)
+        except OSError as exc:
+            self._status_dirty = True
+            self._log_once(f"status:{exc.errno}", "cannot write status.json ({})", _describe(exc))
+
+    # ------------------------------------------------------------ shutdown
+
+    def _shutdown(self) -> None:
+        stop_children = (
+            self._stop_children_on_exit
+            if self._stop_children_on_exit is not None
+            else self.on_exit == "stop"
+        )
+        if stop_children:
+            self._stop_all()
+        for slot in self._slots.values():
+            if slot.worker is not None and not stop_children:
+                slot.dirty = True  # records keep the identity for the next one
+        self._stopping = True
+        self._status_dirty = True
+        self._publish()
+        for slot in self._slots.values():
+            if slot.worker is not None:
+                fd = slot.worker.fileno()
+                if fd is not None:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+        self._emit("supervisor_stopped", data={"children": "stopped" if stop_children else "left"})
+        if self._watcher is not None:
+            self._watcher.close()
+        if self._selector is not None:
+            self._selector.close()
+        for fd in (self._wake_r, self._wake_w):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._wake_r = self._wake_w = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # the kernel drops the flock with it
+            self._lock_fd = None
+        with self._snap_cond:
+            self._snap_cond.notify_all()
+
+    def _stop_all(self) -> None:
+        now = self.clock.monotonic()
+        for slot in self._slots.values():
+            if slot.worker is not None and slot.worker.owned:
+                if slot.stop_reason is None:
+                    self._stop_worker(slot, "supervisor stopping", now)
+            elif slot.worker is not None:
+                self._release(slot, "supervisor stopping")
+        deadline = time.monotonic() + self.stop_grace
+        killed = False
+        while any(s.worker is not None for s in self._slots.values()):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                if killed:
+                    break
+                for slot in self._slots.values():
+                    if slot.worker is not None:
+                        slot.worker.kill()
+                killed = True
+                deadline = time.monotonic() + 5.0
+                continue
+            assert self._selector is not None
+            self._selector.select(min(left, 0.2))
+            for slot in list(self._slots.values()):
+                if slot.worker is not None:
+                    status = slot.worker.poll()
+                    if status is not None:
+                        self._on_exit(slot, status)
+
+    # -------------------------------------------------------------- misc
+
+    def _emit(
+        self,
+        kind: str,
+        session: Session | None = None,
+        pid: int | None = None,
+        reason: str = "",
+        *,
+        data: Mapping[str, Any] | None = None,
+    ) -> None:
+        event = Event(
+            kind,
+            session.name if session else None,
+            pid,
+            reason,
+            self.clock.time(),
+            dict(data or {}),
+        )
+        self._status_dirty = True
+        logger.bind(event=kind, session=event.session, pid=pid).info(
+            "{}{}{}{}",
+            kind,
+            f" {event.session!r}" if event.session else "",
+            f" pid {pid}" if pid else "",
+            f": {reason}" if reason else "",
+        )
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception as exc:
+                self._log_once(f"listener:{exc}", "event listener failed: {}", exc)
+
+    def _log_once(self, key: str, message: str, *args: Any) -> None:
+        """Repeated failures (a bad file read on every pass) are said once."""
+        if key in self._errors_seen:
+            return
+        if len(self._errors_seen) > 10_000:
+            self._errors_seen.clear()
+        self._errors_seen.add(key)
+        logger.warning(message, *args)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        target = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{target}"
+    return str(exc) or type(exc).__name__
+
+
+def _parse_record(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict) or data.get("schema") != RECORD_SCHEMA:
+        raise ValueError("not a wirepool session record")
+    sess = data["session"]
+    if not isinstance(sess, dict) or not isinstance(sess.get("name"), str):
+        raise ValueError("record has no session name")
+    session = Session(
+        name=sess["name"],
+        home=Path(str(sess.get("home") or "/")),
+        cwd=Path(sess["cwd"]) if sess.get("cwd") else None,
+    )
+    worker = None
+    if data.get("worker") is not None:
+        w = data["worker"]
+        ident = ProcessIdentity.from_json(w)
+        started = w.get("started_at")
+        worker = (
+            ident,
+            bool(w.get("owned", True)),
+            float(started) if isinstance(started, int | float) else None,
+        )
+    streak = data.get("streak", 0)
+    if not isinstance(streak, int) or streak < 0:
+        raise ValueError(f"bad streak {streak!r}")
+    last_exit = None
+    last_exit_at = None
+    if isinstance(data.get("last_exit"), dict):
+        le = data["last_exit"]
+        last_exit = ExitStatus(code=le.get("code"), signal=le.get("signal"))
+        last_exit_at = le.get("at")
+    nsa = data.get("next_start_at")
+    return {
+        "session": session,
+        "worker": worker,
+        "streak": streak,
+        "restarts": int(data.get("restarts", 0)),
+        "failed": bool(data.get("failed", False)),
+        "reason": str(data.get("reason", "")),
+        "last_exit": last_exit,
+        "last_exit_at": last_exit_at,
+        "next_start_at": float(nsa) if isinstance(nsa, int | float) else None,
+    }

@@ -1,0 +1,206 @@
+"""Process identity: a process is (pid, start time), never a bare pid.
+
+wire's Rust supervisor and circus decide "alive" with ``kill(pid, 0)``; after
+a reboot or in a busy container a low pid is soon reused, and such a check
+then protects (or kills) a stranger.  Here every pid we record carries the
+kernel's start time of that process, and every pid we read back is compared
+against the live process before it counts.
+
+On Linux the start time is field 22 of ``/proc/<pid>/stat`` in clock ticks
+since boot: an exact integer, one small read, no exec.  Elsewhere psutil's
+create time stands in.  Zombies are reported as not alive: they hold a pid but
+serve nobody (wire's own check counted them as alive).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import psutil
+
+__all__ = [
+    "ProcessIdentity",
+    "cmdline",
+    "create_time",
+    "identity_of",
+    "is_alive",
+    "open_pidfd",
+    "signal_group",
+]
+
+_LINUX = sys.platform.startswith("linux")
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ProcessIdentity:
+    """``start`` is opaque: only equality with a fresh reading means anything."""
+
+    pid: int
+    start: int
+
+    def to_json(self) -> dict[str, int]:
+        return {"pid": self.pid, "start": self.start}
+
+    @classmethod
+    def from_json(cls, data: object) -> ProcessIdentity:
+        if not isinstance(data, dict):
+            raise ValueError(f"identity must be an object, not {type(data).__name__}")
+        pid, start = data.get("pid"), data.get("start")
+        if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+            raise ValueError(f"identity has no valid pid: {pid!r}")
+        if not isinstance(start, int) or isinstance(start, bool):
+            raise ValueError(f"identity has no valid start: {start!r}")
+        return cls(pid, start)
+
+
+def _linux_stat(pid: int) -> tuple[str, int] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return None
+    # comm (field 2) may hold spaces and parentheses: split after the last ')'.
+    tail = raw[raw.rfind(b")") + 2 :].split()
+    try:
+        return tail[0].decode(), int(tail[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def identity_of(pid: int) -> ProcessIdentity | None:
+    """The identity of the live, non-zombie process ``pid``, or None."""
+    if pid <= 0:
+        return None
+    if _LINUX:
+        stat = _linux_stat(pid)
+        if stat is None or stat[0] in ("Z", "X", "x"):
+            return None
+        return ProcessIdentity(pid, stat[1])
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        # microseconds: enough to tell two processes apart at one pid
+        return ProcessIdentity(pid, round(proc.create_time() * 1_000_000))
+    except (psutil.Error, OSError):
+        return None
+
+
+def is_alive(ident: ProcessIdentity) -> bool:
+    return identity_of(ident.pid) == ident
+
+
+def create_time(pid: int) -> float | None:
+    """Wall-clock start time of ``pid`` (epoch seconds), for comparing with a
+    start time some other program wrote down (wire's ``started_at``)."""
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.Error, OSError):
+        return None
+
+
+def cmdline(pid: int) -> list[str] | None:
+    try:
+        return psutil.Process(pid).cmdline()
+    except (psutil.Error, OSError):
+        return None
+
+
+def open_pidfd(ident: ProcessIdentity) -> int | None:
+    """A pidfd for exactly this process, or None if it is gone (or the
+    platform has none).
+
+    The identity is re-checked *after* opening: if it still matches, the fd
+    refers to the process we mean, because a pidfd pins one process for life.
+    """
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if pidfd_open is None:
+        return None
+    try:
+        fd: int = pidfd_open(ident.pid)
+    except OSError as exc:
+        if exc.errno in (errno.ESRCH, errno.EINVAL):
+            return None
+        raise
+    if identity_of(ident.pid) != ident:
+        os.close(fd)
+        return None
+    return fd
+
+
+def signal_group(ident: ProcessIdentity, sig: int, *, group: bool = True) -> bool:
+    """Signal a process group we created (pgid == leader pid) after checking
+    the leader is still who we think.  Returns False if it is gone.
+
+    If the leader already exited but its group lives on (a grandchild), the
+    group is still signalled: a pgid cannot be reused while any member lives.
+    """
+    leader_alive = is_alive(ident)
+    if not leader_alive and not group:
+        return False
+    if group:
+        try:
+            if leader_alive or _group_exists(ident.pid):
+                os.killpg(ident.pid, sig)
+                return True
+        except ProcessLookupError:
+            return leader_alive
+        except PermissionError:
+            pass
+    if leader_alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(ident.pid, sig)
+            return True
+    return False
+
+
+def _group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def pids_with_environ(markers: Sequence[tuple[str, str]]) -> dict[int, dict[str, str]]:
+    """Processes whose environment holds every ``NAME=value`` in ``markers``.
+
+    Used once at start-up to find children a previous supervisor left running
+    when its record of them was lost (a corrupt or missing state file): every
+    child we spawn carries the pool's marker variables, so it can be found
+    without trusting any file.  Linux only; elsewhere an empty result.
+    """
+    found: dict[int, dict[str, str]] = {}
+    if not _LINUX:
+        return found
+    wanted = [f"{k}={v}".encode() for k, v in markers]
+    own = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == own:
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                raw = fh.read()
+        except OSError:
+            continue
+        items = raw.split(b"\0")
+        if all(w in items for w in wanted):
+            env: dict[str, str] = {}
+            for item in items:
+                key, sep, value = item.partition(b"=")
+                if sep and key.startswith(b"WIREPOOL_"):
+                    env[key.decode(errors="replace")] = value.decode(errors="replace")
+            found[int(entry)] = env
+    return found
+
+
+def send_signal(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)

@@ -1,0 +1,99 @@
+"""The pool's view of itself, as frozen values and as the versioned
+``status.json`` document that ``wirepool status`` renders.
+
+Status carries what operators of every supervisor keep asking for in one
+place: the state, the pid *and* its start time, restarts, how the last run
+ended, when the next start is due, and the reason -- eligibility, backoff or
+health -- in words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from wirepool._proc import ProcessIdentity
+from wirepool._types import ExitStatus
+
+STATES = ("running", "adopted", "backoff", "ineligible", "failed", "stopped", "stopping", "pending")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStatus:
+    name: str
+    display_name: str
+    home: str
+    cwd: str | None
+    state: str
+    reason: str
+    identity: ProcessIdentity | None = None
+    owned: bool = True
+    started_at: float | None = None  # wall clock
+    restarts: int = 0
+    streak: int = 0
+    last_exit: ExitStatus | None = None
+    last_exit_at: float | None = None
+    next_start_at: float | None = None  # wall clock
+    health: str | None = None
+    log_path: str | None = None
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int | None:
+        return self.identity.pid if self.identity else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "display_name": self.display_name,
+            "home": self.home,
+            "cwd": self.cwd,
+            "state": self.state,
+            "reason": self.reason,
+            "pid": self.pid,
+            "process_start": self.identity.start if self.identity else None,
+            "owned": self.owned,
+            "started_at": self.started_at,
+            "restarts": self.restarts,
+            "streak": self.streak,
+            "last_exit": (
+                None
+                if self.last_exit is None
+                else {**self.last_exit.to_json(), "at": self.last_exit_at}
+            ),
+            "next_start_at": self.next_start_at,
+            "health": self.health,
+            "log": self.log_path,
+            "attrs": {k: v for k, v in self.attrs.items() if _jsonable(v)},
+        }
+
+
+def _jsonable(value: object) -> bool:
+    return value is None or isinstance(value, str | int | float | bool | list | dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What :meth:`SessionPool.snapshot` returns: immutable, safe to keep."""
+
+    sessions: Mapping[str, SessionStatus]
+    supervisor_pid: int
+    running: bool
+    taken_at: float  # wall clock
+    generation: int = 0
+
+    def __getitem__(self, name: str) -> SessionStatus:
+        return self.sessions[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.sessions
+
+    def __len__(self) -> int:
+        return len(self.sessions)
+
+    def in_state(self, *states: str) -> list[SessionStatus]:
+        return [s for s in self.sessions.values() if s.state in states]
+
+    def pids(self) -> dict[str, int]:
+        return {n: s.pid for n, s in self.sessions.items() if s.pid is not None}

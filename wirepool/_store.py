@@ -1,0 +1,155 @@
+"""Everything the pool writes to disk, written so a crash never leaves half.
+
+* Atomic writes: temp file in the same directory, fsync, ``os.replace``.  A
+  supervisor SIGKILLed mid-write leaves the old record or the new one, never a
+  torn one -- and a torn or foreign file is still handled: it is renamed
+  aside (kept for inspection, not deleted) and that one session starts fresh.
+* One record per session, not one file for all: a corrupt record costs one
+  session its history, not the whole pool its memory of every child.
+* The singleton is an ``flock`` on ``lock``, a file that is never deleted
+  (unlinking a lock file races: py-filelock#31).  The kernel drops the lock
+  when the holder dies, however it dies, so there is no stale-pid logic at
+  all; ``supervisor.json`` beside it is information for humans and ``stop``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wirepool.errors import LockHeldError
+
+STATUS_SCHEMA = "wirepool.status/1"
+RECORD_SCHEMA = "wirepool.record/1"
+
+
+def atomic_write_json(path: Path, data: Any, *, durable: bool = True) -> None:
+    payload = json.dumps(data, indent=1, sort_keys=False, default=str).encode()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            if durable:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def read_json(path: Path) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def quarantine(path: Path) -> Path | None:
+    """Move a file we cannot use aside, keeping it for inspection."""
+    target = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+    try:
+        os.replace(path, target)
+    except OSError:
+        return None
+    return target
+
+
+@dataclass(frozen=True, slots=True)
+class StateDir:
+    root: Path
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / "lock"
+
+    @property
+    def supervisor_path(self) -> Path:
+        return self.root / "supervisor.json"
+
+    @property
+    def status_path(self) -> Path:
+        return self.root / "status.json"
+
+    @property
+    def records_dir(self) -> Path:
+        return self.root / "sessions"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    def ensure(self) -> None:
+        for d in (self.root, self.records_dir, self.logs_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def iter_records(self) -> Iterator[Path]:
+        try:
+            entries = sorted(self.records_dir.iterdir())
+        except OSError:
+            return
+        for entry in entries:
+            if entry.suffix == ".json" and not entry.name.startswith("."):
+                yield entry
+
+    def read_supervisor(self) -> dict[str, Any] | None:
+        try:
+            data = read_json(self.supervisor_path)
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def read_status(self) -> dict[str, Any] | None:
+        try:
+            data = read_json(self.status_path)
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+
+def acquire_lock(state: StateDir, attempts: int = 5) -> int:
+    """Take the pool's singleton lock or raise :class:`LockHeldError`.
+
+    A few quick retries cover the moment when ``wirepool status`` holds a
+    shared lock to ask whether anyone holds it.
+    """
+    state.root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(state.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    for attempt in range(attempts):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                os.close(fd)
+                raise
+            if attempt + 1 < attempts:
+                time.sleep(0.05)
+    os.close(fd)
+    info = state.read_supervisor() or {}
+    pid = info.get("pid") if isinstance(info.get("pid"), int) else None
+    raise LockHeldError(state.root, pid)
+
+
+def lock_is_held(state: StateDir) -> bool:
+    """Whether some process holds the pool's lock right now (a supervisor
+    is alive).  Asks the kernel, so it cannot be fooled by a stale pidfile."""
+    try:
+        fd = os.open(state.lock_path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False

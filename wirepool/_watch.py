@@ -1,0 +1,97 @@
+"""Filesystem change notification as a file descriptor for the pool's selector.
+
+inotify (through ``inotify_simple``: one ctypes module, no thread) on Linux;
+elsewhere nothing, and the pool's periodic rescan does the job alone.  The
+watcher only ever *hastens* a rescan: it carries no state the scan relies on,
+so an overflowed queue or a missed event costs latency, not correctness.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+try:  # pragma: no cover - platform dependent
+    import inotify_simple as _inotify
+except ImportError:  # pragma: no cover
+    _inotify = None
+
+
+class Watcher:
+    """Watches a set of directories; :meth:`fileno` is readable on a change."""
+
+    def __init__(self) -> None:
+        self._ino: Any = None
+        self._wds: dict[Path, int] = {}
+        self._warned = False
+        if _inotify is not None:
+            try:
+                self._ino = _inotify.INotify()
+            except OSError as exc:
+                logger.warning("inotify unavailable ({}); relying on periodic rescans", exc)
+                self._ino = None
+
+    @property
+    def available(self) -> bool:
+        return self._ino is not None
+
+    def fileno(self) -> int | None:
+        return self._ino.fileno() if self._ino is not None else None
+
+    def update(self, paths: Iterable[Path]) -> None:
+        """Make the watched set exactly ``paths`` (cheap when unchanged)."""
+        if self._ino is None:
+            return
+        flags = _inotify.flags
+        mask = (
+            flags.CREATE
+            | flags.DELETE
+            | flags.MOVED_FROM
+            | flags.MOVED_TO
+            | flags.ATTRIB
+            | flags.CLOSE_WRITE
+            | flags.DELETE_SELF
+            | flags.MOVE_SELF
+        )
+        wanted = set(paths)
+        for gone in set(self._wds) - wanted:
+            wd = self._wds.pop(gone)
+            with contextlib.suppress(OSError):
+                self._ino.rm_watch(wd)
+        for path in wanted - set(self._wds):
+            try:
+                self._wds[path] = self._ino.add_watch(os.fspath(path), mask)
+            except OSError as exc:
+                # ENOSPC: out of watches. Say it once; rescans still work.
+                if not self._warned:
+                    logger.warning("cannot watch {} ({}); relying on periodic rescans", path, exc)
+                    self._warned = True
+
+    def drain(self) -> bool:
+        """Consume pending events; True if there were any."""
+        if self._ino is None:
+            return False
+        try:
+            events = self._ino.read(timeout=0)
+        except OSError:
+            return False
+        ignored = _inotify.flags.IGNORED
+        for ev in events:
+            if ev.mask & ignored:
+                # the kernel dropped this watch (directory deleted): forget it
+                for path, wd in list(self._wds.items()):
+                    if wd == ev.wd:
+                        del self._wds[path]
+        return bool(events)
+
+    def close(self) -> None:
+        if self._ino is not None:
+            with contextlib.suppress(OSError):
+                self._ino.close()
+            self._ino = None
+            self._wds.clear()

@@ -1,0 +1,548 @@
+"""The ``wirepool`` command.
+
+Exit codes (stable; scripts may rely on them):
+
+==  ==========================================================================
+0   success; also ``run --json`` refused because another supervisor runs
+    (it prints ``{"status": "skipped", ...}``, as wire's supervisor does)
+1   runtime error (one line on stderr, never a traceback)
+2   usage error
+3   ``status``: no supervisor is running (the table is still printed)
+4   the plugin is unknown or failed to load
+5   ``run``: another supervisor holds the state directory (without --json)
+6   ``stop``: the supervisor did not exit within the timeout
+==  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+from loguru import logger
+
+from wirepool._proc import ProcessIdentity, identity_of, is_alive
+from wirepool._store import STATUS_SCHEMA, StateDir, atomic_write_json, lock_is_held, read_json
+from wirepool.errors import LockHeldError, PluginError
+from wirepool.plugin import Plugin, PoolSpec, find_plugins, load_plugin
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
+EXIT_PLUGIN, EXIT_LOCKED, EXIT_TIMEOUT = 4, 5, 6
+
+
+class CliError(Exception):
+    """One line on stderr and a documented exit code, never a traceback."""
+
+    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _fail(exc: CliError) -> None:
+    click.echo(f"wirepool: error: {exc}", err=True)
+    click.get_current_context().exit(exc.code)
+
+
+def configure_logging(verbosity: int) -> None:
+    """Loguru sinks belong to the application, not the library: the CLI is
+    the application here."""
+    level = {-1: "WARNING", 0: "INFO"}.get(verbosity, "DEBUG")
+    logger.remove()
+    logger.add(
+        sys.stderr,
+        level=level,
+        format="{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <7} {message}",
+        backtrace=False,
+        diagnose=False,
+    )
+    for name in ("wirepool", "wirepool_servicedir", "wirepool_wire"):
+        logger.enable(name)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More log output (-v: debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+@click.version_option(package_name="wirepool")
+def main(verbose: int, quiet: bool) -> None:
+    """Keep one long-running daemon alive per session."""
+    configure_logging(-1 if quiet else verbose)
+
+
+# ----------------------------------------------------------- plugin commands
+
+Action = Callable[[Plugin, str, Mapping[str, Any], Mapping[str, Any]], int]
+
+
+class PluginGroup(click.Group):
+    """``wirepool <verb> <plugin> [plugin options] [verb options]``: one
+    subcommand per installed plugin, built lazily from the plugin's own
+    options plus the verb's."""
+
+    def __init__(
+        self,
+        name: str,
+        action: Action,
+        verb_params: Callable[[], list[click.Parameter]],
+        help: str,
+    ) -> None:
+        super().__init__(name=name, help=help)
+        self.action = action
+        self.verb_params = verb_params
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [info.name for info in find_plugins()]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        try:
+            plugin = load_plugin(cmd_name)
+        except PluginError as exc:
+            _fail(CliError(str(exc), EXIT_PLUGIN))
+            return None
+        verb_params = self.verb_params()
+        verb_names = {p.name for p in verb_params}
+
+        def callback(**params: Any) -> None:
+            verb = {k: v for k, v in params.items() if k in verb_names}
+            opts = {k: v for k, v in params.items() if k not in verb_names}
+            try:
+                code = self.action(plugin, cmd_name, opts, verb)
+            except (click.ClickException, click.exceptions.Exit, click.Abort):
+                raise
+            except CliError as exc:
+                _fail(exc)
+                return
+            except Exception as exc:  # one clear line, never a traceback
+                logger.opt(exception=exc).debug("command failed")
+                _fail(CliError(f"{type(exc).__name__}: {exc}"))
+                return
+            ctx = click.get_current_context()
+            ctx.exit(code)
+
+        return click.Command(
+            cmd_name,
+            params=[*plugin.options(), *verb_params],
+            callback=callback,
+            help=plugin.description,
+        )
+
+
+def _state_dir_option() -> click.Option:
+    return click.Option(
+        ["--state-dir"],
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Where the lock, records, logs and status.json live (plugin default).",
+    )
+
+
+def _json_option() -> click.Option:
+    return click.Option(["--json", "as_json"], is_flag=True, help="Machine-readable output.")
+
+
+def _build(plugin: Plugin, opts: Mapping[str, Any], verb: Mapping[str, Any]) -> PoolSpec:
+    try:
+        spec = plugin.build(opts)
+    except PluginError as exc:
+        raise CliError(str(exc), EXIT_PLUGIN) from None
+    except (OSError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    if verb.get("state_dir") is not None:
+        spec.state_dir = Path(verb["state_dir"]).absolute()
+    return spec
+
+
+def _emit_json(data: Mapping[str, Any]) -> None:
+    sys.stdout.write(json.dumps(data, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _run_action(plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mapping[str, Any]) -> int:
+    spec = _build(plugin, opts, verb)
+    as_json = bool(verb.get("as_json"))
+    guard = spec.guard
+    if guard is not None:
+        holder = guard.acquire()
+        if holder is not None:
+            return _skipped(holder, "supervisor already running", as_json)
+    try:
+        pool = spec.pool(name, on_exit=verb.get("on_exit") or spec.on_exit)
+        if as_json:
+            pool.subscribe(lambda event: _emit_json(event.to_json()))
+        try:
+            pool.run_forever()
+        except LockHeldError as exc:
+            return _skipped(
+                exc.holder_pid, "supervisor already running", as_json, state_dir=exc.state_dir
+            )
+    finally:
+        if guard is not None:
+            guard.release()
+    return EXIT_OK
+
+
+def _skipped(holder: int | None, reason: str, as_json: bool, state_dir: Path | None = None) -> int:
+    if as_json:
+        _emit_json({"status": "skipped", "reason": reason, "holder_pid": holder})
+        return EXIT_OK
+    where = f" on {state_dir}" if state_dir else ""
+    click.echo(
+        f"wirepool: another supervisor is already running{where} "
+        f"(pid {holder if holder else 'unknown'}); not starting a second one",
+        err=True,
+    )
+    return EXIT_LOCKED
+
+
+def _run_params() -> list[click.Parameter]:
+    return [
+        _state_dir_option(),
+        click.Option(
+            ["--on-exit"],
+            type=click.Choice(["leave", "stop"]),
+            default=None,
+            help="On exit, leave the children for the next supervisor or stop them "
+            "(plugin default).",
+        ),
+        click.Option(
+            ["--json", "as_json"], is_flag=True, help="One JSON object per event on stdout."
+        ),
+    ]
+
+
+# ------------------------------------------------------------------ status
+
+
+def read_status(spec: PoolSpec, plugin: str) -> dict[str, Any]:
+    """The status document, cross-checked against the live processes.
+
+    Works with no supervisor running: the last ``status.json`` is read and
+    every pid in it re-verified; with no ``status.json`` at all, discovery
+    and eligibility are run here so the operator still sees the sessions
+    and why each would (not) get a child.
+    """
+    state = StateDir(spec.state_dir)
+    alive = lock_is_held(state)
+    doc = state.read_status()
+    if doc is None or doc.get("schema") != STATUS_SCHEMA:
+        doc = _discovered_doc(spec, plugin)
+    supervisor = doc.setdefault("supervisor", {})
+    info = state.read_supervisor() or {}
+    supervisor["pid"] = info.get("pid", supervisor.get("pid"))
+    supervisor["alive"] = alive
+    now = time.time()
+    for sess in doc.get("sessions", []):
+        pid, start = sess.get("pid"), sess.get("process_start")
+        live = (
+            isinstance(pid, int)
+            and isinstance(start, int)
+            and is_alive(ProcessIdentity(pid, start))
+        )
+        sess["alive"] = live
+        if sess.get("state") in ("running", "adopted", "stopping") and not live:
+            sess["state"] = "stopped"
+            sess["reason"] = (
+                "process gone (no supervisor saw it exit)"
+                if not alive
+                else ("process gone; the supervisor has not caught up yet")
+            )
+        started = sess.get("started_at")
+        sess["uptime"] = (
+            round(now - started, 1) if live and isinstance(started, int | float) else None
+        )
+        nxt = sess.get("next_start_at")
+        sess["next_start_in"] = (
+            round(max(0.0, nxt - now), 1) if isinstance(nxt, int | float) else None
+        )
+    doc["generated_at"] = now
+    if spec.annotate is not None:
+        try:
+            spec.annotate(doc)
+        except Exception as exc:
+            doc.setdefault("errors", []).append(f"plugin status: {exc}")
+    return doc
+
+
+def _discovered_doc(spec: PoolSpec, plugin: str) -> dict[str, Any]:
+    from wirepool._status import SessionStatus
+    from wirepool.discovery import as_discovery
+    from wirepool.eligibility import Always, as_eligibility
+
+    sessions: list[dict[str, Any]] = []
+    errors: list[str] = []
+    try:
+        found = list(as_discovery(spec.discovery).discover())
+    except Exception as exc:
+        found = []
+        errors.append(f"discovery failed: {exc}")
+    check = as_eligibility(spec.eligibility or Always())
+    now = time.time()
+    for session in found:
+        try:
+            verdict = check.check(session, now)
+            state = "stopped" if verdict.eligible else "ineligible"
+            reason = "no supervisor has run yet" if verdict.eligible else verdict.reason
+        except Exception as exc:
+            state, reason = "ineligible", f"eligibility check failed: {exc}"
+        sessions.append(
+            SessionStatus(
+                name=session.name,
+                display_name=session.display_name,
+                home=str(session.home),
+                cwd=str(session.cwd) if session.cwd else None,
+                state=state,
+                reason=reason,
+                attrs=session.attrs,
+            ).to_json()
+        )
+    return {
+        "schema": STATUS_SCHEMA,
+        "plugin": plugin,
+        "state_dir": str(spec.state_dir),
+        "updated_at": None,
+        "supervisor": {"pid": None, "running": False},
+        "sessions": sessions,
+        "errors": errors,
+    }
+
+
+def _fmt_age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def _fmt_exit(last: Any) -> str:
+    if not isinstance(last, dict):
+        return "-"
+    if last.get("signal") is not None:
+        try:
+            return signal.Signals(last["signal"]).name
+        except ValueError:
+            return f"sig{last['signal']}"
+    if last.get("code") is not None:
+        return f"code {last['code']}"
+    return "unknown"
+
+
+def render_table(doc: Mapping[str, Any]) -> str:
+    sup = doc.get("supervisor", {})
+    lines = []
+    if sup.get("alive"):
+        lines.append(
+            f"supervisor: running (pid {sup.get('pid')})  state dir: {doc.get('state_dir')}"
+        )
+    else:
+        lines.append(f"supervisor: not running  state dir: {doc.get('state_dir')}")
+    headers = ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "NEXT", "REASON"]
+    rows = []
+    for s in doc.get("sessions", []):
+        rows.append(
+            [
+                str(s.get("display_name") or s.get("name")),
+                str(s.get("state")),
+                str(s.get("pid") or "-") if s.get("alive") else "-",
+                _fmt_age(s.get("uptime")),
+                str(s.get("restarts", 0)),
+                _fmt_exit(s.get("last_exit")),
+                _fmt_age(s.get("next_start_in")),
+                str(s.get("reason") or ""),
+            ]
+        )
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
+    lines.append(fmt.format(*headers))
+    lines.extend(fmt.format(*row) for row in rows)
+    counts: dict[str, int] = {}
+    for s in doc.get("sessions", []):
+        counts[str(s.get("state"))] = counts.get(str(s.get("state")), 0) + 1
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    lines.append(f"{len(rows)} sessions" + (f": {summary}" if summary else ""))
+    for err in doc.get("errors", []) or []:
+        lines.append(f"error: {err}")
+    for line in doc.get("notes", []) or []:
+        lines.append(str(line))
+    return "\n".join(lines)
+
+
+def _status_action(
+    plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mapping[str, Any]
+) -> int:
+    spec = _build(plugin, opts, verb)
+    doc = read_status(spec, name)
+    if verb.get("as_json") or not sys.stdout.isatty():
+        click.echo(json.dumps(doc, indent=2, default=str))
+    else:
+        click.echo(render_table(doc))
+    return EXIT_OK if doc["supervisor"]["alive"] else EXIT_NOT_RUNNING
+
+
+# -------------------------------------------------------------------- stop
+
+
+def _stop_action(
+    plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mapping[str, Any]
+) -> int:
+    spec = _build(plugin, opts, verb)
+    state = StateDir(spec.state_dir)
+    children = bool(verb.get("children"))
+    timeout = float(verb.get("timeout") or (spec.stop_grace + 20))
+    if lock_is_held(state):
+        info = state.read_supervisor() or {}
+        pid, start = info.get("pid"), info.get("process_start")
+        if not isinstance(pid, int) or (
+            isinstance(start, int) and identity_of(pid) != ProcessIdentity(pid, start)
+        ):
+            raise CliError(f"the supervisor holding {state.lock_path} could not be identified")
+        os.kill(pid, signal.SIGUSR1 if children else signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while lock_is_held(state):
+            if time.monotonic() > deadline:
+                click.echo(
+                    f"wirepool: supervisor pid {pid} still running after {timeout:.0f}s", err=True
+                )
+                return EXIT_TIMEOUT
+            time.sleep(0.1)
+        what = "and its children " if children else ""
+        click.echo(f"stopped supervisor pid {pid} {what}".rstrip())
+        return EXIT_OK
+    if not children:
+        click.echo("no supervisor is running")
+        return EXIT_OK
+    stopped = _stop_recorded_children(state, spec.stop_grace)
+    click.echo(f"no supervisor is running; stopped {stopped} recorded child(ren)")
+    return EXIT_OK
+
+
+def _stop_recorded_children(state: StateDir, grace: float) -> int:
+    """Stop the children the records name, with no supervisor running (only
+    processes whose identity still matches; only ones the pool owns)."""
+    from wirepool.spawn import AdoptedWorker
+
+    victims: list[tuple[Path, dict[str, Any], AdoptedWorker]] = []
+    for path in state.iter_records():
+        try:
+            data = read_json(path)
+            w = data.get("worker") if isinstance(data, dict) else None
+            if not isinstance(w, dict) or not w.get("owned", True):
+                continue
+            ident = ProcessIdentity.from_json(w)
+        except (OSError, ValueError):
+            continue
+        if is_alive(ident):
+            worker = AdoptedWorker(ident, owned=True)
+            worker.terminate()
+            victims.append((path, data, worker))
+    deadline = time.monotonic() + grace
+    while victims and time.monotonic() < deadline and any(w.poll() is None for _, _, w in victims):
+        time.sleep(0.1)
+    for path, data, worker in victims:
+        if worker.poll() is None:
+            worker.kill()
+        worker.close()
+        data["worker"] = None
+        data["reason"] = "stopped by `wirepool stop --children`"
+        with contextlib.suppress(OSError):
+            atomic_write_json(path, data)
+    return len(victims)
+
+
+def _stop_params() -> list[click.Parameter]:
+    return [
+        _state_dir_option(),
+        click.Option(
+            ["--children"],
+            is_flag=True,
+            help="Stop the children too (default: leave them for the next supervisor).",
+        ),
+        click.Option(
+            ["--timeout"],
+            type=float,
+            default=None,
+            help="Seconds to wait for the supervisor to exit.",
+        ),
+    ]
+
+
+main.add_command(
+    PluginGroup(
+        "run",
+        _run_action,
+        _run_params,
+        help="Run the supervisor in the foreground: wirepool run PLUGIN [options].",
+    )
+)
+main.add_command(
+    PluginGroup(
+        "status",
+        _status_action,
+        lambda: [_state_dir_option(), _json_option()],
+        help="Show the supervisor and every session: wirepool status PLUGIN [options].",
+    )
+)
+main.add_command(
+    PluginGroup(
+        "stop",
+        _stop_action,
+        _stop_params,
+        help="Stop a running supervisor: wirepool stop PLUGIN [options] [--children].",
+    )
+)
+
+
+@main.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins_command(as_json: bool) -> None:
+    """List installed plugins: name, version, origin, description."""
+    infos = find_plugins()
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "name": i.name,
+                        "entry_point": i.value,
+                        "distribution": i.distribution,
+                        "version": i.version,
+                        "origin": i.origin,
+                        "description": i.description,
+                        "error": i.error,
+                    }
+                    for i in infos
+                ],
+                indent=2,
+            )
+        )
+        return
+    if not infos:
+        click.echo("no plugins installed (entry-point group wirepool.plugins)")
+    for i in infos:
+        where = f"{i.distribution} {i.version}" if i.distribution else "unknown distribution"
+        if i.error:
+            click.echo(f"{i.name:<12} BROKEN  {where}  {i.value}: {i.error}")
+        else:
+            click.echo(
+                f"{i.name:<12} {i.version or '-':<8} {where}  {i.origin}\n{'':<12} {i.description}"
+            )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(prog_name="wirepool")

@@ -1,0 +1,149 @@
+"""Which sessions exist right now?
+
+A discovery pass that raises means "no change this pass", never "every
+session is gone": the Rust supervisor treated a listing error as zero
+sessions and SIGKILLed every child it had.  The pool also keeps a vanished
+session for a grace period before stopping its child, so a directory that
+disappears for a moment (a checkout being switched, an rsync) costs nothing.
+
+``watch_paths()`` is an accelerator, not the source of truth: the pool
+rescans on a timer anyway (correct on NFS, immune to a missed event), and an
+inotify event on a watched path only makes the next scan happen now.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from wirepool._types import Session
+
+__all__ = ["DirectoryScan", "Discovery", "DiscoveryLike", "StaticDiscovery", "as_discovery"]
+
+
+class Discovery(ABC):
+    """Subclass and implement :meth:`discover`."""
+
+    __slots__ = ()
+
+    @abstractmethod
+    def discover(self) -> Iterable[Session]:
+        """Every session that exists now.  Raise to mean "I cannot tell"."""
+
+    def watch_paths(self) -> Sequence[Path]:
+        """Directories whose changes should trigger an immediate rescan."""
+        return ()
+
+
+DiscoveryLike = Discovery | Callable[[], Iterable[Session]]
+
+
+class _FromCallable(Discovery):
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[], Iterable[Session]]) -> None:
+        self.fn = fn
+
+    def discover(self) -> Iterable[Session]:
+        return self.fn()
+
+    def __repr__(self) -> str:
+        return f"as_discovery({self.fn!r})"
+
+
+def as_discovery(value: DiscoveryLike) -> Discovery:
+    if isinstance(value, Discovery):
+        return value
+    if callable(value):
+        return _FromCallable(value)
+    raise TypeError(f"not a discovery strategy: {value!r}")
+
+
+class StaticDiscovery(Discovery):
+    """A fixed list, for embedding and tests.  :meth:`set` replaces it (and the
+    pool notices on its next pass; call ``pool.rescan()`` to make that now)."""
+
+    __slots__ = ("_sessions",)
+
+    def __init__(self, sessions: Iterable[Session] = ()) -> None:
+        self._sessions: tuple[Session, ...] = tuple(sessions)
+
+    def set(self, sessions: Iterable[Session]) -> None:
+        self._sessions = tuple(sessions)
+
+    def discover(self) -> Iterable[Session]:
+        return self._sessions
+
+    def __repr__(self) -> str:
+        return f"StaticDiscovery({len(self._sessions)} sessions)"
+
+
+class DirectoryScan(Discovery):
+    """Every entry of ``root`` matching ``pattern`` that is a directory, does
+    not start with ``.``, and (if ``marker`` is given) contains ``marker``.
+
+    ``attrs(path)`` may add plugin attributes per session.  Entries that
+    vanish or cannot be read mid-scan are skipped (someone else's bad
+    directory must not cost the rest their children); an unreadable *root*
+    raises, which the pool takes as "no change".
+    """
+
+    __slots__ = ("_last", "attrs", "marker", "pattern", "root", "watch_children")
+
+    def __init__(
+        self,
+        root: Path | str,
+        pattern: str = "*",
+        *,
+        marker: str | None = None,
+        attrs: Callable[[Path], Mapping[str, Any]] | None = None,
+        watch_children: bool = True,
+    ) -> None:
+        self.root = Path(root)
+        self.pattern = pattern
+        self.marker = marker
+        self.attrs = attrs
+        self.watch_children = watch_children
+        self._last: tuple[Path, ...] = ()
+
+    def _entries(self) -> list[Path]:
+        # iterdir() raises for an unreadable or vanished root: that propagates.
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"discovery root {self.root} is not a directory")
+        entries = []
+        for path in sorted(self.root.iterdir()):
+            if path.name.startswith(".") or not path.match(self.pattern):
+                continue
+            try:
+                if not path.is_dir():
+                    continue
+                if self.marker is not None and not (path / self.marker).exists():
+                    continue
+            except OSError:
+                continue
+            entries.append(path)
+        return entries
+
+    def discover(self) -> Iterable[Session]:
+        sessions = []
+        entries = self._entries()
+        self._last = tuple(entries)
+        for path in entries:
+            extra: Mapping[str, Any] = {}
+            if self.attrs is not None:
+                try:
+                    extra = self.attrs(path)
+                except OSError:
+                    continue
+            sessions.append(Session(name=path.name, home=path, attrs=extra))
+        return sessions
+
+    def watch_paths(self) -> Sequence[Path]:
+        # The entries of the last scan: the pool asks right after discover(),
+        # and listing a thousand directories twice per pass is waste.
+        return [self.root, *self._last] if self.watch_children else [self.root]
+
+    def __repr__(self) -> str:
+        return f"DirectoryScan({str(self.root)!r}, {self.pattern!r}, marker={self.marker!r})"

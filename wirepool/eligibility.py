@@ -1,0 +1,275 @@
+"""Should this session have a child right now?  Always answered with a reason.
+
+Eligibility is re-evaluated on every discovery pass, not just at start (as
+systemd's conditions are): a session that goes idle, grows a ``down`` file or
+loses its ``run`` script has its child stopped, and ``status`` says why.
+
+The seed's lesson is in :class:`ActiveWithin`: the Rust supervisor once ran
+100+ daemons for ~5 real sessions on a box with 147 homes (wire #212) because
+every Claude tab minted a home; the idle filter is what fixed it.  Its
+activity probe is injectable, exactly as the seed's eligibility filter took
+its probe as a parameter, so the rule is testable without touching mtimes.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from wirepool._types import Session, Verdict
+
+__all__ = [
+    "ActiveWithin",
+    "Always",
+    "Eligibility",
+    "EligibilityLike",
+    "HasMarker",
+    "NoDownFile",
+    "as_eligibility",
+    "newest_mtime",
+]
+
+CheckFn = Callable[[Session, float], "Verdict | bool"]
+
+
+class Eligibility(ABC):
+    """Subclass and implement :meth:`check`; combine with ``&``, ``|``, ``~``.
+
+    ``now`` is wall-clock time (epoch seconds), because the facts eligibility
+    looks at (file mtimes) are on the wall clock.
+    """
+
+    __slots__ = ()
+
+    @abstractmethod
+    def check(self, session: Session, now: float) -> Verdict: ...
+
+    def __call__(self, session: Session, now: float) -> Verdict:
+        return self.check(session, now)
+
+    def __and__(self, other: EligibilityLike) -> Eligibility:
+        return _AllOf((self, as_eligibility(other)))
+
+    def __rand__(self, other: EligibilityLike) -> Eligibility:
+        return _AllOf((as_eligibility(other), self))
+
+    def __or__(self, other: EligibilityLike) -> Eligibility:
+        return _AnyOf((self, as_eligibility(other)))
+
+    def __ror__(self, other: EligibilityLike) -> Eligibility:
+        return _AnyOf((as_eligibility(other), self))
+
+    def __invert__(self) -> Eligibility:
+        return _Not(self)
+
+
+EligibilityLike = Eligibility | CheckFn
+
+
+class _FromCallable(Eligibility):
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: CheckFn) -> None:
+        self.fn = fn
+
+    def check(self, session: Session, now: float) -> Verdict:
+        return Verdict.of(self.fn(session, now), getattr(self.fn, "__name__", "check"))
+
+    def __repr__(self) -> str:
+        return f"as_eligibility({self.fn!r})"
+
+
+def as_eligibility(value: EligibilityLike) -> Eligibility:
+    """Accept a strategy or a plain ``(session, now) -> bool | Verdict``."""
+    if isinstance(value, Eligibility):
+        return value
+    if callable(value):
+        return _FromCallable(value)
+    raise TypeError(f"not an eligibility check: {value!r}")
+
+
+class _AllOf(Eligibility):
+    __slots__ = ("parts",)
+    parts: tuple[Eligibility, ...]
+
+    def __init__(self, parts: Sequence[Eligibility]) -> None:
+        flat: list[Eligibility] = []
+        for part in parts:
+            flat.extend(part.parts if isinstance(part, _AllOf) else (part,))
+        self.parts = tuple(flat)
+
+    def check(self, session: Session, now: float) -> Verdict:
+        # Short-circuit: the first failing rule is the reason, and later
+        # (possibly costly) probes are not run for a session that is out anyway.
+        verdict = Verdict(True, "")
+        for part in self.parts:
+            verdict = verdict & part.check(session, now)
+            if not verdict:
+                return verdict
+        return verdict
+
+    def __repr__(self) -> str:
+        return " & ".join(repr(p) for p in self.parts)
+
+
+class _AnyOf(Eligibility):
+    __slots__ = ("parts",)
+    parts: tuple[Eligibility, ...]
+
+    def __init__(self, parts: Sequence[Eligibility]) -> None:
+        flat: list[Eligibility] = []
+        for part in parts:
+            flat.extend(part.parts if isinstance(part, _AnyOf) else (part,))
+        self.parts = tuple(flat)
+
+    def check(self, session: Session, now: float) -> Verdict:
+        verdict = Verdict(False, "")
+        for part in self.parts:
+            verdict = verdict | part.check(session, now)
+            if verdict:
+                return verdict
+        return verdict
+
+    def __repr__(self) -> str:
+        return "(" + " | ".join(repr(p) for p in self.parts) + ")"
+
+
+class _Not(Eligibility):
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: Eligibility) -> None:
+        self.inner = inner
+
+    def check(self, session: Session, now: float) -> Verdict:
+        return ~self.inner.check(session, now)
+
+    def __repr__(self) -> str:
+        return f"~{self.inner!r}"
+
+
+class Always(Eligibility):
+    """Every discovered session is eligible."""
+
+    __slots__ = ()
+
+    def check(self, session: Session, now: float) -> Verdict:
+        return Verdict(True, "always")
+
+    def __repr__(self) -> str:
+        return "Always()"
+
+
+class HasMarker(Eligibility):
+    """Eligible while ``home/<relpath>`` exists (optionally: is executable)."""
+
+    __slots__ = ("executable", "relpath")
+
+    def __init__(self, relpath: str, *, executable: bool = False) -> None:
+        self.relpath = relpath
+        self.executable = executable
+
+    def check(self, session: Session, now: float) -> Verdict:
+        path = session.home / self.relpath
+        try:
+            exists = path.is_file() if self.executable else path.exists()
+        except OSError as exc:
+            return Verdict(False, f"cannot check {self.relpath}: {exc.strerror or exc}")
+        if not exists:
+            return Verdict(False, f"no {self.relpath}")
+        if self.executable and not os.access(path, os.X_OK):
+            return Verdict(False, f"{self.relpath} is not executable")
+        return Verdict(True, f"has {self.relpath}")
+
+    def __repr__(self) -> str:
+        return f"HasMarker({self.relpath!r})"
+
+
+class NoDownFile(Eligibility):
+    """The daemontools convention: a ``down`` file keeps the session down."""
+
+    __slots__ = ("relpath",)
+
+    def __init__(self, relpath: str = "down") -> None:
+        self.relpath = relpath
+
+    def check(self, session: Session, now: float) -> Verdict:
+        try:
+            down = (session.home / self.relpath).exists()
+        except OSError as exc:
+            return Verdict(False, f"cannot check {self.relpath}: {exc.strerror or exc}")
+        if down:
+            return Verdict(False, f"{self.relpath} file present")
+        return Verdict(True, f"no {self.relpath} file")
+
+    def __repr__(self) -> str:
+        return f"NoDownFile({self.relpath!r})"
+
+
+def newest_mtime(paths: Sequence[Path]) -> float | None:
+    """The newest mtime among ``paths`` that exist, or None."""
+    newest: float | None = None
+    for path in paths:
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            continue
+        newest = mtime if newest is None else max(newest, mtime)
+    return newest
+
+
+class ActiveWithin(Eligibility):
+    """Eligible if the session showed activity within ``max_idle`` seconds.
+
+    Activity is the newest mtime of ``activity_files`` (relative to the home),
+    or whatever ``probe(session)`` returns.  A future mtime counts as active
+    now (clock skew, a restored backup) -- never as "idle for a negative
+    time" nor as something to hold against the session.  ``max_idle=None``
+    disables the filter (every session is active), matching the seed's
+    ``WIRE_ALL_SESSIONS_MAX_IDLE_DAYS=0``.
+    """
+
+    __slots__ = ("activity_files", "max_idle", "probe")
+
+    def __init__(
+        self,
+        max_idle: float | None,
+        activity_files: Sequence[str] = (),
+        *,
+        probe: Callable[[Session], float | None] | None = None,
+    ) -> None:
+        if probe is None and not activity_files:
+            raise ValueError("ActiveWithin needs activity files or a probe")
+        self.max_idle = max_idle
+        self.activity_files = tuple(activity_files)
+        self.probe = probe
+
+    def last_active(self, session: Session) -> float | None:
+        if self.probe is not None:
+            return self.probe(session)
+        return newest_mtime([session.home / rel for rel in self.activity_files])
+
+    def check(self, session: Session, now: float) -> Verdict:
+        if self.max_idle is None:
+            return Verdict(True, "idle filter disabled")
+        last = self.last_active(session)
+        if last is None:
+            return Verdict(False, "never active")
+        idle = max(0.0, now - last)
+        if idle <= self.max_idle:
+            return Verdict(True, f"active {_human(idle)} ago")
+        return Verdict(False, f"idle for {_human(idle)} (limit {_human(self.max_idle)})")
+
+    def __repr__(self) -> str:
+        return f"ActiveWithin({self.max_idle!r}, {self.activity_files!r})"
+
+
+def _human(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"

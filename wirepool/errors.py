@@ -1,0 +1,37 @@
+"""wirepool's exceptions.  Each subclasses the builtin it resembles, so
+callers can catch broadly::
+
+    WirepoolError (Exception)
+    ├── SpawnError (WirepoolError, OSError)      a child could not be started
+    ├── LockHeldError (WirepoolError, RuntimeError)  another supervisor owns the state dir
+    └── PluginError (WirepoolError, ImportError)     a plugin failed to load or to build
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["LockHeldError", "PluginError", "SpawnError", "WirepoolError"]
+
+
+class WirepoolError(Exception):
+    """Base class of every error wirepool raises on purpose."""
+
+
+class SpawnError(WirepoolError, OSError):
+    """A spawner could not start a child.  The pool counts it as a rapid
+    failure and shows the message as the session's reason."""
+
+
+class LockHeldError(WirepoolError, RuntimeError):
+    """Another supervisor holds the state directory's lock."""
+
+    def __init__(self, state_dir: Path, holder_pid: int | None) -> None:
+        self.state_dir = state_dir
+        self.holder_pid = holder_pid
+        who = f"pid {holder_pid}" if holder_pid else "an unknown process"
+        super().__init__(f"another supervisor ({who}) already runs on {state_dir}")
+
+
+class PluginError(WirepoolError, ImportError):
+    """A plugin could not be loaded or configured."""

@@ -1,0 +1,225 @@
+"""Is a daemon already serving this session?  Is the running child healthy?
+
+``existing()`` is how the pool coexists with daemons it did not start (an
+operator's, an editor plugin's, a previous supervisor's): a live daemon is
+watched, not duplicated, and when it exits the pool takes over.  A pidfile
+is never trusted on its own -- the pid must name a live, non-zombie process
+whose start time matches what the file says (and, optionally, whose command
+line looks right), so a reused pid never blocks a session forever.
+
+``probe()`` catches the failure a pid check cannot see: a daemon that is
+alive but stuck (the Rust supervisor "could not see a hung daemon at all").
+A child is restarted only after ``failures_before_restart`` consecutive
+failed probes, so one slow cycle is not a death sentence.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from abc import ABC
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from wirepool._proc import ProcessIdentity, cmdline, create_time, identity_of
+from wirepool._types import Session, Verdict
+
+__all__ = ["HealthCheck", "HeartbeatCheck", "NoHealthCheck", "PidfileCheck", "read_pid"]
+
+
+class HealthCheck(ABC):  # noqa: B024 -- every method has a sensible default
+    """Both methods are optional; the defaults find nothing and see no fault.
+
+    Attributes:
+        interval: seconds between probes of a running child (None: never).
+        failures_before_restart: consecutive failed probes that restart it.
+    """
+
+    interval: float | None = None
+    failures_before_restart: int = 3
+
+    def existing(self, session: Session) -> ProcessIdentity | None:
+        """A live daemon already serving ``session``, verified, or None."""
+        return None
+
+    def probe(self, session: Session, identity: ProcessIdentity, now: float) -> Verdict:
+        """Healthy (True) or not, with the reason.  ``now`` is wall time."""
+        return Verdict(True, "no probe")
+
+    def __and__(self, other: HealthCheck) -> HealthCheck:
+        return _Both(self, other)
+
+
+class NoHealthCheck(HealthCheck):
+    def __repr__(self) -> str:
+        return "NoHealthCheck()"
+
+
+class _Both(HealthCheck):
+    def __init__(self, first: HealthCheck, second: HealthCheck) -> None:
+        self.first, self.second = first, second
+        intervals = [i for i in (first.interval, second.interval) if i is not None]
+        self.interval = min(intervals) if intervals else None
+        self.failures_before_restart = max(
+            first.failures_before_restart, second.failures_before_restart
+        )
+
+    def existing(self, session: Session) -> ProcessIdentity | None:
+        return self.first.existing(session) or self.second.existing(session)
+
+    def probe(self, session: Session, identity: ProcessIdentity, now: float) -> Verdict:
+        return self.first.probe(session, identity, now) & self.second.probe(session, identity, now)
+
+    def __repr__(self) -> str:
+        return f"{self.first!r} & {self.second!r}"
+
+
+def read_pid(text: str) -> tuple[int, float | None]:
+    """Parse a pidfile: JSON ``{"pid": N, ...}`` or a bare integer.
+
+    Returns (pid, start time as epoch seconds if the file records one under
+    ``started_at`` (RFC 3339) or ``start_time`` (epoch)).  Raises ValueError
+    with a one-line reason for anything else.
+    """
+    stripped = text.strip()
+    if not stripped:
+        raise ValueError("empty pidfile")
+    if stripped.isdigit():
+        pid = int(stripped)
+        if pid <= 0:
+            raise ValueError(f"invalid pid {pid}")
+        return pid, None
+    try:
+        data = json.loads(stripped)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"neither an integer nor JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise ValueError("JSON pidfile is not an object")
+    value = data.get("pid")
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"JSON pidfile has no valid pid ({value!r})")
+    started: float | None = None
+    if isinstance(data.get("start_time"), int | float):
+        started = float(data["start_time"])
+    elif isinstance(data.get("started_at"), str):
+        started = parse_rfc3339(data["started_at"])
+    return value, started
+
+
+def parse_rfc3339(value: str) -> float | None:
+    """RFC 3339 with ``Z`` and 1-9 fractional digits -> epoch seconds.
+
+    ``datetime.fromisoformat`` takes at most 6 fractional digits; Rust's
+    ``time`` crate writes up to 9, so the extra ones are cut first.
+    """
+    match = re.fullmatch(
+        r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)", value.strip()
+    )
+    if not match:
+        return None
+    base, frac, tz = match.groups()
+    iso = base + (f".{(frac or '')[:6].ljust(6, '0')}" if frac else "")
+    iso += "+00:00" if tz == "Z" else tz
+    try:
+        return datetime.fromisoformat(iso).timestamp()
+    except ValueError:
+        return None
+
+
+class PidfileCheck(HealthCheck):
+    """Finds a daemon through a pidfile under the session's home.
+
+    Args:
+        relpath: the pidfile, relative to the home.
+        cmdline_match: optional predicate on the process's argv; a process
+            that fails it is not the daemon (a reused pid).
+        start_tolerance: seconds the recorded start time may differ from the
+            kernel's.  A process that started *later* than the record by more
+            than this is a stranger that inherited the pid.
+    """
+
+    def __init__(
+        self,
+        relpath: str,
+        *,
+        cmdline_match: Callable[[Sequence[str]], bool] | None = None,
+        start_tolerance: float = 2.0,
+    ) -> None:
+        self.relpath = relpath
+        self.cmdline_match = cmdline_match
+        self.start_tolerance = start_tolerance
+        self.last_error: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"PidfileCheck({self.relpath!r})"
+
+    def existing(self, session: Session) -> ProcessIdentity | None:
+        path = session.home / self.relpath
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            self.last_error.pop(session.name, None)
+            return None
+        except OSError as exc:
+            self.last_error[session.name] = f"cannot read {self.relpath}: {exc.strerror or exc}"
+            return None
+        try:
+            pid, recorded_start = read_pid(text)
+        except ValueError as exc:
+            self.last_error[session.name] = f"{self.relpath}: {exc}"
+            return None
+        self.last_error.pop(session.name, None)
+        return self.verify(pid, recorded_start)
+
+    def verify(self, pid: int, recorded_start: float | None) -> ProcessIdentity | None:
+        ident = identity_of(pid)
+        if ident is None:
+            return None
+        if recorded_start is not None:
+            actual = create_time(pid)
+            if actual is None or actual > recorded_start + self.start_tolerance:
+                return None
+        if self.cmdline_match is not None:
+            argv = cmdline(pid)
+            if argv is None or not self.cmdline_match(argv):
+                return None
+        # Re-read: the process could have exited and the pid moved on while
+        # we looked at its start time and argv.
+        return ident if identity_of(pid) == ident else None
+
+
+class HeartbeatCheck(HealthCheck):
+    """Unhealthy when ``home/<relpath>`` has not been modified for ``max_age``
+    seconds.  A child gets ``max_age`` from its own start before the first
+    verdict counts (no heartbeat yet is not a fault during start-up)."""
+
+    def __init__(
+        self,
+        relpath: str,
+        max_age: float,
+        *,
+        interval: float | None = None,
+        failures_before_restart: int = 1,
+    ) -> None:
+        self.relpath = relpath
+        self.max_age = float(max_age)
+        self.interval = interval if interval is not None else max(1.0, self.max_age / 4)
+        self.failures_before_restart = failures_before_restart
+
+    def __repr__(self) -> str:
+        return f"HeartbeatCheck({self.relpath!r}, max_age={self.max_age})"
+
+    def probe(self, session: Session, identity: ProcessIdentity, now: float) -> Verdict:
+        path: Path = session.home / self.relpath
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            mtime = None
+        started = create_time(identity.pid) or now
+        newest = max(mtime or 0.0, started)
+        age = max(0.0, now - newest)
+        if age <= self.max_age:
+            return Verdict(True, f"heartbeat {age:.0f}s old")
+        what = "no heartbeat" if mtime is None or mtime < started else "heartbeat"
+        return Verdict(False, f"{what} for {age:.0f}s (limit {self.max_age:.0f}s): hung")

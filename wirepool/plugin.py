@@ -1,0 +1,169 @@
+"""Plugins: one class per kind of session, found through entry points.
+
+A plugin turns command-line options into the four strategies (plus restart
+timing and where state lives) for one kind of session.  Plugins are found
+through the ``wirepool.plugins`` entry-point group -- the bundled ``wire`` and
+``servicedir`` plugins are registered exactly the way a third-party one is,
+so the real discovery path is the one the tests exercise.
+
+A plugin that fails to import is reported with its error (``wirepool
+plugins``), never as a traceback, and never takes the other plugins down.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from wirepool.errors import PluginError
+
+if TYPE_CHECKING:
+    import click
+
+    from wirepool._pool import SessionPool
+    from wirepool.discovery import DiscoveryLike
+    from wirepool.eligibility import EligibilityLike
+    from wirepool.health import HealthCheck
+    from wirepool.restart import RestartPolicy, SpawnRateLimit
+    from wirepool.spawn import Spawner
+
+__all__ = ["Guard", "Plugin", "PluginInfo", "PoolSpec", "find_plugins", "load_plugin"]
+
+GROUP = "wirepool.plugins"
+
+
+class Guard(ABC):
+    """An extra singleton a plugin honours besides the pool's own lock (the
+    wire plugin's ``supervisor.pid``, shared with the Rust supervisor)."""
+
+    @abstractmethod
+    def acquire(self) -> int | None:
+        """Claim it; return the holder's pid instead if someone else has it."""
+
+    @abstractmethod
+    def release(self) -> None:
+        """Give it up (only if it is still ours)."""
+
+
+@dataclass
+class PoolSpec:
+    """Everything a :class:`SessionPool` needs, as a plugin builds it."""
+
+    discovery: DiscoveryLike
+    spawner: Spawner
+    state_dir: Path
+    eligibility: EligibilityLike | None = None
+    health: HealthCheck | None = None
+    restart: RestartPolicy | None = None
+    on_exit: Literal["leave", "stop"] = "leave"
+    grace: float = 10.0
+    stop_grace: float = 10.0
+    rescan_interval: float = 30.0
+    spawn_limit: SpawnRateLimit | None = None
+    guard: Guard | None = None
+    #: edits a status document in place: called by the pool when it writes
+    #: ``status.json`` and by ``wirepool status`` when it reads it.
+    annotate: Callable[[dict[str, Any]], None] | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def pool(self, plugin: str = "", **overrides: Any) -> SessionPool:
+        from wirepool._pool import SessionPool
+
+        kwargs: dict[str, Any] = {
+            "on_exit": self.on_exit,
+            "grace": self.grace,
+            "stop_grace": self.stop_grace,
+            "rescan_interval": self.rescan_interval,
+            "spawn_limit": self.spawn_limit,
+            "plugin": plugin,
+            "status_extra": self.annotate,
+        }
+        kwargs.update(overrides)
+        return SessionPool(
+            self.discovery,
+            self.eligibility,
+            self.spawner,
+            self.health,
+            self.restart,
+            self.state_dir,
+            **kwargs,
+        )
+
+
+class Plugin(ABC):
+    """Subclass, set :attr:`name` and :attr:`description`, implement
+    :meth:`build`, and register the class under ``wirepool.plugins``."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+
+    def options(self) -> Sequence[click.Parameter]:
+        """Click parameters of ``wirepool run <plugin> ...`` (and status/stop)."""
+        return ()
+
+    @abstractmethod
+    def build(self, options: Mapping[str, Any]) -> PoolSpec:
+        """Turn parsed options into a :class:`PoolSpec`.  Raise
+        ``click.UsageError`` or :class:`PluginError` for bad options."""
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    name: str
+    value: str
+    distribution: str | None
+    version: str | None
+    origin: str | None
+    description: str = ""
+    error: str | None = None
+    cls: type[Plugin] | None = None
+
+
+def _entry_points() -> list[md.EntryPoint]:
+    return sorted(md.entry_points(group=GROUP), key=lambda ep: ep.name)
+
+
+def _info(ep: md.EntryPoint) -> PluginInfo:
+    dist = ep.dist
+    dist_name = dist.metadata["Name"] if dist is not None else None
+    version = dist.version if dist is not None else None
+    try:
+        obj = ep.load()
+    except Exception as exc:  # a broken plugin is reported, not raised
+        return PluginInfo(
+            ep.name, ep.value, dist_name, version, None, error=f"{type(exc).__name__}: {exc}"
+        )
+    if not (isinstance(obj, type) and issubclass(obj, Plugin)):
+        return PluginInfo(
+            ep.name,
+            ep.value,
+            dist_name,
+            version,
+            None,
+            error=f"{ep.value} is not a wirepool.Plugin subclass",
+        )
+    module = __import__(obj.__module__, fromlist=["__file__"])
+    origin = getattr(module, "__file__", None)
+    doc = obj.description or (obj.__doc__ or "").strip().splitlines()[0:1]
+    description = doc if isinstance(doc, str) else (doc[0] if doc else "")
+    return PluginInfo(ep.name, ep.value, dist_name, version, origin, description, None, obj)
+
+
+def find_plugins() -> list[PluginInfo]:
+    """Every installed plugin, loaded; broken ones carry ``error``."""
+    return [_info(ep) for ep in _entry_points()]
+
+
+def load_plugin(name: str) -> Plugin:
+    for ep in _entry_points():
+        if ep.name == name:
+            info = _info(ep)
+            if info.cls is None:
+                raise PluginError(f"plugin {name!r} failed to load: {info.error}")
+            return info.cls()
+    known = ", ".join(ep.name for ep in _entry_points()) or "none"
+    raise PluginError(f"no plugin named {name!r} (installed: {known})")

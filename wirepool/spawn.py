@@ -1,0 +1,486 @@
+"""How a session's child is started, and the handle the pool watches it by.
+
+Two stock spawners:
+
+* :class:`CommandSpawner` -- an external command via ``subprocess`` (fork +
+  exec: safe from a threaded parent, ``close_fds`` so no child inherits the
+  supervisor's lock or pipes).  The argv is a list; session data is
+  substituted into single elements, never into a shell string.  The
+  environment is built explicitly: wire's #174 fork storm came from what a
+  child was told, and a daemon that inherits ``WIRE_SESSION_ID`` from a
+  terminal serves the wrong home.
+* :class:`PythonSpawner` -- a Python callable via ``multiprocess`` with an
+  explicit start method (``forkserver`` on Linux, ``spawn`` elsewhere).  Never
+  plain ``fork``: a forked child inherits the supervisor's threads, its
+  loguru queue thread and, worst, the open file description that holds the
+  singleton ``flock`` -- the lock would outlive the supervisor.
+
+Every child runs in its own process group (so a stop reaches grandchildren),
+and carries two marker variables, ``WIREPOOL_POOL`` and ``WIREPOOL_SESSION``,
+so that a later supervisor can find it even if every state file was lost.
+
+Output goes straight from the child to a per-session log file (no Python in
+the data path); the file is rotated by size when the child starts and,
+copy-truncate style, while it runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from wirepool._proc import ProcessIdentity, identity_of, open_pidfd, signal_group
+from wirepool._types import ExitStatus, Session
+
+__all__ = [
+    "AdoptedWorker",
+    "CommandSpawner",
+    "Environment",
+    "PythonSpawner",
+    "Spawner",
+    "Worker",
+    "rotate_log",
+    "safe_filename",
+]
+
+POOL_MARKER = "WIREPOOL_POOL"
+SESSION_MARKER = "WIREPOOL_SESSION"
+
+
+class Worker(ABC):
+    """A live (or just ended) child.  Exposes what the engine needs: who it is
+    (:attr:`identity`), a file descriptor that becomes readable when it exits
+    (:meth:`fileno`; None means "poll me"), how it ended (:meth:`poll`) and
+    how to stop it."""
+
+    identity: ProcessIdentity
+    started_at: float  # wall clock, for uptime in status
+    log_path: Path | None = None
+    #: True when the pool may signal it (its own child, or one a previous
+    #: supervisor of this pool started); False for a daemon somebody else
+    #: started, which the pool only watches.
+    owned: bool = True
+
+    @property
+    def pid(self) -> int:
+        return self.identity.pid
+
+    @abstractmethod
+    def fileno(self) -> int | None: ...
+
+    @abstractmethod
+    def poll(self) -> ExitStatus | None:
+        """How the child ended, or None while it runs.  Never blocks."""
+
+    def send_signal(self, sig: int) -> bool:
+        """Signal the child's process group; False if it is already gone."""
+        return signal_group(self.identity, sig)
+
+    def terminate(self) -> bool:
+        return self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> bool:
+        return self.send_signal(signal.SIGKILL)
+
+    def close(self) -> None:  # noqa: B027 -- optional hook
+        """Release the exit fd once the pool has stopped watching it."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} pid={self.pid}>"
+
+
+class _PopenWorker(Worker):
+    def __init__(self, proc: Any, identity: ProcessIdentity, log_path: Path | None) -> None:
+        self.proc = proc
+        self.identity = identity
+        self.started_at = time.time()
+        self.log_path = log_path
+        # The child is unreaped until we poll(), so its pid cannot be reused
+        # yet: opening the pidfd here cannot race.
+        self._fd: int | None = None
+        with contextlib.suppress(AttributeError, OSError):
+            self._fd = os.pidfd_open(proc.pid)
+
+    def fileno(self) -> int | None:
+        return self._fd
+
+    def poll(self) -> ExitStatus | None:
+        rc = self.proc.poll()
+        return None if rc is None else ExitStatus.from_returncode(rc)
+
+    def send_signal(self, sig: int) -> bool:
+        if self.proc.returncode is not None:
+            return False
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            self.proc.send_signal(sig)
+        return True
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class AdoptedWorker(Worker):
+    """A process the pool did not start in this life: a child a previous
+    supervisor left running, or a daemon found through a health check.
+
+    It is watched through a pidfd (Linux), which works for processes that
+    are not our children; the kernel only tells the real parent the exit
+    status, so :meth:`poll` reports an unknown status.
+    """
+
+    def __init__(
+        self,
+        identity: ProcessIdentity,
+        *,
+        owned: bool,
+        started_at: float | None = None,
+        log_path: Path | None = None,
+    ) -> None:
+        self.identity = identity
+        self.owned = owned
+        self.log_path = log_path
+        self.started_at = started_at if started_at is not None else time.time()
+        self._fd = open_pidfd(identity)
+
+    def fileno(self) -> int | None:
+        return self._fd
+
+    def poll(self) -> ExitStatus | None:
+        if identity_of(self.identity.pid) == self.identity:
+            return None
+        return ExitStatus()
+
+    def send_signal(self, sig: int) -> bool:
+        if not self.owned:
+            return signal_group(self.identity, sig, group=False)
+        return signal_group(self.identity, sig)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class Spawner(ABC):
+    """Subclass and implement :meth:`spawn`.  Raise (any ``OSError`` or
+    :class:`wirepool.SpawnError`) for a start that failed: the pool counts it
+    as a rapid failure and shows the message as the reason."""
+
+    #: Where per-session logs go; the pool fills it in (``<state>/logs``)
+    #: when left None.
+    log_dir: Path | None = None
+    #: Marker variables the pool asks every child to carry.
+    markers: Mapping[str, str] = MappingProxyType({})
+
+    @abstractmethod
+    def spawn(self, session: Session) -> Worker: ...
+
+    def attach(self, log_dir: Path, markers: Mapping[str, str]) -> None:
+        """Called once by the pool before the first spawn."""
+        if self.log_dir is None:
+            self.log_dir = log_dir
+        self.markers = MappingProxyType(dict(markers))
+
+    def log_path(self, session: Session) -> Path | None:
+        if self.log_dir is None:
+            return None
+        return self.log_dir / (safe_filename(session.name) + ".log")
+
+    def maintain(self, session: Session) -> None:  # noqa: B027 -- optional hook
+        """Periodic upkeep for a running child (log rotation)."""
+
+
+def safe_filename(name: str) -> str:
+    """A file name for any session name: odd characters become ``_`` and a
+    short hash keeps two names that map alike apart."""
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80]
+    cleaned = cleaned.lstrip(".") or "session"
+    if cleaned == name:
+        return cleaned
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return f"{cleaned}-{digest}"
+
+
+def rotate_log(path: Path, max_bytes: int, backups: int, *, copy_truncate: bool = False) -> bool:
+    """Rotate ``path`` to ``path.1`` ... ``path.<backups>`` if it is larger than
+    ``max_bytes``.  With ``copy_truncate`` the live file is copied and then
+    truncated in place, so a child still writing to it (``O_APPEND``) goes on
+    at the new end -- logrotate's copytruncate, the one way to rotate a file
+    whose writer we do not control.  Returns whether it rotated."""
+    try:
+        if max_bytes <= 0 or path.stat().st_size <= max_bytes:
+            return False
+    except OSError:
+        return False
+    try:
+        for n in range(backups - 1, 0, -1):
+            older = path.with_name(f"{path.name}.{n}")
+            if older.exists():
+                os.replace(older, path.with_name(f"{path.name}.{n + 1}"))
+        first = path.with_name(f"{path.name}.1")
+        if backups <= 0:
+            os.truncate(path, 0)
+        elif copy_truncate:
+            shutil.copyfile(path, first)
+            os.truncate(path, 0)
+        else:
+            os.replace(path, first)
+    except OSError:
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Environment:
+    """How a child's environment is built, explicitly.
+
+    Start from the supervisor's own environment (``inherit``) or from nothing,
+    drop every variable whose name starts with one of ``strip_prefixes``,
+    then pin ``set`` -- whose values are templates: ``{name}``, ``{home}`` and
+    ``{cwd}`` are replaced with the session's values.
+    """
+
+    inherit: bool = True
+    strip_prefixes: tuple[str, ...] = ()
+    set: Mapping[str, str] = field(default_factory=dict)
+
+    def build(self, session: Session, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        source = (os.environ if base is None else base) if self.inherit else {}
+        env = {
+            k: v
+            for k, v in source.items()
+            if not any(k.startswith(p) for p in self.strip_prefixes)
+            and not k.startswith("WIREPOOL_")
+        }
+        values = _template_values(session)
+        for key, template in self.set.items():
+            env[key] = template.format_map(values)
+        return env
+
+
+def _template_values(session: Session) -> dict[str, str]:
+    return {
+        "name": session.name,
+        "home": str(session.home),
+        "cwd": str(session.cwd or session.home),
+    }
+
+
+ArgvLike = Sequence[str] | Callable[[Session], Sequence[str]]
+
+
+class CommandSpawner(Spawner):
+    """Run an external command per session.
+
+    Args:
+        argv: a list whose elements may contain ``{name}``, ``{home}``,
+            ``{cwd}``; or a callable ``session -> list``.
+        cwd: working directory template (default: the session's home).
+        env: an :class:`Environment`.
+        env_for: optional per-session extra variables (applied last).
+        log_max_bytes / log_backups: size-based rotation of the session log.
+        log_dir: where logs go (default: ``<state dir>/logs``).
+    """
+
+    def __init__(
+        self,
+        argv: ArgvLike,
+        *,
+        cwd: str | None = "{home}",
+        env: Environment | None = None,
+        env_for: Callable[[Session], Mapping[str, str]] | None = None,
+        log_dir: Path | None = None,
+        log_max_bytes: int = 10 * 1024 * 1024,
+        log_backups: int = 3,
+    ) -> None:
+        if not callable(argv) and (isinstance(argv, str) or not argv):
+            raise TypeError("argv must be a non-empty list of strings (never a shell string)")
+        self.argv = argv
+        self.cwd = cwd
+        self.env = env or Environment()
+        self.env_for = env_for
+        self.log_dir = Path(log_dir) if log_dir is not None else None
+        self.log_max_bytes = log_max_bytes
+        self.log_backups = log_backups
+
+    def __repr__(self) -> str:
+        return f"CommandSpawner({self.argv!r})"
+
+    def command(self, session: Session) -> list[str]:
+        if callable(self.argv):
+            return [str(a) for a in self.argv(session)]
+        values = _template_values(session)
+        return [a.format_map(values) for a in self.argv]
+
+    def environment(self, session: Session) -> dict[str, str]:
+        env = self.env.build(session)
+        if self.env_for is not None:
+            env.update(self.env_for(session))
+        env.update(self.markers)
+        if self.markers:
+            env[SESSION_MARKER] = session.name
+        return env
+
+    def spawn(self, session: Session) -> Worker:
+        argv = self.command(session)
+        env = self.environment(session)
+        cwd = self.cwd.format_map(_template_values(session)) if self.cwd else None
+        log_path = self.log_path(session)
+        if log_path is not None:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            rotate_log(log_path, self.log_max_bytes, self.log_backups)
+            out: Any = open(log_path, "ab", buffering=0)  # noqa: SIM115 -- closed below
+        else:
+            out = subprocess.DEVNULL
+        try:
+            proc = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+        finally:
+            if out is not subprocess.DEVNULL:
+                out.close()
+        ident = identity_of(proc.pid)
+        if ident is None:
+            # It already exited (e.g. `run` that fails at once): still a
+            # real start; the zombie keeps the pid ours until we poll.
+            ident = ProcessIdentity(proc.pid, _zombie_start(proc.pid))
+        return _PopenWorker(proc, ident, log_path)
+
+    def maintain(self, session: Session) -> None:
+        path = self.log_path(session)
+        if path is not None:
+            rotate_log(path, self.log_max_bytes, self.log_backups, copy_truncate=True)
+
+
+def _zombie_start(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            raw = fh.read()
+        return int(raw[raw.rfind(b")") + 2 :].split()[19])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _python_child(
+    target: Callable[[Session], object],
+    session: Session,
+    log_path: str | None,
+    env: dict[str, str],
+) -> None:
+    """First code run in a Python worker: detach into its own process group,
+    point stdout/stderr at the session log, then run the target."""
+    os.setsid()
+    os.environ.clear()
+    os.environ.update(env)
+    if log_path is not None:
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    with contextlib.suppress(OSError):
+        os.chdir(session.cwd or session.home)
+    target(session)
+
+
+class _ProcessWorker(Worker):
+    def __init__(self, proc: Any, identity: ProcessIdentity, log_path: Path | None) -> None:
+        self.proc = proc
+        self.identity = identity
+        self.started_at = time.time()
+        self.log_path = log_path
+
+    def fileno(self) -> int | None:
+        return int(self.proc.sentinel)
+
+    def poll(self) -> ExitStatus | None:
+        if self.proc.is_alive():
+            return None
+        code = self.proc.exitcode
+        return ExitStatus() if code is None else ExitStatus.from_returncode(code)
+
+    def close(self) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            self.proc.close()
+
+
+class PythonSpawner(Spawner):
+    """Run ``target(session)`` in a fresh Python process via ``multiprocess``.
+
+    The target is pickled with dill, so closures work; prefer a small,
+    module-level function with the session as its only input (a captured
+    lock or socket does not survive the trip).  ``start_method`` defaults to
+    ``forkserver`` on Linux and ``spawn`` elsewhere -- never ``fork``.
+    """
+
+    def __init__(
+        self,
+        target: Callable[[Session], object],
+        *,
+        start_method: str | None = None,
+        env: Environment | None = None,
+        log_dir: Path | None = None,
+    ) -> None:
+        if start_method == "fork":
+            raise ValueError(
+                "fork would hand the supervisor's lock and threads to the child; "
+                "use forkserver or spawn"
+            )
+        self.target = target
+        self.start_method = start_method or (
+            "forkserver" if sys.platform.startswith("linux") else "spawn"
+        )
+        self.env = env or Environment()
+        self.log_dir = Path(log_dir) if log_dir is not None else None
+        self._ctx: Any = None
+
+    def __repr__(self) -> str:
+        return f"PythonSpawner({self.target!r}, start_method={self.start_method!r})"
+
+    def spawn(self, session: Session) -> Worker:
+        if self._ctx is None:
+            import multiprocess
+
+            self._ctx = multiprocess.get_context(self.start_method)
+        env = self.env.build(session)
+        env.update(self.markers)
+        if self.markers:
+            env[SESSION_MARKER] = session.name
+        log_path = self.log_path(session)
+        if log_path is not None:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+        proc = self._ctx.Process(
+            target=_python_child,
+            args=(self.target, session, str(log_path) if log_path else None, env),
+            name=f"wirepool:{session.name}",
+            daemon=False,
+        )
+        proc.start()
+        ident = identity_of(proc.pid) or ProcessIdentity(proc.pid, _zombie_start(proc.pid))
+        return _ProcessWorker(proc, ident, log_path)
