@@ -19,7 +19,14 @@ from wirepool._proc import ProcessIdentity
 from wirepool._status import SessionStatus, Snapshot
 from wirepool._types import ExitStatus, Session, Verdict
 from wirepool.discovery import DirectoryScan, Discovery, StaticDiscovery
-from wirepool.eligibility import ActiveWithin, Always, Eligibility, HasMarker, NoDownFile
+from wirepool.eligibility import (
+    ActiveWithin,
+    Always,
+    Bound,
+    Eligibility,
+    HasMarker,
+    NoDownFile,
+)
 from wirepool.errors import LockHeldError, PluginError, SpawnError, WirepoolError
 from wirepool.health import HealthCheck, HeartbeatCheck, NoHealthCheck, PidfileCheck
 from wirepool.plugin import Guard, Plugin, PoolSpec
@@ -39,6 +46,7 @@ __all__ = [
     "ActiveWithin",
     "AdoptedWorker",
     "Always",
+    "Bound",
     "Clock",
     "CommandSpawner",
     "DirectoryScan",

@@ -445,6 +445,9 @@ class SessionPool:
             if slot.worker is None
         }
         decision = _planner.plan(desired, observed, pending, now, self.grace)
+        # Set before acting: a spawn that fails below schedules its retry by
+        # lowering this deadline (the plan could not know about it).
+        self._wake_at = decision.wake_at
         for name, reason in decision.stop:
             self._stop_worker(self._slots[name], reason, now)
         for name in decision.release:
@@ -459,7 +462,6 @@ class SessionPool:
             slot = self._slots.get(name)
             if slot is not None and slot.worker is None:
                 self._set_state(slot, state, reason)
-        self._wake_at = decision.wake_at
 
     # -------------------------------------------------------------- actions
 
@@ -629,6 +631,8 @@ class SessionPool:
         slot.streak = decision.streak
         slot.next_start = now + decision.delay
         slot.dirty = True
+        if self._wake_at is None or slot.next_start < self._wake_at:
+            self._wake_at = slot.next_start
         if decision.give_up:
             slot.failed = True
             slot.reason = f"gave up after {decision.streak.failures} rapid failures: {reason}"

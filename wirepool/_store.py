@@ -54,13 +54,20 @@ def read_json(path: Path) -> Any:
 
 
 def quarantine(path: Path) -> Path | None:
-    """Move a file we cannot use aside, keeping it for inspection."""
-    target = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
-    try:
-        os.replace(path, target)
-    except OSError:
-        return None
-    return target
+    """Move a file we cannot use aside, keeping it for inspection.  Never
+    overwrites an earlier quarantined copy."""
+    for n in range(100):
+        target = path.with_name(f"{path.name}.corrupt-{int(time.time())}{f'-{n}' if n else ''}")
+        try:
+            os.link(path, target)  # fails if target exists: nothing is overwritten
+        except FileExistsError:
+            continue
+        except OSError:
+            break
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return target
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,10 @@ class Session:
     def __hash__(self) -> int:
         return hash((self.name, self.home, self.cwd))
 
+    def __reduce__(self) -> tuple[type[Session], tuple[str, Path, Path | None, dict[str, Any]]]:
+        # MappingProxyType does not pickle; a plain dict does.
+        return (Session, (self.name, self.home, self.cwd, dict(self.attrs)))
+
     @property
     def display_name(self) -> str:
         """What an operator recognises: ``attrs["display_name"]`` or the key."""

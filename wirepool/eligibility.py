@@ -23,6 +23,7 @@ from wirepool._types import Session, Verdict
 __all__ = [
     "ActiveWithin",
     "Always",
+    "Bound",
     "Eligibility",
     "EligibilityLike",
     "HasMarker",
@@ -159,6 +160,21 @@ class Always(Eligibility):
 
     def __repr__(self) -> str:
         return "Always()"
+
+
+class Bound(Eligibility):
+    """Eligible while the session is bound to a working directory
+    (``session.cwd`` is set): someone is using it from a project."""
+
+    __slots__ = ()
+
+    def check(self, session: Session, now: float) -> Verdict:
+        if session.cwd is None:
+            return Verdict(False, "not bound to a cwd")
+        return Verdict(True, f"bound to {session.cwd}")
+
+    def __repr__(self) -> str:
+        return "Bound()"
 
 
 class HasMarker(Eligibility):

@@ -85,7 +85,7 @@ def read_pid(text: str) -> tuple[int, float | None]:
     stripped = text.strip()
     if not stripped:
         raise ValueError("empty pidfile")
-    if stripped.isdigit():
+    if re.fullmatch(r"[+-]?\d+", stripped):
         pid = int(stripped)
         if pid <= 0:
             raise ValueError(f"invalid pid {pid}")
@@ -216,7 +216,11 @@ class HeartbeatCheck(HealthCheck):
             mtime = path.stat().st_mtime
         except OSError:
             mtime = None
-        started = create_time(identity.pid) or now
+        # Without a readable start time (hidepid, another user's process) the
+        # heartbeat alone decides; with neither, there is nothing to judge.
+        started = create_time(identity.pid)
+        if started is None:
+            started = now if mtime is None else 0.0
         newest = max(mtime or 0.0, started)
         age = max(0.0, now - newest)
         if age <= self.max_age:

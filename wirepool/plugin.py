@@ -65,8 +65,9 @@ class PoolSpec:
     rescan_interval: float = 30.0
     spawn_limit: SpawnRateLimit | None = None
     guard: Guard | None = None
-    #: edits a status document in place: called by the pool when it writes
-    #: ``status.json`` and by ``wirepool status`` when it reads it.
+    #: edits a status document in place when ``wirepool status`` reads it:
+    #: plugin facts computed live (it may scan processes; the pool's own
+    #: ``status.json`` writes stay cheap and never call it).
     annotate: Callable[[dict[str, Any]], None] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -80,7 +81,6 @@ class PoolSpec:
             "rescan_interval": self.rescan_interval,
             "spawn_limit": self.spawn_limit,
             "plugin": plugin,
-            "status_extra": self.annotate,
         }
         kwargs.update(overrides)
         return SessionPool(

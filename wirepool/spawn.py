@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -209,14 +210,24 @@ class Spawner(ABC):
 
 
 def safe_filename(name: str) -> str:
-    """A file name for any session name: odd characters become ``_`` and a
-    short hash keeps two names that map alike apart."""
-    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80]
-    cleaned = cleaned.lstrip(".") or "session"
-    if cleaned == name:
+    """A file name for any session name.
+
+    A name made only of ASCII letters, digits and ``-_.`` is used as it is;
+    anything else is cleaned (odd characters become ``_``, at most 80 of
+    them, so the name plus a temp-file prefix stays far below the 255-byte
+    limit even for CJK names) and gets a short hash of the original, which
+    keeps two names that clean alike apart.  A clean name that already ends
+    like such a hash gets one too, so it cannot collide with a cleaned one.
+    """
+    cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in name)
+    cleaned = cleaned[:80].lstrip(".") or "session"
+    if cleaned == name and not _HASH_SUFFIX.search(name):
         return cleaned
     digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
     return f"{cleaned}-{digest}"
+
+
+_HASH_SUFFIX = re.compile(r"-[0-9a-f]{8}$")
 
 
 def rotate_log(path: Path, max_bytes: int, backups: int, *, copy_truncate: bool = False) -> bool:

@@ -1,1 +1,484 @@
-"""The wire plugin."""
+"""The wire plugin: ``wirepool run wire`` replaces ``wire daemon --all-sessions``.
+
+One ``wire daemon`` per real wire session, and only for real ones.  Each rule
+below is the Rust supervisor's (``daemon_supervisor.rs``), unless it says
+where and why it deliberately differs.
+
+* Sessions are homes, keyed by their path relative to the sessions root
+  (``by-key/<hash>`` or a legacy ``<name>``): two homes with one handle never
+  collide, as they did in the Rust supervisor's handle-keyed child map.
+* A home without a DID is a husk: reported in status, never supervised, never
+  deleted (the 147-homes box of wire #212 is why the idle filter exists).
+* Eligible = has a DID and (bound to a cwd | has ``private.key`` | active
+  within ``WIRE_ALL_SESSIONS_MAX_IDLE_DAYS``).  "Bound" is computed correctly:
+  wire looks the registry up with the by-key hash as a name, so nothing is
+  ever bound there.
+* The child is ``wire daemon --interval N`` -- never ``--session`` (the #174
+  fork storm) -- with every ``WIRE_*`` variable removed and ``WIRE_HOME``
+  pinned (plus ``WIRE_HOME_FORCE=1`` for a home that is not by-key shaped, so
+  an ambient ``CLAUDE_CODE_SESSION_ID`` cannot redirect it).  Its output goes
+  to a per-session log, not into the supervisor's.
+* A live daemon named by ``state/wire/daemon.pid`` is adopted and watched,
+  not duplicated -- but only after checking it really is ``wire ... daemon``
+  and started no later than the record says.  A record naming a live pid that
+  is *not* that daemon is moved aside before spawning: wire's own daemon
+  trusts any live pid there and would skip forever.
+* A daemon whose ``last_sync.json`` stops advancing is hung and is restarted;
+  the Rust supervisor could not see that at all.
+* ``<sessions root>/supervisor.pid`` is honoured both ways, so the Rust
+  supervisor and wirepool never run together.
+* On exit the daemons are left running (they keep syncing) and the next
+  supervisor adopts them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import psutil
+from loguru import logger
+
+from wirepool import (
+    ActiveWithin,
+    Always,
+    Bound,
+    CommandSpawner,
+    Discovery,
+    Eligibility,
+    Environment,
+    Guard,
+    HasMarker,
+    HealthCheck,
+    Plugin,
+    PoolSpec,
+    ProcessIdentity,
+    Session,
+    SpawnError,
+    Verdict,
+)
+from wirepool._proc import cmdline, create_time, identity_of
+from wirepool_wire import layout
+
+__all__ = [
+    "SupervisorPidGuard",
+    "WireDaemonHealth",
+    "WireDiscovery",
+    "WirePlugin",
+    "wire_eligibility",
+    "wire_spec",
+]
+
+ACTIVITY_FILES = (
+    "state/wire/last_sync.json",
+    "state/wire/notify.cursor",
+    "state/wire/reactor.cursor",
+)
+DAEMON_PID = "state/wire/daemon.pid"
+
+
+class WireDiscovery(Discovery):
+    """Every wire session home under the sessions root."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.husks: list[Path] = []
+        self._registry: dict[str, str] = {}
+        self._registry_error: str | None = None
+
+    def __repr__(self) -> str:
+        return f"WireDiscovery({str(self.root)!r})"
+
+    def registry(self) -> dict[str, str]:
+        """The cwd -> name registry; a corrupt one keeps the last good copy,
+        so a half-written ``registry.json`` cannot unbind (and stop) a
+        session."""
+        try:
+            self._registry = layout.read_registry(self.root)
+            self._registry_error = None
+        except (layout.RegistryError, OSError) as exc:
+            if self._registry_error != str(exc):
+                logger.warning("registry.json unusable ({}); keeping the last good copy", exc)
+            self._registry_error = str(exc)
+        return self._registry
+
+    def discover(self) -> list[Session]:
+        if not self.root.exists():
+            # wire's list_sessions: no root, no sessions.  (A root that exists
+            # but cannot be read raises below: "no change", not "all gone".)
+            self.husks = []
+            return []
+        homes, husks = layout.scan_homes(self.root)
+        self.husks = husks
+        bound = layout.bound_cwds(homes, self.registry())
+        return [
+            Session(
+                name=home.key,
+                home=home.path,
+                cwd=Path(bound[home.key]) if home.key in bound else None,
+                attrs={
+                    "display_name": home.handle,
+                    "handle": home.handle,
+                    "did": home.did,
+                    "legacy": home.legacy,
+                    "has_private_key": home.has_private_key,
+                },
+            )
+            for home in homes
+        ]
+
+    def watch_paths(self) -> Sequence[Path]:
+        return [p for p in (self.root, self.root / layout.BY_KEY_DIR) if p.is_dir()]
+
+
+def wire_eligibility(max_idle: float | None) -> Eligibility:
+    """Bound, or has ``private.key``, or active within ``max_idle`` seconds
+    (None: no filter).  Built from the stock strategies, so status shows the
+    reason each one gave."""
+    if max_idle is None:
+        return Always()
+    return Bound() | HasMarker("config/wire/private.key") | ActiveWithin(max_idle, ACTIVITY_FILES)
+
+
+class WireDaemonHealth(HealthCheck):
+    """Finds a live ``wire daemon`` through ``daemon.pid``; sees a hung one.
+
+    Args:
+        hung_after: seconds without a ``last_sync.json`` advance before a
+            running daemon counts as hung.
+        start_tolerance: slack between the pidfile's ``started_at`` and the
+            kernel's start time of the process.
+    """
+
+    failures_before_restart = 1
+
+    def __init__(self, hung_after: float, *, start_tolerance: float = 2.0) -> None:
+        self.hung_after = float(hung_after)
+        self.interval = max(5.0, self.hung_after / 4)
+        self.start_tolerance = start_tolerance
+
+    def __repr__(self) -> str:
+        return f"WireDaemonHealth(hung_after={self.hung_after})"
+
+    def verify(self, record: layout.DaemonPidRecord) -> tuple[ProcessIdentity | None, str]:
+        """The daemon's identity, or None and why it is not that daemon."""
+        ident = identity_of(record.pid)
+        if ident is None:
+            return None, "dead"
+        argv = cmdline(record.pid)
+        if argv is None or not layout.is_wire_daemon_cmdline(argv):
+            return None, "alive but not a wire daemon (pid reused)"
+        if layout.is_wire_supervisor_cmdline(argv):
+            return None, "alive but it is a supervisor, not a daemon"
+        if record.started_at is not None:
+            actual = create_time(record.pid)
+            if actual is None or actual > record.started_at.timestamp() + self.start_tolerance:
+                return None, "alive but started after the record was written (pid reused)"
+        return (ident, "") if identity_of(record.pid) == ident else (None, "dead")
+
+    def existing(self, session: Session) -> ProcessIdentity | None:
+        path = session.home / DAEMON_PID
+        record = layout.read_daemon_pid(path)
+        if record is None:
+            return None
+        ident, why = self.verify(record)
+        if ident is None and why != "dead":
+            # wire's daemon would see this live pid and skip forever: move the
+            # record aside (kept for inspection) so the daemon we start can run.
+            target = path.with_name(f"daemon.pid.stale-{int(time.time())}")
+            with contextlib.suppress(OSError):
+                os.replace(path, target)
+                logger.warning(
+                    "session {!r}: daemon.pid names pid {}, {}; moved it to {}",
+                    session.display_name,
+                    record.pid,
+                    why,
+                    target.name,
+                )
+        return ident
+
+    def probe(self, session: Session, identity: ProcessIdentity, now: float) -> Verdict:
+        synced = layout.read_last_sync(session.home)
+        last = synced.timestamp() if synced is not None else None
+        if last is None:
+            with contextlib.suppress(OSError):
+                last = (session.home / "state/wire/last_sync.json").stat().st_mtime
+        started = create_time(identity.pid) or now
+        newest = max(last or 0.0, started)
+        age = max(0.0, now - newest)
+        if age <= self.hung_after:
+            return Verdict(True, f"last sync {age:.0f}s ago")
+        return Verdict(
+            False,
+            f"last_sync.json has not advanced for {age:.0f}s (limit {self.hung_after:.0f}s): hung",
+        )
+
+
+class SupervisorPidGuard(Guard):
+    """``<sessions root>/supervisor.pid``: a bare pid, as the Rust supervisor
+    writes it.  While we hold it the Rust supervisor exits 0 ("skipped"); while
+    a live Rust supervisor (or another wirepool) holds it, we do the same."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.path = self.root / "supervisor.pid"
+
+    def holder(self) -> int | None:
+        pid = layout.read_supervisor_pid(self.root)
+        if pid is None or pid == os.getpid() or identity_of(pid) is None:
+            return None
+        argv = cmdline(pid) or []
+        if layout.is_wire_supervisor_cmdline(argv) or any("wirepool" in a for a in argv):
+            return pid
+        return None  # a reused pid: the file is stale
+
+    def acquire(self) -> int | None:
+        holder = self.holder()
+        if holder is not None:
+            return holder
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".supervisor.pid.{os.getpid()}.tmp")
+        tmp.write_text(str(os.getpid()))
+        os.replace(tmp, self.path)
+        return None
+
+    def release(self) -> None:
+        if layout.read_supervisor_pid(self.root) == os.getpid():
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+
+
+def _installed_version(wire_bin: str | None) -> str | None:
+    if not wire_bin:
+        return None
+    try:
+        out = subprocess.run(
+            [wire_bin, "--version"], capture_output=True, text=True, timeout=5, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"(\d+(?:\.\d+)+\S*)", out)
+    return match.group(1) if match else None
+
+
+def _wire_daemon_pids() -> list[int]:
+    pids = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        argv = proc.info.get("cmdline") or []
+        if layout.is_wire_daemon_cmdline(argv) and identity_of(proc.info["pid"]) is not None:
+            pids.append(int(proc.info["pid"]))
+    return pids
+
+
+def annotate_status(
+    doc: dict[str, Any], root: Path, wire_bin: str | None, discovery: WireDiscovery
+) -> None:
+    """Add what ``wire supervisor --json`` reports to a status document."""
+    guard = SupervisorPidGuard(root)
+    sup_pid = layout.read_supervisor_pid(root)
+    doc["sessions_root"] = str(root)
+    doc["supervisor_pid"] = sup_pid
+    doc["supervisor_alive"] = sup_pid is not None and (
+        sup_pid == os.getpid() or guard.holder() == sup_pid
+    )
+    installed = _installed_version(wire_bin)
+    doc["installed_version"] = installed
+    session_pids: set[int] = set()
+    stale: list[str] = []
+    stale_unmanaged: list[str] = []
+    now = time.time()
+    for sess in doc.get("sessions", []):
+        home = Path(sess.get("home", ""))
+        sess["home_dir"] = str(home)
+        record = layout.read_daemon_pid(home / DAEMON_PID)
+        daemon_pid = record.pid if record else None
+        daemon_alive = daemon_pid is not None and identity_of(daemon_pid) is not None
+        sess["daemon_pid"] = daemon_pid
+        sess["daemon_alive"] = daemon_alive
+        synced = layout.read_last_sync(home)
+        sess["last_sync_age_seconds"] = (
+            max(0, int(now - synced.timestamp())) if synced is not None else None
+        )
+        if record is not None and record.version is not None:
+            sess["daemon_version"] = record.version
+        if daemon_alive and daemon_pid is not None:
+            session_pids.add(daemon_pid)
+        if isinstance(sess.get("pid"), int) and sess.get("alive"):
+            session_pids.add(sess["pid"])
+        name = str(sess.get("display_name") or sess.get("name"))
+        if (
+            daemon_alive
+            and installed
+            and record is not None
+            and record.version
+            and layout.version_is_older(record.version, installed)
+        ):
+            stale.append(name)
+            if sess.get("state") == "ineligible":
+                stale_unmanaged.append(name)
+    excluded = session_pids | ({sup_pid} if sup_pid else set())
+    doc["unmanaged_pids"] = sorted(p for p in _wire_daemon_pids() if p not in excluded)
+    doc["stale_binary_sessions"] = stale
+    doc["stale_unmanaged_sessions"] = stale_unmanaged
+    if not discovery.husks:
+        with contextlib.suppress(OSError):
+            discovery.husks = layout.scan_homes(root)[1]
+    doc["husks"] = [str(p) for p in discovery.husks]
+    notes = doc.setdefault("notes", [])
+    if doc["unmanaged_pids"]:
+        notes.append(
+            f"unmanaged: {len(doc['unmanaged_pids'])} `wire daemon` pid(s) no session "
+            f"accounts for: {', '.join(map(str, doc['unmanaged_pids']))}"
+        )
+    if stale:
+        notes.append(f"stale binary: {', '.join(stale)} run daemons older than wire {installed}")
+    if discovery.husks:
+        notes.append(
+            f"husks: {len(discovery.husks)} home(s) without a DID (not supervised, never deleted)"
+        )
+
+
+def wire_spec(
+    sessions_root: Path | None = None,
+    *,
+    wire_bin: str | None = None,
+    interval: int = 5,
+    max_idle_days: float | None = None,
+    env: Mapping[str, str] | None = None,
+    hung_after: float | None = None,
+    state_dir: Path | None = None,
+    grace: float = 10.0,
+    stop_grace: float = 10.0,
+    rescan_interval: float = 10.0,
+) -> PoolSpec:
+    """The pool that replaces ``wire daemon --all-sessions``."""
+    env = os.environ if env is None else env
+    root = (
+        Path(sessions_root)
+        if sessions_root is not None
+        else layout.resolve_sessions_root(env, sys.platform, Path.home())
+    ).absolute()
+    if max_idle_days is not None:
+        max_idle = None if max_idle_days == 0 else max_idle_days * layout.SECONDS_PER_DAY
+    else:
+        max_idle = layout.parse_max_idle_days(env.get("WIRE_ALL_SESSIONS_MAX_IDLE_DAYS"))
+    binary = wire_bin or shutil.which("wire")
+    interval = max(1, int(interval))
+
+    def argv(session: Session) -> list[str]:
+        if not binary:
+            raise SpawnError("no `wire` binary on PATH (pass --wire-bin)")
+        # Never --session: #174 fork-stormed 127 of 133 homes with it.
+        return [binary, "daemon", "--interval", str(interval)]
+
+    def extra_env(session: Session) -> dict[str, str]:
+        # A home that is not by-key shaped loses to an ambient session key
+        # (CLAUDE_CODE_SESSION_ID, ...) unless forced.
+        if layout.is_by_key_name(session.home.name) and session.home.parent.name == "by-key":
+            return {}
+        return {"WIRE_HOME_FORCE": "1"}
+
+    discovery = WireDiscovery(root)
+    spec = PoolSpec(
+        discovery=discovery,
+        eligibility=wire_eligibility(max_idle),
+        spawner=CommandSpawner(
+            argv,
+            cwd="{home}",
+            env=Environment(strip_prefixes=("WIRE_",), set={"WIRE_HOME": "{home}"}),
+            env_for=extra_env,
+        ),
+        health=WireDaemonHealth(
+            hung_after if hung_after is not None else max(60.0, 10.0 * interval)
+        ),
+        state_dir=(state_dir or root / ".wirepool").absolute(),
+        on_exit="leave",
+        grace=grace,
+        stop_grace=stop_grace,
+        rescan_interval=rescan_interval,
+        guard=SupervisorPidGuard(root),
+        extra={"sessions_root": root, "wire_bin": binary, "max_idle": max_idle},
+    )
+    spec.annotate = lambda doc: annotate_status(doc, root, binary, discovery)
+    return spec
+
+
+class WirePlugin(Plugin):
+    """Supervise ``wire daemon`` for every wire session (replaces --all-sessions)."""
+
+    name = "wire"
+    description = "one `wire daemon` per wire session home (replaces `wire daemon --all-sessions`)"
+
+    def options(self) -> Sequence[click.Parameter]:
+        return [
+            click.Option(
+                ["--sessions-root"],
+                type=click.Path(file_okay=False, path_type=Path),
+                default=None,
+                help="wire's sessions root (default: as wire resolves it).",
+            ),
+            click.Option(["--wire-bin"], default=None, help="The wire binary (default: on PATH)."),
+            click.Option(
+                ["--interval"],
+                type=click.IntRange(min=1),
+                default=5,
+                show_default=True,
+                help="Sync interval passed to each `wire daemon`.",
+            ),
+            click.Option(
+                ["--max-idle-days"],
+                type=click.FloatRange(min=0),
+                default=None,
+                help="Idle cutoff for unbound sessions without private.key "
+                "(default: $WIRE_ALL_SESSIONS_MAX_IDLE_DAYS, else 7; 0 = no filter).",
+            ),
+            click.Option(
+                ["--hung-after"],
+                type=click.FloatRange(min=1),
+                default=None,
+                help="Seconds without a last_sync.json advance before a daemon is "
+                "restarted as hung (default: 10 intervals, at least 60).",
+            ),
+            click.Option(
+                ["--grace"],
+                type=float,
+                default=10.0,
+                show_default=True,
+                help="Seconds a vanished home keeps its daemon.",
+            ),
+            click.Option(
+                ["--stop-grace"],
+                type=float,
+                default=10.0,
+                show_default=True,
+                help="Seconds between SIGTERM and SIGKILL.",
+            ),
+            click.Option(
+                ["--rescan-interval"],
+                type=float,
+                default=10.0,
+                show_default=True,
+                help="Seconds between full rescans (inotify triggers them early).",
+            ),
+        ]
+
+    def build(self, options: Mapping[str, Any]) -> PoolSpec:
+        return wire_spec(
+            options.get("sessions_root"),
+            wire_bin=options.get("wire_bin"),
+            interval=int(options.get("interval") or 5),
+            max_idle_days=options.get("max_idle_days"),
+            hung_after=options.get("hung_after"),
+            grace=float(options.get("grace", 10.0)),
+            stop_grace=float(options.get("stop_grace", 10.0)),
+            rescan_interval=float(options.get("rescan_interval", 10.0)),
+        )

@@ -42,7 +42,7 @@ variables, because a faithful supervisor strips those from its children::
      "version": "0.13.5",                 # version in the pidfile and --version
      "pidfile_form": "full",              # or "partial" ({"pid": N}) or "bare" ("N\\n")
      "ignore_sigterm": true,              # only SIGKILL stops it
-     "interval_override": 1}              # cycle period, whatever --interval says
+     "interval_override": 1}              # period instead of --interval (still max(1, .))
 
 Every start (not ``--version``) appends one JSON line to
 ``<home>/fake-wire.invocations.jsonl``: ``pid``, ``ppid``, ``argv`` (after the
@@ -65,6 +65,7 @@ import hashlib
 import json
 import os
 import signal
+import stat
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -160,11 +161,21 @@ def _write(path: str, body: str) -> None:
 
 
 def _read_text(path: str) -> str | None:
+    # Non-blocking open + regular-file check: a FIFO planted where a JSON
+    # file belongs must not hang the fake (tests do plant such things).
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read(1 << 20)
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, 1 << 20).decode("utf-8")
     except (OSError, ValueError):
         return None
+    finally:
+        os.close(fd)
 
 
 def _parse_uint(text: str, maximum: int) -> int | None:
@@ -737,7 +748,11 @@ def main(argv: Sequence[str] | None = None, *, version: str = DEFAULT_VERSION) -
             return 1
     _log_invocation(home, args, home)
     ctl = _load_control(home)
-    return _run_daemon(home, opts, ctl, ctl.version or version)
+    try:
+        return _run_daemon(home, opts, ctl, ctl.version or version)
+    except OSError as exc:  # e.g. the home vanished under us: wire's `error: ...`, exit 1
+        _err(f"error: {exc}")
+        return 1
 
 
 def entry(version: str = DEFAULT_VERSION) -> None:

@@ -1,0 +1,189 @@
+"""Shared fixtures: real service directories, real pools, real processes.
+
+Every process a test causes to exist is tracked by pid (from the pool's
+``spawned`` events, or from the supervisor subprocess the test started) and
+killed at teardown if it is still alive -- never by a name pattern.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wirepool import Event, SessionPool
+from wirepool._proc import identity_of
+
+BIN = Path(sys.executable).parent
+WIREPOOL = [sys.executable, "-m", "wirepool"]
+
+SLEEPER = "#!/bin/sh\nexec sleep 1000\n"
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02) -> Any:
+    """Poll until ``predicate()`` is truthy; generous timeouts, no tight limits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def alive(pid: int) -> bool:
+    return identity_of(pid) is not None
+
+
+def kill_group(pid: int) -> None:
+    for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            target()
+
+
+class Services:
+    """A service root (s6/runit style) under a test's tmp_path."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def add(
+        self,
+        name: str,
+        script: str = SLEEPER,
+        *,
+        mode: int = 0o755,
+        env: dict[str, str] | None = None,
+    ) -> Path:
+        d = self.root / name
+        d.mkdir(parents=True, exist_ok=True)
+        run = d / "run"
+        run.write_text(script)
+        run.chmod(mode)
+        for key, value in (env or {}).items():
+            (d / "env").mkdir(exist_ok=True)
+            (d / "env" / key).write_text(value)
+        return d
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / ".wirepool"
+
+
+class Tracker:
+    """Records events and every pid any pool or supervisor started."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.pids: set[int] = set()
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def __call__(self, event: Event) -> None:
+        self.events.append(event)
+        if event.pid and event.kind in ("spawned", "adopted"):
+            self.pids.add(event.pid)
+
+    def kinds(self, session: str, kind: str) -> list[Event]:
+        return [e for e in list(self.events) if e.session == session and e.kind == kind]
+
+    def attach(self, pool: SessionPool) -> SessionPool:
+        pool.subscribe(self)
+        return pool
+
+    def supervisor(
+        self, *args: str, json_events: bool = True, env: dict[str, str] | None = None
+    ) -> Supervisor:
+        """Start ``wirepool run ...`` as a real subprocess."""
+        argv = [*WIREPOOL, "run", *args]
+        if json_events:
+            argv.append("--json")
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self.procs.append(proc)
+        return Supervisor(proc, self)
+
+    def cleanup(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            with contextlib.suppress(Exception):
+                proc.communicate(timeout=10)
+        for pid in self.pids:
+            if alive(pid):
+                kill_group(pid)
+
+
+class Supervisor:
+    """A ``wirepool run`` subprocess with its JSON event stream."""
+
+    def __init__(self, proc: subprocess.Popen[str], tracker: Tracker) -> None:
+        self.proc = proc
+        self.tracker = tracker
+        self.events: list[dict[str, Any]] = []
+        import threading
+
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            self.events.append(event)
+            if event.get("pid") and event.get("event") in ("spawned", "adopted"):
+                self.tracker.pids.add(int(event["pid"]))
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in list(self.events) if e.get("event") == kind]
+
+    def wait_exit(self, timeout: float = 30.0) -> int:
+        return self.proc.wait(timeout)
+
+    def stderr(self) -> str:
+        assert self.proc.stderr is not None
+        return self.proc.stderr.read()
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Services:
+    return Services(tmp_path / "services")
+
+
+@pytest.fixture
+def tracker() -> Iterator[Tracker]:
+    t = Tracker()
+    try:
+        yield t
+    finally:
+        t.cleanup()
+
+
+def read_status(state_dir: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((state_dir / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def status_sessions(state_dir: Path) -> dict[str, dict[str, Any]]:
+    return {s["name"]: s for s in read_status(state_dir).get("sessions", [])}

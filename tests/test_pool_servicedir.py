@@ -1,0 +1,404 @@
+"""Integration tests: a real pool over real service directories.
+
+Processes, signals, files and inotify are all real; only restart timing is
+shortened (a fast, jitter-free tenacity wait) so a test sees several
+backoff steps in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import tenacity
+from conftest import Services, Tracker, alive, status_sessions, wait_for
+from wirepool_servicedir import servicedir_spec
+
+from wirepool import (
+    CommandSpawner,
+    HeartbeatCheck,
+    PidfileCheck,
+    RestartPolicy,
+    Session,
+    SessionPool,
+    Snapshot,
+    StaticDiscovery,
+)
+from wirepool._proc import identity_of
+
+FAST = RestartPolicy(wait=tenacity.wait_exponential(multiplier=0.2, max=5), rapid_window=1.0)
+
+
+def make_pool(services: Services, tracker: Tracker, **kw: object) -> SessionPool:
+    spec = servicedir_spec(
+        services.root,
+        on_exit="stop",
+        grace=float(kw.pop("grace", 1.0)),
+        stop_grace=float(kw.pop("stop_grace", 3.0)),
+    )
+    spec.restart = kw.pop("restart", FAST)  # type: ignore[assignment]
+    pool = spec.pool("servicedir", durable=False, **kw)
+    return tracker.attach(pool)
+
+
+def running(snap: Snapshot, *names: str) -> bool:
+    return all(n in snap and snap[n].state == "running" for n in names)
+
+
+def test_bring_up_many_sessions_each_in_its_dir_with_its_env(
+    services: Services, tracker: Tracker
+) -> None:
+    names = [f"svc{i:02d}" for i in range(40)]
+    for name in names:
+        services.add(
+            name,
+            "#!/bin/sh\nenv > seen.env\nexec sleep 1000\n",
+            env={"GREETING": f"hello {name}\n", "UNSET_ME": ""},
+        )
+    os.environ["UNSET_ME"] = "inherited"
+    try:
+        with make_pool(services, tracker) as pool:
+            snap = pool.wait_until(lambda s: running(s, *names), timeout=60)
+            pids = [snap[n].pid for n in names]
+            assert len(set(pids)) == len(names)
+            for name in names:
+                pid = snap[name].pid
+                assert pid is not None
+                assert os.readlink(f"/proc/{pid}/cwd") == str(services.root / name)
+                assert os.getpgid(pid) == pid  # its own process group
+                wait_for(
+                    lambda n=name: (
+                        (services.root / n / "seen.env").exists()
+                        and "WIREPOOL_SESSION" in (services.root / n / "seen.env").read_text()
+                    )
+                )
+                env = dict(
+                    line.split("=", 1)
+                    for line in (services.root / name / "seen.env").read_text().splitlines()
+                    if "=" in line
+                )
+                assert env["GREETING"] == f"hello {name}"
+                assert "UNSET_ME" not in env  # empty env file unsets, s6-envdir style
+                assert env["WIREPOOL_SESSION"] == name
+        for pid in pids:
+            assert pid is not None
+            wait_for(lambda p=pid: not alive(p))
+    finally:
+        del os.environ["UNSET_ME"]
+
+
+def test_crash_is_restarted_and_counted(services: Services, tracker: Tracker) -> None:
+    services.add("web")
+    with make_pool(services, tracker) as pool:
+        first = pool.wait_until(lambda s: running(s, "web"))["web"].pid
+        assert first is not None
+        # live past the 1 s rapid window so the crash is "healthy then died"
+        time.sleep(1.3)
+        os.kill(first, signal.SIGKILL)
+        snap = pool.wait_until(lambda s: running(s, "web") and s["web"].pid != first)
+        web = snap["web"]
+        assert web.restarts == 1
+        assert web.last_exit is not None and web.last_exit.signal == signal.SIGKILL
+        assert web.streak == 0  # lived longer than the window: no backoff
+        assert not tracker.kinds("web", "backoff")
+
+
+def test_rapid_failures_back_off_doubling_then_reset(services: Services, tracker: Tracker) -> None:
+    d = services.add("flaky", "#!/bin/sh\nexit 3\n")
+    with make_pool(services, tracker) as pool:
+        pool.wait_until(lambda s: "flaky" in s and s["flaky"].streak >= 4, timeout=30)
+        delays = [e.data["delay"] for e in tracker.kinds("flaky", "backoff")][:4]
+        assert delays == pytest.approx([0.2, 0.4, 0.8, 1.6])
+        snap = pool.snapshot()
+        assert snap["flaky"].last_exit is not None and snap["flaky"].last_exit.code == 3
+        # fix the service: it now stays up past the rapid window, then dies
+        (d / "run").write_text("#!/bin/sh\nsleep 1.5\nexit 4\n")
+        pool.wait_until(
+            lambda s: s["flaky"].last_exit is not None and s["flaky"].last_exit.code == 4,
+            timeout=30,
+        )
+        after = [e for e in tracker.kinds("flaky", "exited") if e.data.get("code") == 4][0]
+        assert after.data["lived"] >= 1.0
+        # the healthy life reset the streak: restarted at once, no new backoff
+        snap = pool.wait_until(lambda s: s["flaky"].state == "running", timeout=10)
+        assert snap["flaky"].streak == 0
+
+
+def test_new_directory_is_picked_up_and_removed_one_stopped_after_grace(
+    services: Services, tracker: Tracker
+) -> None:
+    services.add("a")
+    with make_pool(services, tracker, grace=1.5) as pool:
+        pool.wait_until(lambda s: running(s, "a"))
+        services.add("b")  # inotify: no rescan interval needed (it is 30 s)
+        snap = pool.wait_until(lambda s: running(s, "a", "b"), timeout=10)
+        bpid = snap["b"].pid
+        assert bpid is not None
+        shutil.rmtree(services.root / "b")
+        # still up during the grace period...
+        snap = pool.wait_until(lambda s: s["b"].reason != "", timeout=5)
+        assert alive(bpid)
+        # ...then stopped and forgotten
+        pool.wait_until(lambda s: "b" not in s, timeout=15)
+        wait_for(lambda: not alive(bpid))
+        assert pool.snapshot()["a"].state == "running"
+        stopped = tracker.kinds("b", "stopped")
+        assert stopped and stopped[0].reason == "session gone"
+
+
+def test_down_file_stops_and_removing_it_starts_again(services: Services, tracker: Tracker) -> None:
+    d = services.add("svc")
+    with make_pool(services, tracker) as pool:
+        pid = pool.wait_until(lambda s: running(s, "svc"))["svc"].pid
+        assert pid is not None
+        (d / "down").touch()
+        snap = pool.wait_until(lambda s: s["svc"].state == "ineligible", timeout=10)
+        assert snap["svc"].reason == "down file present"
+        assert not alive(pid)
+        assert tracker.kinds("svc", "ineligible")
+        (d / "down").unlink()
+        pool.wait_until(lambda s: running(s, "svc"), timeout=10)
+
+
+def test_bad_run_files_are_refused_with_reasons_and_others_keep_running(
+    services: Services, tracker: Tracker
+) -> None:
+    services.add("good")
+    (services.root / "norun").mkdir()
+    services.add("noexec", mode=0o644)
+    services.add("writable", mode=0o775)
+    services.add("dirrun")
+    (services.root / "dirrun" / "run").unlink()
+    (services.root / "dirrun" / "run").mkdir()
+    (services.root / ".hidden").mkdir()
+    services.add("odd name; $(touch pwned) é")
+    with make_pool(services, tracker) as pool:
+        snap = pool.wait_until(lambda s: running(s, "good", "odd name; $(touch pwned) é"))
+        assert snap["norun"].state == "ineligible" and snap["norun"].reason == "no run file"
+        assert snap["noexec"].reason == "run is not executable"
+        assert "writable by group or others" in snap["writable"].reason
+        assert snap["dirrun"].reason == "run is not a regular file"
+        assert ".hidden" not in snap
+        assert not (services.root / "odd name; $(touch pwned) é" / "pwned").exists()
+        # a fixed `run` is picked up without a restart of the pool
+        (services.root / "noexec" / "run").chmod(0o755)
+        pool.wait_until(lambda s: running(s, "noexec"), timeout=10)
+
+
+def test_run_that_cannot_exec_is_a_failed_start_with_the_error(
+    services: Services, tracker: Tracker
+) -> None:
+    services.add("badshebang", "#!/nonexistent/interpreter\n")
+    with make_pool(services, tracker) as pool:
+        snap = pool.wait_until(
+            lambda s: "badshebang" in s and s["badshebang"].streak >= 2, timeout=20
+        )
+        assert snap["badshebang"].state == "backoff"
+        assert "spawn failed" in snap["badshebang"].reason
+        assert "No such file" in snap["badshebang"].reason
+
+
+def test_stop_escalates_to_sigkill_for_a_child_ignoring_sigterm(
+    services: Services, tracker: Tracker
+) -> None:
+    d = services.add(
+        "stubborn", "#!/bin/sh\ntrap '' TERM\ntouch ready\nwhile :; do sleep 0.2; done\n"
+    )
+    pool = make_pool(services, tracker, stop_grace=1.0)
+    pool.start()
+    pid = pool.wait_until(lambda s: running(s, "stubborn"))["stubborn"].pid
+    assert pid is not None
+    wait_for((d / "ready").exists)  # the trap is set
+    pool.stop()
+    assert not alive(pid)
+    exits = tracker.kinds("stubborn", "exited")
+    assert exits and exits[-1].data["signal"] == signal.SIGKILL
+
+
+def test_discovery_failure_changes_nothing(tmp_path: Path, tracker: Tracker) -> None:
+    ok = [Session("one", tmp_path)]
+    calls = {"n": 0}
+
+    def discover() -> list[Session]:
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise OSError("registry unreadable")
+        return ok
+
+    pool = tracker.attach(
+        SessionPool(
+            discover,
+            spawner=CommandSpawner(["sleep", "1000"]),
+            state_dir=tmp_path / "state",
+            durable=False,
+            grace=0.5,
+        )
+    )
+    with pool:
+        pid = pool.wait_until(lambda s: running(s, "one"))["one"].pid
+        for n in range(2, 5):
+            pool.rescan()  # rescans posted together coalesce; one at a time
+            wait_for(lambda n=n: calls["n"] >= n)
+        time.sleep(1.0)  # well past the grace period
+        assert pool.snapshot()["one"].pid == pid
+        assert pid is not None and alive(pid)
+
+
+def test_eligibility_error_on_one_session_does_not_touch_the_others(
+    tmp_path: Path, tracker: Tracker
+) -> None:
+    def check(session: Session, now: float) -> bool:
+        if session.name == "bad":
+            raise ValueError("corrupt marker file")
+        return True
+
+    sessions = [Session("good", tmp_path), Session("bad", tmp_path)]
+    pool = tracker.attach(
+        SessionPool(
+            StaticDiscovery(sessions),
+            check,
+            CommandSpawner(["sleep", "1000"]),
+            state_dir=tmp_path / "state",
+            durable=False,
+        )
+    )
+    with pool:
+        snap = pool.wait_until(lambda s: running(s, "good") and "bad" in s)
+        assert snap["bad"].state == "ineligible"
+        assert "eligibility check failed: corrupt marker file" in snap["bad"].reason
+
+
+def test_hung_child_is_restarted_by_the_heartbeat_probe(tmp_path: Path, tracker: Tracker) -> None:
+    home = tmp_path / "h"
+    home.mkdir()
+    health = HeartbeatCheck("beat", max_age=1.0, interval=0.3)
+    pool = tracker.attach(
+        SessionPool(
+            StaticDiscovery([Session("hung", home)]),
+            None,
+            CommandSpawner(["sleep", "1000"]),
+            health,
+            state_dir=tmp_path / "state",
+            durable=False,
+            stop_grace=1.0,
+        )
+    )
+    with pool:
+        first = pool.wait_until(lambda s: running(s, "hung"))["hung"].pid
+        snap = pool.wait_until(lambda s: running(s, "hung") and s["hung"].pid != first, timeout=20)
+        assert snap["hung"].restarts >= 1
+        unhealthy = tracker.kinds("hung", "unhealthy")
+        assert unhealthy and "hung" in unhealthy[0].reason
+
+
+def test_existing_daemon_is_adopted_not_duplicated_and_taken_over_on_exit(
+    tmp_path: Path, tracker: Tracker
+) -> None:
+    home = tmp_path / "h"
+    home.mkdir()
+    by_hand = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+    tracker.pids.add(by_hand.pid)
+    (home / "daemon.pid").write_text(str(by_hand.pid))
+    pool = tracker.attach(
+        SessionPool(
+            StaticDiscovery([Session("s", home)]),
+            None,
+            CommandSpawner(["sleep", "1000"]),
+            PidfileCheck("daemon.pid"),
+            state_dir=tmp_path / "state",
+            durable=False,
+        )
+    )
+    with pool:
+        snap = pool.wait_until(lambda s: "s" in s and s["s"].state == "adopted")
+        assert snap["s"].pid == by_hand.pid and not snap["s"].owned
+        assert not tracker.kinds("s", "spawned")
+        by_hand.kill()
+        by_hand.wait()
+        snap = pool.wait_until(lambda s: running(s, "s"), timeout=10)
+        assert snap["s"].pid != by_hand.pid
+        assert snap["s"].streak == 0  # not our failure
+
+
+def test_stale_pidfile_naming_a_reused_pid_does_not_block(tmp_path: Path, tracker: Tracker) -> None:
+    home = tmp_path / "h"
+    home.mkdir()
+    stranger = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+    tracker.pids.add(stranger.pid)
+    # The record says the daemon started an hour before this process did:
+    # the pid was reused by a stranger.
+    (home / "daemon.pid").write_text(
+        json.dumps({"pid": stranger.pid, "started_at": "2020-01-01T00:00:00Z"})
+    )
+    pool = tracker.attach(
+        SessionPool(
+            StaticDiscovery([Session("s", home)]),
+            None,
+            CommandSpawner(["sleep", "1000"]),
+            PidfileCheck("daemon.pid"),
+            state_dir=tmp_path / "state",
+            durable=False,
+        )
+    )
+    with pool:
+        snap = pool.wait_until(lambda s: running(s, "s"))
+        assert snap["s"].pid != stranger.pid
+    assert stranger.poll() is None  # the stranger was left alone
+    stranger.kill()
+    stranger.wait()
+
+
+def test_python_callable_worker_is_supervised(tmp_path: Path, tracker: Tracker) -> None:
+    from wirepool import PythonSpawner
+
+    home = tmp_path / "py"
+    home.mkdir()
+
+    def serve(session: Session) -> None:
+        import time
+
+        (session.home / f"started-{os.getpid()}").write_text(os.environ["WIREPOOL_SESSION"])
+        print("python worker up", flush=True)
+        time.sleep(1000)
+
+    pool = tracker.attach(
+        SessionPool(
+            StaticDiscovery([Session("py", home)]),
+            None,
+            PythonSpawner(serve),
+            restart=FAST,
+            state_dir=tmp_path / "state",
+            durable=False,
+        )
+    )
+    with pool:
+        pid = pool.wait_until(lambda s: running(s, "py"), timeout=30)["py"].pid
+        assert pid is not None
+        marker = home / f"started-{pid}"
+        wait_for(marker.exists)
+        assert marker.read_text() == "py"
+        assert os.getsid(pid) == pid
+        wait_for(lambda: "python worker up" in (tmp_path / "state/logs/py.log").read_text())
+        os.kill(pid, signal.SIGKILL)
+        snap = pool.wait_until(lambda s: running(s, "py") and s["py"].pid != pid, timeout=30)
+        assert snap["py"].restarts == 1
+    assert identity_of(pid) is None
+
+
+def test_status_json_is_written_with_schema(services: Services, tracker: Tracker) -> None:
+    services.add("a")
+    with make_pool(services, tracker) as pool:
+        pool.wait_until(lambda s: running(s, "a"))
+        wait_for(lambda: status_sessions(services.state_dir).get("a", {}).get("state") == "running")
+        doc = json.loads((services.state_dir / "status.json").read_text())
+        assert doc["schema"] == "wirepool.status/1"
+        assert doc["supervisor"]["pid"] == os.getpid()
+        a = doc["sessions"][0]
+        assert a["pid"] == pool.snapshot()["a"].pid
+        assert a["process_start"] == identity_of(a["pid"]).start  # type: ignore[union-attr]

@@ -1,0 +1,241 @@
+"""End to end through the real ``wirepool`` command: supervisors as separate
+processes, killed with SIGKILL, restarted, refused, and asked for status."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from conftest import WIREPOOL, Services, Tracker, alive, status_sessions, wait_for
+
+N = 8
+
+
+def all_up(services: Services, names: list[str], states: tuple[str, ...] = ("running",)) -> bool:
+    sessions = status_sessions(services.state_dir)
+    return all(sessions.get(n, {}).get("state") in states and sessions[n].get("pid") for n in names)
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*WIREPOOL, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_sigkilled_supervisor_is_replaced_and_every_child_adopted(
+    services: Services, tracker: Tracker
+) -> None:
+    names = [f"s{i}" for i in range(N)]
+    for name in names:
+        services.add(name)
+    first = tracker.supervisor("servicedir", str(services.root))
+    wait_for(lambda: all_up(services, names))
+    pids = {n: s["pid"] for n, s in status_sessions(services.state_dir).items()}
+    first.proc.send_signal(signal.SIGKILL)
+    first.wait_exit()
+    assert all(alive(pids[n]) for n in names)  # children survive their supervisor
+
+    second = tracker.supervisor("servicedir", str(services.root))
+    wait_for(lambda: len(second.of("adopted")) == N)
+    adopted = {e["session"]: e["pid"] for e in second.of("adopted")}
+    assert adopted == pids  # every child, same processes
+    assert second.of("spawned") == []  # none duplicated
+    # ...and fully supervised: a crash of an adopted child is restarted
+    victim = pids["s0"]
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: any(e["session"] == "s0" for e in second.of("spawned")))
+    assert [e for e in second.of("exited") if e["session"] == "s0"][0]["pid"] == victim
+
+    result = cli("stop", "servicedir", str(services.root), "--children")
+    assert result.returncode == 0, result.stderr
+    assert second.wait_exit() == 0
+    for pid in [*pids.values(), *(e["pid"] for e in second.of("spawned"))]:
+        wait_for(lambda p=pid: not alive(p))
+
+
+def test_second_supervisor_is_refused_and_says_who_holds_the_lock(
+    services: Services, tracker: Tracker
+) -> None:
+    services.add("a")
+    first = tracker.supervisor("servicedir", str(services.root), "--on-exit", "stop")
+    wait_for(lambda: all_up(services, ["a"]))
+    plain = cli("run", "servicedir", str(services.root))
+    assert plain.returncode == 5
+    assert f"pid {first.proc.pid}" in plain.stderr
+    assert "Traceback" not in plain.stderr
+    as_json = cli("run", "servicedir", str(services.root), "--json")
+    assert as_json.returncode == 0
+    assert json.loads(as_json.stdout) == {
+        "status": "skipped",
+        "reason": "supervisor already running",
+        "holder_pid": first.proc.pid,
+    }
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.wait_exit() == 0
+
+
+def test_corrupt_record_is_set_aside_and_marker_finds_the_orphan(
+    services: Services, tracker: Tracker
+) -> None:
+    for name in ("a", "b"):
+        services.add(name)
+    first = tracker.supervisor("servicedir", str(services.root))
+    wait_for(lambda: all_up(services, ["a", "b"]))
+    pids = {n: s["pid"] for n, s in status_sessions(services.state_dir).items()}
+    first.proc.send_signal(signal.SIGKILL)
+    first.wait_exit()
+    record = services.state_dir / "sessions" / "a.json"
+    record.write_text("{ this is not json")
+    (services.state_dir / "sessions" / "b.json").write_text('{"schema": "something else"}')
+
+    second = tracker.supervisor("servicedir", str(services.root))
+    wait_for(lambda: len(second.of("adopted")) == 2, timeout=30)
+    assert {e["session"]: e["pid"] for e in second.of("adopted")} == pids
+    assert second.of("spawned") == []
+    kept = sorted(p.name for p in record.parent.iterdir() if ".corrupt-" in p.name)
+    assert len(kept) == 2 and kept[0].startswith("a.json.corrupt-")
+    second.proc.send_signal(signal.SIGTERM)
+    second.wait_exit()
+    err = second.stderr()
+    assert "a.json is unusable" in err and "Traceback" not in err
+
+
+def test_stop_children_without_a_supervisor_uses_the_records(
+    services: Services, tracker: Tracker
+) -> None:
+    services.add("a")
+    first = tracker.supervisor("servicedir", str(services.root))
+    wait_for(lambda: all_up(services, ["a"]))
+    pid = status_sessions(services.state_dir)["a"]["pid"]
+    first.proc.send_signal(signal.SIGTERM)  # default: leave the children running
+    assert first.wait_exit() == 0
+    assert alive(pid)
+    status = cli("status", "servicedir", str(services.root), "--json")
+    assert status.returncode == 3  # no supervisor
+    doc = json.loads(status.stdout)
+    assert doc["supervisor"]["alive"] is False
+    assert doc["sessions"][0]["alive"] is True and doc["sessions"][0]["pid"] == pid
+    result = cli("stop", "servicedir", str(services.root), "--children")
+    assert result.returncode == 0
+    assert "stopped 1" in result.stdout
+    wait_for(lambda: not alive(pid))
+
+
+def test_status_before_any_supervisor_shows_sessions_and_reasons(services: Services) -> None:
+    services.add("ok")
+    services.add("down")
+    (services.root / "down" / "down").touch()
+    result = cli("status", "servicedir", str(services.root), "--json")
+    assert result.returncode == 3
+    doc = json.loads(result.stdout)
+    assert doc["schema"] == "wirepool.status/1"
+    states = {s["name"]: (s["state"], s["reason"]) for s in doc["sessions"]}
+    assert states == {
+        "down": ("ineligible", "down file present"),
+        "ok": ("stopped", "no supervisor has run yet"),
+    }
+
+
+def test_status_table_on_a_terminal(services: Services, tracker: Tracker) -> None:
+    services.add("web")
+    sup = tracker.supervisor("servicedir", str(services.root), "--on-exit", "stop")
+    wait_for(lambda: all_up(services, ["web"]))
+    # `script` gives the command a real terminal, so it renders the table
+    out = subprocess.run(
+        [
+            "script",
+            "-qec",
+            " ".join([*WIREPOOL, "status", "servicedir", str(services.root)]),
+            "/dev/null",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    pid = status_sessions(services.state_dir)["web"]["pid"]
+    assert "NAME" in out.stdout and "STATE" in out.stdout and "REASON" in out.stdout
+    assert f"supervisor: running (pid {sup.proc.pid})" in out.stdout
+    line = next(ln for ln in out.stdout.splitlines() if ln.startswith("web"))
+    assert "running" in line and str(pid) in line
+    sup.proc.send_signal(signal.SIGTERM)
+    sup.wait_exit()
+
+
+def test_plugins_lists_bundled_and_reports_a_broken_one(tmp_path: Path) -> None:
+    dist = tmp_path / "brokenplug-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: brokenplug\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[wirepool.plugins]\nbroken = brokenplug_missing_module:Plugin\n"
+    )
+    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    result = cli("plugins", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    infos = {p["name"]: p for p in json.loads(result.stdout)}
+    assert infos["servicedir"]["error"] is None
+    assert infos["servicedir"]["distribution"] == "wirepool"
+    assert infos["servicedir"]["origin"].endswith("wirepool_servicedir/__init__.py")
+    assert infos["wire"]["error"] is None
+    assert "ModuleNotFoundError" in infos["broken"]["error"]
+    human = cli("plugins", env=env)
+    assert "broken" in human.stdout and "BROKEN" in human.stdout
+    assert "Traceback" not in human.stdout + human.stderr
+
+
+def test_unknown_plugin_and_bad_usage_exit_codes() -> None:
+    unknown = cli("run", "nosuchplugin")
+    assert unknown.returncode == 4
+    assert "no plugin named 'nosuchplugin'" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+    usage = cli("run", "servicedir")  # missing ROOT
+    assert usage.returncode == 2
+
+
+def test_a_third_party_plugin_is_found_through_the_entry_point(
+    tmp_path: Path, tracker: Tracker
+) -> None:
+    pkg = tmp_path / "myplug"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(
+        textwrap.dedent("""
+        from pathlib import Path
+        import click
+        from wirepool import Plugin, PoolSpec, StaticDiscovery, Session, CommandSpawner
+
+        class EchoPlugin(Plugin):
+            name = "echo"
+            description = "one sleeper per --name"
+            def options(self):
+                return [click.Option(["--name"], multiple=True), click.Option(["--dir"])]
+            def build(self, options):
+                base = Path(options["dir"])
+                sessions = [Session(n, base) for n in options["name"]]
+                return PoolSpec(StaticDiscovery(sessions), CommandSpawner(["sleep", "1000"]),
+                                base / "state", on_exit="stop")
+    """)
+    )
+    dist = tmp_path / "myplug-0.3.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: myplug\nVersion: 0.3\n")
+    (dist / "entry_points.txt").write_text("[wirepool.plugins]\necho = myplug:EchoPlugin\n")
+    env = {"PYTHONPATH": str(tmp_path)}
+    sup = tracker.supervisor("echo", "--name", "x", "--name", "y", "--dir", str(tmp_path), env=env)
+    wait_for(lambda: len(sup.of("spawned")) == 2)
+    sup.proc.send_signal(signal.SIGTERM)
+    assert sup.wait_exit() == 0
+    for event in sup.of("spawned"):
+        wait_for(lambda p=event["pid"]: not alive(p))
+    listing = cli("plugins", "--json", env=env)
+    assert {"name": "echo", "version": "0.3"}.items() <= {
+        k: v for k, v in next(p for p in json.loads(listing.stdout) if p["name"] == "echo").items()
+    }.items()
+    assert sys.executable
