@@ -31,6 +31,7 @@ from wirepool import (
     StaticDiscovery,
 )
 from wirepool._proc import identity_of
+from wirepool.testing import MockClock
 
 FAST = RestartPolicy(wait=tenacity.wait_exponential(multiplier=0.2, max=5), rapid_window=1.0)
 
@@ -402,3 +403,32 @@ def test_status_json_is_written_with_schema(services: Services, tracker: Tracker
         a = doc["sessions"][0]
         assert a["pid"] == pool.snapshot()["a"].pid
         assert a["process_start"] == identity_of(a["pid"]).start  # type: ignore[union-attr]
+
+
+def test_backoff_waits_in_virtual_time_with_a_mock_clock(tmp_path: Path, tracker: Tracker) -> None:
+    clock = MockClock()
+    policy = RestartPolicy(wait=tenacity.wait_exponential(multiplier=100, max=10_000))
+    pool = tracker.attach(
+        SessionPool(
+            StaticDiscovery([Session("x", tmp_path)]),
+            None,
+            CommandSpawner(["false"]),
+            restart=policy,
+            clock=clock,
+            state_dir=tmp_path / "state",
+            durable=False,
+        )
+    )
+    with pool:
+        snap = pool.wait_until(lambda s: "x" in s and s["x"].streak == 1)
+        assert snap["x"].state == "backoff"
+        assert snap["x"].next_start_at == pytest.approx(clock.time() + 100)
+        time.sleep(0.5)  # real time passes; virtual time does not: no respawn
+        assert len(tracker.kinds("x", "spawned")) == 1
+        clock.advance(99)
+        time.sleep(0.3)
+        assert len(tracker.kinds("x", "spawned")) == 1
+        clock.advance(1)  # the deadline: the pool wakes at once and respawns
+        snap = pool.wait_until(lambda s: s["x"].streak == 2)
+        assert len(tracker.kinds("x", "spawned")) == 2
+        assert snap["x"].next_start_at == pytest.approx(clock.time() + 200)

@@ -239,3 +239,75 @@ def test_a_third_party_plugin_is_found_through_the_entry_point(
         k: v for k, v in next(p for p in json.loads(listing.stdout) if p["name"] == "echo").items()
     }.items()
     assert sys.executable
+
+
+def test_service_install_writes_a_unit_running_the_validated_command(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    rust = home / ".config/systemd/user/wire-daemon.service"
+    rust.parent.mkdir(parents=True)
+    rust.write_text("[Service]\nExecStart=/usr/bin/wire daemon --all-sessions\n")
+    env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
+    bad = cli("service", "install", "wire", "--no-such-option", "--no-load", env=env)
+    assert bad.returncode == 2 and "No such option" in bad.stderr
+    result = cli("service", "install", "wire", "--interval", "7", "--no-load", env=env)
+    assert result.returncode == 0, result.stderr
+    unit = home / ".config/systemd/user/wirepool-wire.service"
+    text = unit.read_text()
+    exec_start = next(ln for ln in text.splitlines() if ln.startswith("ExecStart="))
+    assert exec_start.endswith("-m wirepool run wire --interval 7")
+    assert "KillMode=process" in text  # the daemons outlive a supervisor restart
+    # the Rust supervisor's unit is detected and the user told how to remove it
+    assert str(rust) in result.stderr and "wire service uninstall" in result.stderr
+    removed = cli("service", "uninstall", "wire", env=env)
+    assert not unit.exists()
+    assert "removed" in removed.stdout
+
+
+def test_reset_lifts_failed_mark_of_a_running_supervisor(
+    services: Services, tracker: Tracker, tmp_path: Path
+) -> None:
+    # A pool that gives up after 2 rapid failures, driven through the CLI
+    # via a tiny third-party plugin, then reset by `wirepool reset`.
+    pkg = tmp_path / "giveup"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(
+        textwrap.dedent("""
+        from pathlib import Path
+        import click, tenacity
+        from wirepool import Plugin, RestartPolicy
+        from wirepool_servicedir import servicedir_spec
+
+        class GiveUp(Plugin):
+            name = "giveup"
+            def options(self):
+                return [click.Argument(["root"])]
+            def build(self, options):
+                spec = servicedir_spec(Path(options["root"]), on_exit="stop")
+                spec.restart = RestartPolicy(wait=tenacity.wait_fixed(0.1),
+                                             stop=tenacity.stop_after_attempt(2))
+                return spec
+    """)
+    )
+    dist = tmp_path / "giveup-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: giveup\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[wirepool.plugins]\ngiveup = giveup:GiveUp\n")
+    env = {"PYTHONPATH": str(tmp_path)}
+    d = services.add("crash", "#!/bin/sh\nexit 1\n")
+    sup = tracker.supervisor("giveup", str(services.root), env=env)
+    wait_for(lambda: sup.of("failed"))
+    assert status_sessions(services.state_dir)["crash"]["state"] == "failed"
+    spawned = len(sup.of("spawned"))
+    assert spawned == 2
+    # an operator reset: the session is tried again (and fails again)
+    result = cli("reset", "giveup", str(services.root), "--session", "crash", env=env)
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: sup.of("reset"))
+    wait_for(lambda: len(sup.of("failed")) == 2)
+    assert len(sup.of("spawned")) == spawned + 2
+    # fixing the service changes the session, which lifts the mark by itself
+    (d / "run").write_text("#!/bin/sh\nexec sleep 1000\n")
+    (d / "run").chmod(0o755)
+    wait_for(lambda: status_sessions(services.state_dir)["crash"]["state"] == "running")
+    sup.proc.send_signal(signal.SIGTERM)
+    assert sup.wait_exit() == 0

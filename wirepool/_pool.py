@@ -724,14 +724,40 @@ class SessionPool:
             elif command == "rescan":
                 self._next_rescan = 0.0
             elif command == "reset":
-                slot = self._slots.get(arg)
-                if slot is not None:
-                    slot.failed = False
-                    slot.streak = Streak()
-                    slot.next_start = 0.0
-                    slot.reason = "reset by operator"
-                    slot.dirty = True
-                    self._emit("reset", slot.session)
+                self._reset(str(arg))
+
+    def _reset(self, name: str) -> None:
+        slot = self._slots.get(name)
+        if slot is None:
+            logger.warning("reset: no session named {!r}", name)
+            return
+        slot.failed = False
+        slot.streak = Streak()
+        slot.next_start = 0.0
+        slot.reason = "reset by operator"
+        slot.dirty = True
+        self._emit("reset", slot.session)
+
+    def _read_requests(self) -> None:
+        """Requests ``wirepool reset`` left for us (then sent SIGHUP)."""
+        try:
+            entries = sorted(self.state.requests_dir.iterdir())
+        except OSError:
+            return
+        for entry in entries:
+            if entry.name.startswith(".") or entry.suffix != ".json":
+                continue
+            try:
+                request = read_json(entry)
+                name = request["reset"] if isinstance(request, dict) else None
+            except (OSError, ValueError, KeyError):
+                name = None
+            with contextlib.suppress(OSError):
+                entry.unlink()
+            if isinstance(name, str):
+                self._reset(name)
+            else:
+                logger.warning("ignoring an unreadable request file {}", entry.name)
 
     # ------------------------------------------------------------ discovery
 
@@ -739,6 +765,7 @@ class SessionPool:
         now = self.clock.monotonic()
         wall = self.clock.time()
         self._next_rescan = now + self.rescan_interval
+        self._read_requests()
         try:
             found = list(self.discovery.discover())
         except Exception as exc:

@@ -94,8 +94,13 @@ class StateDir:
     def logs_dir(self) -> Path:
         return self.root / "logs"
 
+    @property
+    def requests_dir(self) -> Path:
+        """Operator requests (``wirepool reset``) for a running supervisor."""
+        return self.root / "requests"
+
     def ensure(self) -> None:
-        for d in (self.root, self.records_dir, self.logs_dir):
+        for d in (self.root, self.records_dir, self.logs_dir, self.requests_dir):
             d.mkdir(parents=True, exist_ok=True)
 
     def iter_records(self) -> Iterator[Path]:

@@ -22,7 +22,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -497,6 +497,134 @@ def _stop_params() -> list[click.Parameter]:
     ]
 
 
+# ------------------------------------------------------------------- reset
+
+
+def _reset_action(
+    plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mapping[str, Any]
+) -> int:
+    """Lift a ``failed`` mark and clear the backoff of the named sessions."""
+    spec = _build(plugin, opts, verb)
+    state = StateDir(spec.state_dir)
+    names: list[str] = list(verb.get("sessions") or ())
+    if lock_is_held(state):
+        info = state.read_supervisor() or {}
+        pid = info.get("pid")
+        if not isinstance(pid, int):
+            raise CliError("the running supervisor could not be identified")
+        state.requests_dir.mkdir(parents=True, exist_ok=True)
+        for session in names:
+            request = state.requests_dir / f"reset-{time.time_ns()}-{os.getpid()}.json"
+            atomic_write_json(request, {"reset": session})
+        os.kill(pid, signal.SIGHUP)
+        click.echo(f"asked supervisor pid {pid} to reset {', '.join(names)}")
+        return EXIT_OK
+    done = 0
+    for path in state.iter_records():
+        with contextlib.suppress(OSError, ValueError):
+            data = read_json(path)
+            if isinstance(data, dict) and data.get("session", {}).get("name") in names:
+                data.update(failed=False, streak=0, next_start_at=None, reason="reset by operator")
+                atomic_write_json(path, data)
+                done += 1
+    click.echo(f"no supervisor is running; reset {done} record(s)")
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------- service
+
+
+def _validate_run_args(ctx: click.Context, plugin: str, args: Sequence[str]) -> None:
+    group = main.commands["run"]
+    assert isinstance(group, PluginGroup)
+    command = group.get_command(ctx, plugin)
+    if command is None:
+        raise CliError(f"no plugin named {plugin!r}", EXIT_PLUGIN)
+    if "--json" in args:
+        raise click.UsageError("--json makes no sense for a service (the journal gets logs)")
+    command.make_context(f"wirepool run {plugin}", list(args))
+
+
+@main.group("service")
+def service_group() -> None:
+    """Install wirepool as a systemd user unit (Linux) or launchd agent (macOS)."""
+
+
+_passthrough = {"ignore_unknown_options": True, "allow_interspersed_args": False}
+
+
+@service_group.command("install", context_settings=_passthrough)
+@click.option("--dry-run", is_flag=True, help="Print the unit file instead of installing it.")
+@click.option("--no-load", is_flag=True, help="Write the unit file but do not enable/start it.")
+@click.argument("plugin")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def service_install(
+    ctx: click.Context, dry_run: bool, no_load: bool, plugin: str, args: tuple[str, ...]
+) -> None:
+    """Write (and load) a unit running `wirepool run PLUGIN ARGS...`."""
+    from wirepool import _service
+
+    # our own flags may also come after PLUGIN, among the plugin's options
+    dry_run = dry_run or "--dry-run" in args
+    no_load = no_load or "--no-load" in args
+    args = tuple(a for a in args if a not in ("--dry-run", "--no-load"))
+    try:
+        _validate_run_args(ctx, plugin, args)
+        spec = _service.build_spec(plugin, args)
+        if dry_run:
+            if _service.manager_for(sys.platform) == "systemd":
+                click.echo(_service.render_systemd_unit(spec), nl=False)
+            else:
+                click.echo(_service.render_launchd_plist(spec, spec.label), nl=False)
+        else:
+            result = _service.install(spec, load=not no_load)
+            click.echo(result.summary())
+            if not result.ok:
+                ctx.exit(EXIT_ERROR)
+    except _service.ServiceError as exc:
+        _fail(CliError(str(exc)))
+    if plugin == "wire":
+        units = _service.detect_rust_wire_units()
+        if units:
+            click.echo(_service.rust_wire_removal_advice(units), err=True)
+
+
+@service_group.command("uninstall")
+@click.argument("plugin")
+@click.pass_context
+def service_uninstall(ctx: click.Context, plugin: str) -> None:
+    """Stop, disable and remove the unit of PLUGIN."""
+    from wirepool import _service
+
+    try:
+        result = _service.uninstall(_service.service_name(plugin))
+    except _service.ServiceError as exc:
+        _fail(CliError(str(exc)))
+        return
+    click.echo(result.summary())
+    if not result.ok:
+        ctx.exit(EXIT_ERROR)
+
+
+@service_group.command("status")
+@click.argument("plugin")
+def service_status(plugin: str) -> None:
+    """Whether the unit of PLUGIN is installed, loaded and running."""
+    from wirepool import _service
+
+    try:
+        result = _service.status(_service.service_name(plugin))
+    except _service.ServiceError as exc:
+        _fail(CliError(str(exc)))
+        return
+    click.echo(result.summary())
+    if plugin == "wire":
+        units = _service.detect_rust_wire_units()
+        if units:
+            click.echo(_service.rust_wire_removal_advice(units))
+
+
 main.add_command(
     PluginGroup(
         "run",
@@ -519,6 +647,25 @@ main.add_command(
         _stop_action,
         _stop_params,
         help="Stop a running supervisor: wirepool stop PLUGIN [options] [--children].",
+    )
+)
+
+
+main.add_command(
+    PluginGroup(
+        "reset",
+        _reset_action,
+        lambda: [
+            _state_dir_option(),
+            click.Option(
+                ["--session", "sessions"],
+                multiple=True,
+                required=True,
+                help="Session name (repeatable).",
+            ),
+        ],
+        help="Clear a session's backoff and failed mark: wirepool reset PLUGIN [options] "
+        "--session NAME.",
     )
 )
 
