@@ -108,35 +108,35 @@ class DirectoryScan(Discovery):
         self.watch_children = watch_children
         self._last: tuple[Path, ...] = ()
 
-    def _entries(self) -> list[Path]:
-        # iterdir() raises for an unreadable or vanished root: that propagates.
+    def _candidates(self) -> list[Path]:
+        """Directories that are, or may become (once their marker appears),
+        sessions.  iterdir() raises for an unreadable or vanished root: that
+        propagates, and the pool keeps what it knew."""
         if not self.root.is_dir():
             raise FileNotFoundError(f"discovery root {self.root} is not a directory")
-        entries = []
+        found = []
         for path in sorted(self.root.iterdir()):
             if path.name.startswith(".") or not path.match(self.pattern):
                 continue
             try:
-                if not path.is_dir():
-                    continue
-                if self.marker is not None and not (path / self.marker).exists():
-                    continue
+                if path.is_dir():
+                    found.append(path)
             except OSError:
                 continue
-            entries.append(path)
-        return entries
+        return found
 
     def discover(self) -> Iterable[Session]:
+        candidates = self._candidates()
+        # Watch candidates too: a directory is often created before its marker.
+        self._last = tuple(candidates)
         sessions = []
-        entries = self._entries()
-        self._last = tuple(entries)
-        for path in entries:
-            extra: Mapping[str, Any] = {}
-            if self.attrs is not None:
-                try:
-                    extra = self.attrs(path)
-                except OSError:
+        for path in candidates:
+            try:
+                if self.marker is not None and not (path / self.marker).exists():
                     continue
+                extra: Mapping[str, Any] = self.attrs(path) if self.attrs is not None else {}
+            except OSError:
+                continue
             sessions.append(Session(name=path.name, home=path, attrs=extra))
         return sessions
 

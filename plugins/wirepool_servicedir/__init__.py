@@ -1,9 +1,9 @@
 """The servicedir plugin: the s6 / runit / daemontools service directory.
 
 ``wirepool run servicedir ROOT``: each immediate subdirectory of ROOT whose
-name does not start with ``.`` is a service; it runs when it holds an
-executable regular file ``run`` (started as ``./run`` with the subdirectory
-as its working directory).  A ``down`` file keeps a service down (and stops a
+name does not start with ``.`` and that holds a ``run`` is a service; it runs
+when ``run`` is an executable regular file (started as ``./run`` with the
+subdirectory as its working directory).  A ``down`` file keeps a service down (and stops a
 running one); an ``env/`` directory supplies one variable per file, as
 ``s6-envdir`` reads it.
 
@@ -135,7 +135,11 @@ def servicedir_spec(
 ) -> PoolSpec:
     root = Path(root).absolute()
     return PoolSpec(
-        discovery=DirectoryScan(root, attrs=_run_attrs),
+        # `run` is the marker: a directory without one is not a service, so
+        # a `run` that disappears (rm -rf deletes it before its directory; a
+        # checkout switch deletes and recreates it) is a vanished session
+        # with a grace period, not an instant stop.
+        discovery=DirectoryScan(root, marker="run", attrs=_run_attrs),
         eligibility=RunScriptCheck() & NoDownFile(),
         spawner=_EnvDirSpawner(["./run"], cwd="{home}"),
         state_dir=(state_dir or root / ".wirepool").absolute(),
