@@ -367,7 +367,7 @@ def render_table(doc: Mapping[str, Any]) -> str:
         lines.append(f"supervisor: not running  state dir: {doc.get('state_dir')}")
     headers = ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "NEXT", "REASON"]
     rows = []
-    for s in doc.get("sessions", []):
+    for s in sorted(doc.get("sessions", []), key=lambda s: str(s.get("display_name") or "")):
         rows.append(
             [
                 str(s.get("display_name") or s.get("name")),

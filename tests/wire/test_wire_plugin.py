@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -364,3 +365,41 @@ def test_status_json_has_the_seed_fields(tracker: Tracker, root: Path, tmp_path:
         orphan.kill()
         orphan.wait()
     assert not alive(orphan.pid)
+
+
+def test_sandbox_builds_the_readme_box(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wirepool_wire.sandbox",
+            str(tmp_path / "box"),
+            "--homes",
+            "12",
+            "--real",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    root = tmp_path / "box" / "sessions"
+    homes, husks = layout.scan_homes(root)
+    assert len(homes) + len(husks) == 12
+    assert (
+        sum(
+            h.has_private_key or h.key in layout.bound_cwds(homes, layout.read_registry(root))
+            for h in homes
+        )
+        == 3
+    )
+    assert (tmp_path / "box" / "bin" / "wire").stat().st_mode & 0o111
+    assert f"--sessions-root {root}" in out.stdout
+    again = subprocess.run(
+        [sys.executable, "-m", "wirepool_wire.sandbox", str(tmp_path / "box")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 1 and "exists already" in again.stderr
