@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -314,7 +317,7 @@ def test_scan_homes_missing_or_file_root_raises_oserror(tmp_path: Path) -> None:
 def _permissions_enforced(tmp_path: Path) -> bool:
     # Root (CAP_DAC_OVERRIDE) reads a mode-000 directory anyway; probe, don't guess.
     probe = tmp_path / "probe"
-    probe.mkdir()
+    probe.mkdir(exist_ok=True)
     probe.chmod(0)
     try:
         os.listdir(probe)
@@ -328,23 +331,47 @@ def _permissions_enforced(tmp_path: Path) -> bool:
 def test_scan_homes_unreadable_home_is_a_husk_and_unreadable_by_key_raises(
     tmp_path: Path,
 ) -> None:
-    if not _permissions_enforced(tmp_path):
-        pytest.skip("directory permissions are not enforced for this user (root?)")
     root = tmp_path / "sessions"
     locked = make_home(root, "locked")
     locked.chmod(0)
     try:
-        sessions, husks = scan_homes(root)
+        sessions, husks = _scan(root, tmp_path)
         assert sessions == []
-        assert husks == [locked]
+        assert husks == [str(locked)]
         (root / "by-key").chmod(0)
         try:
-            with pytest.raises(PermissionError):
-                scan_homes(root)  # not "zero sessions": the caller keeps its view
+            # not "zero sessions": the caller keeps its view
+            assert _scan(root, tmp_path) == "PermissionError"
         finally:
             (root / "by-key").chmod(0o755)
     finally:
         locked.chmod(0o755)
+
+
+_SCAN = """
+import json, sys
+from pathlib import Path
+from wirepool_wire.layout import scan_homes
+try:
+    s, h = scan_homes(Path(sys.argv[1]))
+    print(json.dumps([[str(x.path) for x in s], [str(x) for x in h]]))
+except PermissionError:
+    print(json.dumps("PermissionError"))
+"""
+
+
+def _scan(root: Path, tmp_path: Path) -> object:
+    """scan_homes as a user to whom permissions apply.  As root (which reads
+    a mode-000 directory anyway) the scan runs in a child without the
+    DAC-override capabilities, so the test runs instead of skipping."""
+    argv = [sys.executable, "-c", _SCAN, str(root)]
+    if not _permissions_enforced(tmp_path):
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.fail("running as root without setpriv: cannot drop CAP_DAC_OVERRIDE")
+        argv = [setpriv, "--bounding-set", "-dac_override,-dac_read_search", *argv]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
+    return json.loads(out.stdout)
 
 
 def test_make_box_is_the_212_population(tmp_path: Path) -> None:
