@@ -22,7 +22,9 @@ from wirepool_servicedir import servicedir_spec
 
 from wirepool import (
     CommandSpawner,
+    DirectoryScan,
     HeartbeatCheck,
+    NoDownFile,
     PidfileCheck,
     RestartPolicy,
     Session,
@@ -432,3 +434,39 @@ def test_backoff_waits_in_virtual_time_with_a_mock_clock(tmp_path: Path, tracker
         snap = pool.wait_until(lambda s: s["x"].streak == 2)
         assert len(tracker.kinds("x", "spawned")) == 2
         assert snap["x"].next_start_at == pytest.approx(clock.time() + 200)
+
+
+def test_daemon_writes_in_its_own_directory_do_not_trigger_rescans(
+    services: Services, tracker: Tracker
+) -> None:
+    d = services.add("busy")
+
+    class Counting(DirectoryScan):
+        passes = 0
+
+        def discover(self) -> list[Session]:  # type: ignore[override]
+            Counting.passes += 1
+            return list(super().discover())
+
+    scan = Counting(services.root, marker="run", watch_names=("run", "down"))
+    pool = tracker.attach(
+        SessionPool(
+            scan,
+            NoDownFile(),
+            CommandSpawner(["sleep", "1000"]),
+            state_dir=services.state_dir,
+            durable=False,
+        )
+    )
+    with pool:
+        pool.wait_until(lambda s: running(s, "busy"))
+        time.sleep(0.3)  # the follow-up pass after adding watches
+        before = Counting.passes
+        for i in range(30):
+            (d / f"noise-{i}").write_text("x")  # a pidfile, a socket, state...
+            time.sleep(0.01)
+        time.sleep(0.5)
+        assert Counting.passes == before
+        (d / "down").touch()  # this one matters
+        pool.wait_until(lambda s: s["busy"].state == "ineligible", timeout=10)
+        assert Counting.passes > before

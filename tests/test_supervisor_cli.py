@@ -296,7 +296,7 @@ def test_reset_lifts_failed_mark_of_a_running_supervisor(
     d = services.add("crash", "#!/bin/sh\nexit 1\n")
     sup = tracker.supervisor("giveup", str(services.root), env=env)
     wait_for(lambda: sup.of("failed"))
-    assert status_sessions(services.state_dir)["crash"]["state"] == "failed"
+    wait_for(lambda: status_sessions(services.state_dir)["crash"]["state"] == "failed")
     spawned = len(sup.of("spawned"))
     assert spawned == 2
     # an operator reset: the session is tried again (and fails again)

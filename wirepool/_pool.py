@@ -220,6 +220,9 @@ class SessionPool:
         self._next_sweep = 0.0
         self._spawn_deferred_until: float | None = None
         self._wake_at: float | None = None
+        self.publish_interval = 0.1
+        self._publish_due: float | None = None
+        self._last_publish = float("-inf")
         self._snap_cond = threading.Condition()
         self._snapshot = Snapshot({}, os.getpid(), False, 0.0)
         self._generation = 0
@@ -394,7 +397,7 @@ class SessionPool:
                 self._drain_wake()
             elif tag == "watch":
                 assert self._watcher is not None
-                if self._watcher.drain():
+                if self._watcher.drain(self.discovery.relevant):
                     self._next_rescan = 0.0
             else:
                 self._on_fd_ready(int(key.fd))
@@ -407,6 +410,8 @@ class SessionPool:
             deadlines.append(self._wake_at)
         if self._spawn_deferred_until is not None:
             deadlines.append(self._spawn_deferred_until)
+        if self._publish_due is not None:
+            deadlines.append(self._publish_due)
         for slot in self._slots.values():
             if slot.kill_at is not None:
                 deadlines.append(slot.kill_at)
@@ -810,7 +815,10 @@ class SessionPool:
             self._check(self._slots[name], wall)
         if self._watcher is not None and self._watcher.available:
             try:
-                self._watcher.update(self.discovery.watch_paths())
+                if self._watcher.update(self.discovery.watch_paths()):
+                    # A marker created in a new directory before its watch
+                    # existed raised no event: look once more, now.
+                    self._next_rescan = now
             except Exception as exc:
                 self._log_once(f"watch:{exc}", "cannot update watches: {}", exc)
 
@@ -1007,14 +1015,29 @@ class SessionPool:
                 slot.reason = reason
             slot.dirty = True
 
-    def _publish(self) -> None:
-        dirty = [slot for slot in self._slots.values() if slot.dirty]
-        if not dirty and not self._status_dirty:
+    def _publish(self, *, force: bool = False) -> None:
+        """Write changed records now (they are what a successor adopts by);
+        rebuild the snapshot and ``status.json`` at most every
+        ``publish_interval`` -- both are O(sessions), and a burst of exits
+        in a big pool must not pay that once per exit."""
+        for slot in self._slots.values():
+            if slot.dirty:
+                slot.dirty = False
+                self._status_dirty = True
+                self._write_record(slot)
+        if not self._status_dirty:
+            self._publish_due = None
             return
+        # Real time, not the pool's clock: this throttles CPU, and a mock
+        # clock that stands still must not stop the snapshots.
+        real = time.monotonic()
+        wait = self._last_publish + self.publish_interval - real
+        if not force and wait > 0:
+            self._publish_due = self.clock.monotonic() + wait
+            return
+        self._publish_due = None
+        self._last_publish = real
         self._status_dirty = False
-        for slot in dirty:
-            slot.dirty = False
-            self._write_record(slot)
         snap = self._build_snapshot()
         with self._snap_cond:
             self._snapshot = snap
@@ -1116,7 +1139,7 @@ class SessionPool:
             except Exception as exc:
                 self._log_once(f"extra:{exc}", "plugin status extra failed: {}", exc)
         try:
-            atomic_write_json(self.state.status_path, doc, durable=False)
+            atomic_write_json(self.state.status_path, doc, durable=False, indent=None)
         except OSError as exc:
             self._status_dirty = True
             self._log_once(f"status:{exc.errno}", "cannot write status.json ({})", _describe(exc))
@@ -1136,7 +1159,7 @@ class SessionPool:
                 slot.dirty = True  # records keep the identity for the next one
         self._stopping = True
         self._status_dirty = True
-        self._publish()
+        self._publish(force=True)
         for slot in self._slots.values():
             if slot.worker is not None:
                 fd = slot.worker.fileno()

@@ -32,8 +32,11 @@ STATUS_SCHEMA = "wirepool.status/1"
 RECORD_SCHEMA = "wirepool.record/1"
 
 
-def atomic_write_json(path: Path, data: Any, *, durable: bool = True) -> None:
-    payload = json.dumps(data, indent=1, sort_keys=False, default=str).encode()
+def atomic_write_json(
+    path: Path, data: Any, *, durable: bool = True, indent: int | None = 1
+) -> None:
+    separators = (",", ":") if indent is None else None
+    payload = json.dumps(data, indent=indent, separators=separators, default=str).encode()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ class Watcher:
     def __init__(self) -> None:
         self._ino: Any = None
         self._wds: dict[Path, int] = {}
+        self._paths: dict[int, Path] = {}
         self._warned = False
         if _inotify is not None:
             try:
@@ -43,10 +44,13 @@ class Watcher:
     def fileno(self) -> int | None:
         return self._ino.fileno() if self._ino is not None else None
 
-    def update(self, paths: Iterable[Path]) -> None:
-        """Make the watched set exactly ``paths`` (cheap when unchanged)."""
+    def update(self, paths: Iterable[Path]) -> int:
+        """Make the watched set exactly ``paths`` (cheap when unchanged).
+        Returns how many watches were added: a change inside a directory
+        before its watch existed was not seen, so the caller should look
+        once more."""
         if self._ino is None:
-            return
+            return 0
         flags = _inotify.flags
         mask = (
             flags.CREATE
@@ -61,33 +65,47 @@ class Watcher:
         wanted = set(paths)
         for gone in set(self._wds) - wanted:
             wd = self._wds.pop(gone)
+            self._paths.pop(wd, None)
             with contextlib.suppress(OSError):
                 self._ino.rm_watch(wd)
+        added = 0
         for path in wanted - set(self._wds):
             try:
-                self._wds[path] = self._ino.add_watch(os.fspath(path), mask)
+                wd = self._ino.add_watch(os.fspath(path), mask)
+                self._wds[path] = wd
+                self._paths[wd] = path
+                added += 1
             except OSError as exc:
                 # ENOSPC: out of watches. Say it once; rescans still work.
                 if not self._warned:
                     logger.warning("cannot watch {} ({}); relying on periodic rescans", path, exc)
                     self._warned = True
+        return added
 
-    def drain(self) -> bool:
-        """Consume pending events; True if there were any."""
+    def drain(self, relevant: Callable[[Path, str], bool] | None = None) -> bool:
+        """Consume pending events; True if any of them is ``relevant(dir,
+        name)`` (every event is, without a filter; so is a queue overflow)."""
         if self._ino is None:
             return False
         try:
             events = self._ino.read(timeout=0)
         except OSError:
             return False
-        ignored = _inotify.flags.IGNORED
+        flags = _inotify.flags
+        hit = False
         for ev in events:
-            if ev.mask & ignored:
+            path = self._paths.get(ev.wd)
+            if ev.mask & flags.IGNORED:
                 # the kernel dropped this watch (directory deleted): forget it
-                for path, wd in list(self._wds.items()):
-                    if wd == ev.wd:
-                        del self._wds[path]
-        return bool(events)
+                if path is not None:
+                    self._paths.pop(ev.wd, None)
+                    self._wds.pop(path, None)
+                hit = True
+            elif ev.mask & (flags.Q_OVERFLOW | flags.DELETE_SELF | flags.MOVE_SELF):
+                hit = True
+            elif not hit:
+                hit = relevant is None or path is None or relevant(path, ev.name)
+        return hit
 
     def close(self) -> None:
         if self._ino is not None:
@@ -95,3 +113,4 @@ class Watcher:
                 self._ino.close()
             self._ino = None
             self._wds.clear()
+            self._paths.clear()

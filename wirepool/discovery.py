@@ -14,7 +14,7 @@ inotify event on a watched path only makes the next scan happen now.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,13 @@ class Discovery(ABC):
     def watch_paths(self) -> Sequence[Path]:
         """Directories whose changes should trigger an immediate rescan."""
         return ()
+
+    def relevant(self, directory: Path, name: str) -> bool:
+        """Whether a change to ``name`` inside watched ``directory`` is worth
+        a rescan.  Daemons write in their own directories all the time
+        (pidfiles, sockets, state); each rescan costs a pass over every
+        session, so a busy pool must not rescan for them."""
+        return True
 
 
 DiscoveryLike = Discovery | Callable[[], Iterable[Session]]
@@ -90,7 +97,7 @@ class DirectoryScan(Discovery):
     raises, which the pool takes as "no change".
     """
 
-    __slots__ = ("_last", "attrs", "marker", "pattern", "root", "watch_children")
+    __slots__ = ("_last", "attrs", "marker", "pattern", "root", "watch_children", "watch_names")
 
     def __init__(
         self,
@@ -100,8 +107,12 @@ class DirectoryScan(Discovery):
         marker: str | None = None,
         attrs: Callable[[Path], Mapping[str, Any]] | None = None,
         watch_children: bool = True,
+        watch_names: Collection[str] | None = None,
     ) -> None:
         self.root = Path(root)
+        #: names inside a session directory whose change matters (None: all);
+        #: the marker always does.
+        self.watch_names = None if watch_names is None else frozenset(watch_names)
         self.pattern = pattern
         self.marker = marker
         self.attrs = attrs
@@ -144,6 +155,11 @@ class DirectoryScan(Discovery):
         # The entries of the last scan: the pool asks right after discover(),
         # and listing a thousand directories twice per pass is waste.
         return [self.root, *self._last] if self.watch_children else [self.root]
+
+    def relevant(self, directory: Path, name: str) -> bool:
+        if directory == self.root or self.watch_names is None:
+            return True
+        return name in self.watch_names or name == self.marker
 
     def __repr__(self) -> str:
         return f"DirectoryScan({str(self.root)!r}, {self.pattern!r}, marker={self.marker!r})"

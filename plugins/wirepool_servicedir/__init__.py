@@ -139,7 +139,9 @@ def servicedir_spec(
         # a `run` that disappears (rm -rf deletes it before its directory; a
         # checkout switch deletes and recreates it) is a vanished session
         # with a grace period, not an instant stop.
-        discovery=DirectoryScan(root, marker="run", attrs=_run_attrs),
+        discovery=DirectoryScan(
+            root, marker="run", attrs=_run_attrs, watch_names=("run", "down", "env")
+        ),
         eligibility=RunScriptCheck() & NoDownFile(),
         spawner=_EnvDirSpawner(["./run"], cwd="{home}"),
         state_dir=(state_dir or root / ".wirepool").absolute(),

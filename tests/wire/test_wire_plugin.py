@@ -95,6 +95,8 @@ def test_box_of_150_homes_runs_exactly_the_5_real_sessions(
         new = make_home(root, "brand-new")
         wait_for(lambda: str(new) in live_daemons(root).values(), timeout=30)
         assert len(live_daemons(root)) == 6
+        wait_for(lambda: invocations(new))  # the fake logs its start once it runs
+        time.sleep(0.5)
         assert len(invocations(new)) == 1
     finally:
         stop(sup, root)
