@@ -220,6 +220,7 @@ class SessionPool:
         self._next_sweep = 0.0
         self._spawn_deferred_until: float | None = None
         self._wake_at: float | None = None
+        self._replan = True
         self.publish_interval = 0.1
         self._publish_due: float | None = None
         self._last_publish = float("-inf")
@@ -337,6 +338,7 @@ class SessionPool:
                 os.write(self._wake_w, b"\0")
 
     def _open(self) -> None:
+        _raise_fd_limit()
         self.state.ensure()
         self._lock_fd = acquire_lock(self.state)
         self._started_at = self.clock.time()
@@ -393,6 +395,8 @@ class SessionPool:
         assert self._selector is not None
         for key, _ in self._selector.select(timeout):
             tag = key.data
+            if tag != "watch":
+                self._replan = True  # an exit, a signal or an API call
             if tag == "wake":
                 self._drain_wake()
             elif tag == "watch":
@@ -423,11 +427,20 @@ class SessionPool:
         now = self.clock.monotonic()
         if now >= self._next_rescan:
             self._discover_pass()
+            self._replan = True
         if now >= self._next_sweep:
             self._sweep()
+            self._replan = True
         self._escalate(now)
         self._probe(now)
-        self._reconcile(now)
+        for deadline in (self._wake_at, self._spawn_deferred_until):
+            if deadline is not None and now >= deadline:
+                self._replan = True
+        # Planning is O(sessions); a wake-up that changed nothing (a filtered
+        # watch event, a throttled status write) must not pay for it.
+        if self._replan:
+            self._reconcile(now)
+            self._replan = False
 
     def _reconcile(self, now: float) -> None:
         desired = {
@@ -606,6 +619,7 @@ class SessionPool:
             if status is not None:
                 self._on_exit(slot, status)
                 continue
+            self._replan = True
             logger.warning(
                 "session {!r}: pid {} ignored SIGTERM for {:.0f}s; sending SIGKILL",
                 slot.session.name,
@@ -678,6 +692,7 @@ class SessionPool:
         self._on_exit(slot, status)
 
     def _on_exit(self, slot: _Slot, status: ExitStatus) -> None:
+        self._replan = True
         now = self.clock.monotonic()
         worker = self._unwatch(slot)
         assert worker is not None
@@ -876,6 +891,7 @@ class SessionPool:
             if worker is None or slot.next_probe is None or now < slot.next_probe:
                 continue
             slot.next_probe = now + self.health.interval
+            self._replan = True
             if slot.stop_reason is not None:
                 continue
             try:
@@ -1252,6 +1268,33 @@ class SessionPool:
             self._errors_seen.clear()
         self._errors_seen.add(key)
         logger.warning(message, *args)
+
+
+def _raise_fd_limit() -> None:
+    """Every child costs the supervisor one pidfd (and Popen a pipe while it
+    starts): the common soft limit of 1 024 descriptors would cap a pool
+    just under a thousand sessions, with "Too many open files" as the only
+    clue.  Raise the soft limit to the hard one, and say so if even that is
+    low."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+        if soft != resource.RLIM_INFINITY and soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    except (OSError, ValueError):
+        return
+    if soft != resource.RLIM_INFINITY and soft < 4096:
+        logger.warning(
+            "open-file limit is {}: a pool can supervise at most about {} children "
+            "(raise the hard limit, e.g. LimitNOFILE= or ulimit -Hn)",
+            soft,
+            soft - 64,
+        )
 
 
 def _describe(exc: BaseException) -> str:

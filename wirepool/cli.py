@@ -164,23 +164,8 @@ def _emit_json(data: Mapping[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def _raise_fd_limit() -> None:
-    """Every child costs the supervisor one pidfd; the usual soft limit of
-    1 024 descriptors would cap a pool well below a thousand sessions."""
-    try:
-        import resource
-
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        target = hard if hard != resource.RLIM_INFINITY else 1 << 20
-        if soft != resource.RLIM_INFINITY and soft < target:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    except (ImportError, OSError, ValueError):
-        pass
-
-
 def _run_action(plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mapping[str, Any]) -> int:
     spec = _build(plugin, opts, verb)
-    _raise_fd_limit()
     as_json = bool(verb.get("as_json"))
     guard = spec.guard
     if guard is not None:
