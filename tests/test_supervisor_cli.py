@@ -311,3 +311,38 @@ def test_reset_lifts_failed_mark_of_a_running_supervisor(
     wait_for(lambda: status_sessions(services.state_dir)["crash"]["state"] == "running")
     sup.proc.send_signal(signal.SIGTERM)
     assert sup.wait_exit() == 0
+
+
+def test_backoff_resumes_where_it_stopped_after_a_supervisor_sigkill(
+    services: Services, tracker: Tracker
+) -> None:
+    d = services.add("crash", "#!/bin/sh\necho start >> starts\nexit 1\n")
+    first = tracker.supervisor("servicedir", str(services.root))
+    wait_for(lambda: len(first.of("backoff")) >= 3, timeout=30)  # waits 1, 2, 4 s (jittered)
+    streak = first.of("backoff")[-1]["streak"]
+    first.proc.send_signal(signal.SIGKILL)
+    first.wait_exit()
+    record = json.loads((services.state_dir / "sessions" / "crash.json").read_text())
+    assert record["streak"] == streak
+    second = tracker.supervisor("servicedir", str(services.root))
+    wait_for(lambda: second.of("backoff"), timeout=60)
+    resumed = second.of("backoff")[0]
+    # the streak continued: no reset to a 1 s wait and a full-speed crash loop
+    assert resumed["streak"] == streak + 1
+    assert resumed["delay"] > 2 ** (streak - 1) * 0.8 * 0.99
+    second.proc.send_signal(signal.SIGTERM)
+    second.wait_exit()
+    assert (d / "starts").read_text().count("start") == streak + 1
+
+
+def test_run_owned_by_another_user_is_refused(services: Services, tracker: Tracker) -> None:
+    d = services.add("foreign")
+    if os.getuid() != 0:
+        import pytest
+
+        pytest.skip("needs root to give the file away")
+    os.chown(d / "run", 12345, -1)
+    result = cli("status", "servicedir", str(services.root), "--json")
+    session = json.loads(result.stdout)["sessions"][0]
+    assert session["state"] == "ineligible"
+    assert session["reason"] == f"run is owned by uid 12345, not {os.getuid()}"

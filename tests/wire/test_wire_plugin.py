@@ -405,3 +405,32 @@ def test_sandbox_builds_the_readme_box(tmp_path: Path) -> None:
         timeout=60,
     )
     assert again.returncode == 1 and "exists already" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("env_value", "option", "expected"),
+    [
+        (None, None, 7 * 86400.0),  # unset: 7 days
+        ("0", None, None),  # 0: no filter
+        ("garbage", None, 7 * 86400.0),  # garbage: 7 days, as the seed
+        ("3", None, 3 * 86400.0),
+        ("3", 1.5, 1.5 * 86400.0),  # the CLI option wins
+        ("3", 0.0, None),
+    ],
+)
+def test_idle_cutoff_comes_from_the_environment_as_the_seed_parses_it(
+    root: Path, env_value: str | None, option: float | None, expected: float | None
+) -> None:
+    from wirepool_wire import wire_spec
+
+    env = {} if env_value is None else {"WIRE_ALL_SESSIONS_MAX_IDLE_DAYS": env_value}
+    spec = wire_spec(root, env=env, max_idle_days=option)
+    assert spec.extra["max_idle"] == expected
+    idle = make_home(
+        root, f"idle-{env_value}-{option}", identity=False, last_active=time.time() - 2 * 86400
+    )
+    sessions = {s.home: s for s in spec.discovery.discover()}  # type: ignore[union-attr]
+    verdict = spec.eligibility.check(sessions[idle], time.time())  # type: ignore[union-attr]
+    # idle for 2 days: in with no filter or a 3-day cutoff, out with 1.5 or 7
+    assert verdict.eligible == (expected is None or expected > 2 * 86400)
+    assert verdict.reason
