@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint types check bench clean
+.PHONY: demo test lint types check bench tox clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ types: $(STAMP)
 	$(BIN)/mypy
 
 check: lint types test
+
+# pyenv keeps 3.12/3.13 out of PATH unless asked; list every installed one.
+tox: $(STAMP)
+	PYENV_VERSION="$$(pyenv versions --bare 2>/dev/null | grep -E '^3\.1[1-9]' | tr '\n' ':')" \
+		$(BIN)/tox
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_servicedir.py

@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict
 
 from wirepool.errors import PluginError
 
@@ -31,7 +31,16 @@ if TYPE_CHECKING:
     from wirepool.restart import RestartPolicy, SpawnRateLimit
     from wirepool.spawn import Spawner
 
-__all__ = ["Guard", "Plugin", "PluginInfo", "PoolSpec", "find_plugins", "load_plugin"]
+__all__ = [
+    "Guard",
+    "Plugin",
+    "PluginInfo",
+    "PoolSpec",
+    "find_plugins",
+    "load_plugin",
+    "timing_from",
+    "timing_options",
+]
 
 GROUP = "wirepool.plugins"
 
@@ -109,6 +118,52 @@ class Plugin(ABC):
     def build(self, options: Mapping[str, Any]) -> PoolSpec:
         """Turn parsed options into a :class:`PoolSpec`.  Raise
         ``click.UsageError`` or :class:`PluginError` for bad options."""
+
+
+def timing_options(*, rescan_interval: float = 30.0, what: str = "session") -> list[Any]:
+    """The pool timings every plugin exposes, as click options: ``--grace``,
+    ``--stop-grace``, ``--rescan-interval``.  Read them back with
+    :func:`timing_from`."""
+    import click
+
+    return [
+        click.Option(
+            ["--grace"],
+            type=click.FloatRange(min=0),
+            default=10.0,
+            show_default=True,
+            help=f"Seconds a vanished {what} keeps its child.",
+        ),
+        click.Option(
+            ["--stop-grace"],
+            type=click.FloatRange(min=0),
+            default=10.0,
+            show_default=True,
+            help="Seconds between SIGTERM and SIGKILL.",
+        ),
+        click.Option(
+            ["--rescan-interval"],
+            type=click.FloatRange(min=0.1),
+            default=rescan_interval,
+            show_default=True,
+            help="Seconds between full rescans (inotify triggers them early).",
+        ),
+    ]
+
+
+class Timing(TypedDict):
+    grace: float
+    stop_grace: float
+    rescan_interval: float
+
+
+def timing_from(options: Mapping[str, Any], *, rescan_interval: float = 30.0) -> Timing:
+    """``grace``, ``stop_grace`` and ``rescan_interval`` from parsed options."""
+    return {
+        "grace": float(options.get("grace", 10.0)),
+        "stop_grace": float(options.get("stop_grace", 10.0)),
+        "rescan_interval": float(options.get("rescan_interval", rescan_interval)),
+    }
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from wirepool import (
     SpawnError,
     Verdict,
 )
+from wirepool.plugin import timing_from, timing_options
 
 __all__ = ["RunScriptCheck", "ServiceDirPlugin", "read_envdir", "servicedir_spec"]
 
@@ -161,33 +162,8 @@ class ServiceDirPlugin(Plugin):
     def options(self) -> Sequence[click.Parameter]:
         return [
             click.Argument(["root"], type=click.Path(file_okay=False, path_type=Path)),
-            click.Option(
-                ["--grace"],
-                type=float,
-                default=10.0,
-                show_default=True,
-                help="Seconds a removed service directory keeps its child.",
-            ),
-            click.Option(
-                ["--stop-grace"],
-                type=float,
-                default=10.0,
-                show_default=True,
-                help="Seconds between SIGTERM and SIGKILL.",
-            ),
-            click.Option(
-                ["--rescan-interval"],
-                type=float,
-                default=30.0,
-                show_default=True,
-                help="Seconds between full rescans (inotify triggers them early).",
-            ),
+            *timing_options(what="service directory"),
         ]
 
     def build(self, options: Mapping[str, Any]) -> PoolSpec:
-        return servicedir_spec(
-            Path(options["root"]),
-            grace=float(options.get("grace", 10.0)),
-            stop_grace=float(options.get("stop_grace", 10.0)),
-            rescan_interval=float(options.get("rescan_interval", 30.0)),
-        )
+        return servicedir_spec(Path(options["root"]), **timing_from(options))

@@ -67,6 +67,7 @@ from wirepool import (
     Verdict,
 )
 from wirepool._proc import cmdline, create_time, identity_of
+from wirepool.plugin import timing_from, timing_options
 from wirepool_wire import layout
 
 __all__ = [
@@ -448,27 +449,7 @@ class WirePlugin(Plugin):
                 help="Seconds without a last_sync.json advance before a daemon is "
                 "restarted as hung (default: 10 intervals, at least 60).",
             ),
-            click.Option(
-                ["--grace"],
-                type=float,
-                default=10.0,
-                show_default=True,
-                help="Seconds a vanished home keeps its daemon.",
-            ),
-            click.Option(
-                ["--stop-grace"],
-                type=float,
-                default=10.0,
-                show_default=True,
-                help="Seconds between SIGTERM and SIGKILL.",
-            ),
-            click.Option(
-                ["--rescan-interval"],
-                type=float,
-                default=10.0,
-                show_default=True,
-                help="Seconds between full rescans (inotify triggers them early).",
-            ),
+            *timing_options(rescan_interval=10.0, what="home"),
         ]
 
     def build(self, options: Mapping[str, Any]) -> PoolSpec:
@@ -478,7 +459,5 @@ class WirePlugin(Plugin):
             interval=int(options.get("interval") or 5),
             max_idle_days=options.get("max_idle_days"),
             hung_after=options.get("hung_after"),
-            grace=float(options.get("grace", 10.0)),
-            stop_grace=float(options.get("stop_grace", 10.0)),
-            rescan_interval=float(options.get("rescan_interval", 10.0)),
+            **timing_from(options, rescan_interval=10.0),
         )
