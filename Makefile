@@ -29,10 +29,10 @@ types: $(STAMP)
 
 check: lint types test
 
-# pyenv keeps 3.12/3.13 out of PATH unless asked; list every installed one.
+# pyenv keeps 3.12/3.13 off PATH unless asked: put every installed 3.11+ on it.
 tox: $(STAMP)
-	PYENV_VERSION="$$(pyenv versions --bare 2>/dev/null | grep -E '^3\.1[1-9]' | tr '\n' ':')" \
-		$(BIN)/tox
+	PATH="$$(for v in $$(pyenv versions --bare 2>/dev/null | grep -E '^3\.1[1-9]'); do \
+		printf '%s/versions/%s/bin:' "$$(pyenv root)" "$$v"; done)$$PATH" $(BIN)/tox
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_servicedir.py

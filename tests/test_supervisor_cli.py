@@ -320,10 +320,11 @@ def test_backoff_resumes_where_it_stopped_after_a_supervisor_sigkill(
     first = tracker.supervisor("servicedir", str(services.root))
     wait_for(lambda: len(first.of("backoff")) >= 3, timeout=30)  # waits 1, 2, 4 s (jittered)
     streak = first.of("backoff")[-1]["streak"]
+    record_path = services.state_dir / "sessions" / "crash.json"
+    # the record is written right after the event is announced
+    wait_for(lambda: json.loads(record_path.read_text())["streak"] == streak)
     first.proc.send_signal(signal.SIGKILL)
     first.wait_exit()
-    record = json.loads((services.state_dir / "sessions" / "crash.json").read_text())
-    assert record["streak"] == streak
     second = tracker.supervisor("servicedir", str(services.root))
     wait_for(lambda: second.of("backoff"), timeout=60)
     resumed = second.of("backoff")[0]

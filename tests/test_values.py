@@ -413,14 +413,14 @@ def test_command_spawner_environment_carries_the_markers() -> None:
     )
     session = Session(name="a", home=Path("/h"))
     assert spawner.environment(session) == {"HOME": "/h", "EXTRA": "a"}
-    spawner.attach(Path("/logs"), {"WIREPOOL_POOL": "pool-1"})
+    spawner.attach(Path("/state"), {"WIREPOOL_POOL": "pool-1"})
     assert spawner.environment(session) == {
         "HOME": "/h",
         "EXTRA": "a",
         "WIREPOOL_POOL": "pool-1",
         "WIREPOOL_SESSION": "a",
     }
-    assert spawner.log_path(session) == Path("/logs/a.log")
+    assert spawner.log_path(session) == Path("/state/logs/a.log")
 
 
 # ---------------------------------------------------------------- _store

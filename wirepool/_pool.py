@@ -42,7 +42,14 @@ from loguru import logger
 
 from wirepool import _planner
 from wirepool._clock import Clock, SystemClock
-from wirepool._proc import ProcessIdentity, identity_of, is_alive, pids_with_environ
+from wirepool._proc import (
+    ProcessIdentity,
+    create_time,
+    identity_of,
+    is_alive,
+    parent_pid,
+    pids_with_environ,
+)
 from wirepool._status import SessionStatus, Snapshot
 from wirepool._store import (
     RECORD_SCHEMA,
@@ -65,6 +72,7 @@ from wirepool.spawn import (
     AdoptedWorker,
     Spawner,
     Worker,
+    read_markers,
     safe_filename,
 )
 
@@ -225,6 +233,7 @@ class SessionPool:
         self._publish_due: float | None = None
         self._last_publish = float("-inf")
         self._snap_cond = threading.Condition()
+        self._poke_lock = threading.Lock()
         self._snapshot = Snapshot({}, os.getpid(), False, 0.0)
         self._generation = 0
         self._errors_seen: set[str] = set()
@@ -333,14 +342,25 @@ class SessionPool:
         self._poke()
 
     def _poke(self) -> None:
-        if self._wake_w is not None:
-            with contextlib.suppress(BlockingIOError, OSError):
-                os.write(self._wake_w, b"\0")
+        # Under the lock: shutdown closes the pipe, and a write racing it
+        # could land in whatever fd reuses that number.
+        with self._poke_lock:
+            if self._wake_w is not None:
+                with contextlib.suppress(BlockingIOError, OSError):
+                    os.write(self._wake_w, b"\0")
 
     def _open(self) -> None:
         _raise_fd_limit()
         self.state.ensure()
         self._lock_fd = acquire_lock(self.state)
+        try:
+            self._open_locked()
+        except BaseException:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            raise
+
+    def _open_locked(self) -> None:
         self._started_at = self.clock.time()
         me = identity_of(os.getpid())
         atomic_write_json(
@@ -363,7 +383,7 @@ class SessionPool:
         if wfd is not None:
             self._selector.register(wfd, selectors.EVENT_READ, "watch")
         self.clock.subscribe(self._poke)
-        self.spawner.attach(self.state.logs_dir, {POOL_MARKER: self.pool_id})
+        self.spawner.attach(self.state.root, {POOL_MARKER: self.pool_id})
 
     def _run(self) -> None:
         try:
@@ -391,6 +411,15 @@ class SessionPool:
         self._ready.set()
         if self._stopping:
             return
+        try:
+            self._wait_and_dispatch()
+        except Exception as exc:  # a user strategy failing on an exit, say
+            self._replan = True
+            self._log_once(f"event:{type(exc).__name__}:{exc}", "event handling failed: {}", exc)
+            logger.opt(exception=exc).debug("event handling failure")
+            time.sleep(0.2)
+
+    def _wait_and_dispatch(self) -> None:
         timeout = self._timeout()
         assert self._selector is not None
         for key, _ in self._selector.select(timeout):
@@ -443,10 +472,17 @@ class SessionPool:
             self._replan = False
 
     def _reconcile(self, now: float) -> None:
-        desired = {
-            name: _planner.Desired(slot.session, slot.verdict, slot.vanished_at)
+        # A slot known only from its record (discovery has not confirmed or
+        # denied it yet: the first discovery failed, or its first eligibility
+        # check did) is left exactly as it is -- "no change", not "gone".
+        known = {
+            name: slot
             for name, slot in self._slots.items()
             if slot.checked or slot.vanished_at is not None
+        }
+        desired = {
+            name: _planner.Desired(slot.session, slot.verdict, slot.vanished_at)
+            for name, slot in known.items()
         }
         observed = {
             name: _planner.Observed(
@@ -454,12 +490,12 @@ class SessionPool:
                 stopping=slot.stop_reason is not None,
                 unhealthy=slot.unhealthy,
             )
-            for name, slot in self._slots.items()
+            for name, slot in known.items()
             if slot.worker is not None
         }
         pending = {
             name: _planner.Pending(slot.next_start, slot.failed, slot.reason)
-            for name, slot in self._slots.items()
+            for name, slot in known.items()
             if slot.worker is None
         }
         decision = _planner.plan(desired, observed, pending, now, self.grace)
@@ -489,7 +525,8 @@ class SessionPool:
         session = slot.session
         found = self._existing(slot)
         if found is not None:
-            self._adopt(slot, found, owned=False, why="a live daemon already serves it")
+            if not self._adopt(slot, found, owned=False, why="a live daemon already serves it"):
+                self._replan = True  # it died meanwhile: plan again at once
             return True
         if not self.spawn_limit.try_acquire(now):
             self._spawn_deferred_until = self.spawn_limit.next_token_at(now)
@@ -696,6 +733,8 @@ class SessionPool:
         now = self.clock.monotonic()
         worker = self._unwatch(slot)
         assert worker is not None
+        with contextlib.suppress(OSError):  # a Python worker's marker file
+            (self.state.root / "markers" / f"{worker.pid}.json").unlink()
         if slot.spawned_mono is not None:
             lived: float | None = now - slot.spawned_mono
         else:
@@ -847,7 +886,9 @@ class SessionPool:
                 slot.session.name,
                 exc,
             )
-            if slot.checked:
+            if slot.checked or slot.worker is not None:
+                # no verdict yet: a running child is not stopped for it
+                slot.reason = f"eligibility check failed: {_describe(exc)}"
                 return
             verdict = Verdict(False, f"eligibility check failed: {_describe(exc)}")
         if not slot.checked or verdict != slot.verdict:
@@ -906,8 +947,10 @@ class SessionPool:
                 continue
             previous = slot.health
             slot.health = ("ok: " if verdict.eligible else "unhealthy: ") + verdict.reason
-            if slot.health != previous:
-                slot.dirty = True
+            if previous is None or previous[:3] != slot.health[:3]:
+                # only a flip is news; "last sync 8s ago" -> "9s" is not,
+                # and must not cost a status write per probe
+                self._status_dirty = True
             if verdict.eligible:
                 slot.health_failures = 0
                 continue
@@ -983,7 +1026,12 @@ class SessionPool:
         try:
             found = pids_with_environ([(POOL_MARKER, self.pool_id)])
         except OSError:
-            return
+            found = {}
+        found.update(
+            (pid, env)
+            for pid, env in read_markers(self.state.root / "markers").items()
+            if env.get(POOL_MARKER) == self.pool_id
+        )
         leaders: dict[str, list[ProcessIdentity]] = {}
         for pid, env in found.items():
             name = env.get(SESSION_MARKER)
@@ -992,8 +1040,11 @@ class SessionPool:
             except OSError:
                 continue
             ident = identity_of(pid)
-            if name is None or ident is None or not is_leader:
-                continue  # grandchildren inherit the marker; only leaders count
+            # Descendants inherit the marker; a child is a session leader
+            # none of whose ancestors is marked (a daemon's own setsid
+            # helper is a leader too, but under a marked parent).
+            if name is None or ident is None or not is_leader or _has_marked_ancestor(pid, found):
+                continue
             leaders.setdefault(name, []).append(ident)
         for name, candidates in leaders.items():
             idents = [i for i in candidates if claimed.get(name) != i]
@@ -1015,7 +1066,13 @@ class SessionPool:
                     name,
                     ident.pid,
                 )
-                self._adopt(slot, ident, owned=True, why="found by marker; record was lost")
+                self._adopt(
+                    slot,
+                    ident,
+                    owned=True,
+                    why="found by marker; record was lost",
+                    started_at=create_time(ident.pid),
+                )
             for ident in idents[len(keep) :]:
                 logger.warning(
                     "session {!r}: pid {} is a duplicate child; stopping it", name, ident.pid
@@ -1163,42 +1220,70 @@ class SessionPool:
     # ------------------------------------------------------------ shutdown
 
     def _shutdown(self) -> None:
+        """Each step runs even if an earlier one failed: the lock must be
+        released and the children's fate settled whatever went wrong."""
         stop_children = (
             self._stop_children_on_exit
             if self._stop_children_on_exit is not None
             else self.on_exit == "stop"
         )
-        if stop_children:
-            self._stop_all()
-        for slot in self._slots.values():
-            if slot.worker is not None and not stop_children:
-                slot.dirty = True  # records keep the identity for the next one
         self._stopping = True
-        self._status_dirty = True
-        self._publish(force=True)
-        for slot in self._slots.values():
-            if slot.worker is not None:
-                fd = slot.worker.fileno()
-                if fd is not None:
-                    with contextlib.suppress(OSError):
-                        os.close(fd)
-        self._emit("supervisor_stopped", data={"children": "stopped" if stop_children else "left"})
-        if self._watcher is not None:
-            self._watcher.close()
-        if self._selector is not None:
-            self._selector.close()
-        for fd in (self._wake_r, self._wake_w):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self._wake_r = self._wake_w = None
+        steps: list[tuple[str, Callable[[], None]]] = [
+            ("stop the children", self._stop_all if stop_children else lambda: None),
+            ("write the final state", lambda: self._final_publish(stop_children)),
+            ("detach from the children", self._detach_all),
+            (
+                "announce the stop",
+                lambda: self._emit(
+                    "supervisor_stopped", data={"children": "stopped" if stop_children else "left"}
+                ),
+            ),
+            ("close the event sources", self._close_sources),
+        ]
+        for what, step in steps:
+            try:
+                step()
+            except BaseException as exc:
+                logger.opt(exception=exc).error("shutdown: could not {}: {}", what, exc)
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # the kernel drops the flock with it
             self._lock_fd = None
         with self._snap_cond:
             self._snap_cond.notify_all()
 
+    def _final_publish(self, stopped_children: bool) -> None:
+        if not stopped_children:
+            for slot in self._slots.values():
+                if slot.worker is not None:
+                    slot.dirty = True  # records keep the identity for the next one
+        self._status_dirty = True
+        self._publish(force=True)
+
+    def _detach_all(self) -> None:
+        for slot in self._slots.values():
+            if slot.worker is not None:
+                slot.worker.detach()
+
+    def _close_sources(self) -> None:
+        if self._watcher is not None:
+            self._watcher.close()
+        if self._selector is not None:
+            self._selector.close()
+        with self._poke_lock:
+            fds, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), None, None
+        for fd in fds:
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
     def _stop_all(self) -> None:
+        # Only exit fds from here on: a readable wake pipe or watch fd would
+        # make every select below return at once (a busy spin).
+        assert self._selector is not None
+        for fd in (self._wake_r, self._watcher.fileno() if self._watcher else None):
+            if fd is not None:
+                with contextlib.suppress(KeyError, ValueError):
+                    self._selector.unregister(fd)
         now = self.clock.monotonic()
         for slot in self._slots.values():
             if slot.worker is not None and slot.worker.owned:
@@ -1268,6 +1353,17 @@ class SessionPool:
             self._errors_seen.clear()
         self._errors_seen.add(key)
         logger.warning(message, *args)
+
+
+def _has_marked_ancestor(pid: int, marked: Mapping[int, object]) -> bool:
+    seen = 0
+    parent = parent_pid(pid)
+    while parent is not None and parent > 1 and seen < 64:
+        if parent in marked:
+            return True
+        parent = parent_pid(parent)
+        seen += 1
+    return False
 
 
 def _raise_fd_limit() -> None:

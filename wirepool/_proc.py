@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -71,6 +70,20 @@ def _linux_stat(pid: int) -> tuple[str, int] | None:
     try:
         return tail[0].decode(), int(tail[19])
     except (IndexError, ValueError):
+        return None
+
+
+def parent_pid(pid: int) -> int | None:
+    if _LINUX:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                raw = fh.read()
+            return int(raw[raw.rfind(b")") + 2 :].split()[1])
+        except (OSError, IndexError, ValueError):
+            return None
+    try:
+        return psutil.Process(pid).ppid()
+    except (psutil.Error, OSError):
         return None
 
 
@@ -150,9 +163,9 @@ def signal_group(ident: ProcessIdentity, sig: int, *, group: bool = True) -> boo
             if leader_alive or _group_exists(ident.pid):
                 os.killpg(ident.pid, sig)
                 return True
-        except ProcessLookupError:
-            return leader_alive
-        except PermissionError:
+        except (ProcessLookupError, PermissionError):
+            # No such group yet (a Python worker before its setsid): fall
+            # through and signal the leader itself.
             pass
     if leader_alive:
         with contextlib.suppress(ProcessLookupError):
@@ -199,8 +212,3 @@ def pids_with_environ(markers: Sequence[tuple[str, str]]) -> dict[int, dict[str,
                     env[key.decode(errors="replace")] = value.decode(errors="replace")
             found[int(entry)] = env
     return found
-
-
-def send_signal(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, sig)

@@ -30,7 +30,14 @@ import click
 from loguru import logger
 
 from wirepool._proc import ProcessIdentity, identity_of, is_alive
-from wirepool._store import STATUS_SCHEMA, StateDir, atomic_write_json, lock_is_held, read_json
+from wirepool._store import (
+    STATUS_SCHEMA,
+    StateDir,
+    acquire_lock,
+    atomic_write_json,
+    lock_is_held,
+    read_json,
+)
 from wirepool.errors import LockHeldError, PluginError
 from wirepool.plugin import Plugin, PoolSpec, find_plugins, load_plugin
 
@@ -412,7 +419,9 @@ def _stop_action(
             isinstance(start, int) and identity_of(pid) != ProcessIdentity(pid, start)
         ):
             raise CliError(f"the supervisor holding {state.lock_path} could not be identified")
-        os.kill(pid, signal.SIGUSR1 if children else signal.SIGTERM)
+        # ProcessLookupError: it exited by itself meanwhile; the loop sees that
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGUSR1 if children else signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while lock_is_held(state):
             if time.monotonic() > deadline:
@@ -427,7 +436,19 @@ def _stop_action(
     if not children:
         click.echo("no supervisor is running")
         return EXIT_OK
-    stopped = _stop_recorded_children(state, spec.stop_grace)
+    # Hold the pool's lock meanwhile: a supervisor starting now would adopt
+    # these children and then see its records overwritten under it.
+    try:
+        lock_fd = acquire_lock(state)
+    except LockHeldError as exc:
+        raise CliError(
+            f"a supervisor started meanwhile (pid {exc.holder_pid}); "
+            "run the command again to stop it"
+        ) from None
+    try:
+        stopped = _stop_recorded_children(state, spec.stop_grace)
+    finally:
+        os.close(lock_fd)
     click.echo(f"no supervisor is running; stopped {stopped} recorded child(ren)")
     return EXIT_OK
 
@@ -494,8 +515,12 @@ def _reset_action(
     names: list[str] = list(verb.get("sessions") or ())
     if lock_is_held(state):
         info = state.read_supervisor() or {}
-        pid = info.get("pid")
-        if not isinstance(pid, int):
+        pid, start = info.get("pid"), info.get("process_start")
+        if (
+            not isinstance(pid, int)
+            or not isinstance(start, int)
+            or (identity_of(pid) != ProcessIdentity(pid, start))
+        ):
             raise CliError("the running supervisor could not be identified")
         state.requests_dir.mkdir(parents=True, exist_ok=True)
         for session in names:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -97,6 +98,11 @@ class Worker(ABC):
 
     def close(self) -> None:  # noqa: B027 -- optional hook
         """Release the exit fd once the pool has stopped watching it."""
+
+    def detach(self) -> None:
+        """Let go of a child that keeps running (the pool exits and leaves
+        it for the next supervisor)."""
+        self.close()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} pid={self.pid}>"
@@ -194,10 +200,15 @@ class Spawner(ABC):
     @abstractmethod
     def spawn(self, session: Session) -> Worker: ...
 
-    def attach(self, log_dir: Path, markers: Mapping[str, str]) -> None:
+    #: Where children that cannot carry marker variables visibly (Python
+    #: workers: /proc shows the forkserver's environment) leave a marker file.
+    marker_dir: Path | None = None
+
+    def attach(self, state_dir: Path, markers: Mapping[str, str]) -> None:
         """Called once by the pool before the first spawn."""
         if self.log_dir is None:
-            self.log_dir = log_dir
+            self.log_dir = state_dir / "logs"
+        self.marker_dir = state_dir / "markers"
         self.markers = MappingProxyType(dict(markers))
 
     def log_path(self, session: Session) -> Path | None:
@@ -402,12 +413,19 @@ def _python_child(
     session: Session,
     log_path: str | None,
     env: dict[str, str],
+    marker_dir: str | None = None,
 ) -> None:
     """First code run in a Python worker: detach into its own process group,
-    point stdout/stderr at the session log, then run the target."""
+    leave a marker file (its environment, unlike an exec'd child's, is not
+    visible in /proc), point stdout/stderr at the session log, then run the
+    target."""
     os.setsid()
     os.environ.clear()
     os.environ.update(env)
+    me = identity_of(os.getpid())
+    if marker_dir is not None and me is not None:
+        with contextlib.suppress(OSError):
+            write_marker(Path(marker_dir), me, env)
     if log_path is not None:
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(fd, 1)
@@ -418,6 +436,40 @@ def _python_child(
     with contextlib.suppress(OSError):
         os.chdir(session.cwd or session.home)
     target(session)
+
+
+def write_marker(marker_dir: Path, ident: ProcessIdentity, env: Mapping[str, str]) -> Path:
+    marker_dir.mkdir(parents=True, exist_ok=True)
+    path = marker_dir / f"{ident.pid}.json"
+    tmp = marker_dir / f".{ident.pid}.tmp"
+    data = {k: v for k, v in env.items() if k.startswith("WIREPOOL_")}
+    tmp.write_text(json.dumps({**data, "start": ident.start}))
+    os.replace(tmp, path)
+    return path
+
+
+def read_markers(marker_dir: Path) -> dict[int, dict[str, str]]:
+    """Live processes that left a marker file (pid -> its WIREPOOL_* vars);
+    files of processes that are gone (or whose pid was reused) are removed."""
+    found: dict[int, dict[str, str]] = {}
+    try:
+        entries = list(marker_dir.glob("*.json"))
+    except OSError:
+        return found
+    for entry in entries:
+        try:
+            data = json.loads(entry.read_text())
+            ident = ProcessIdentity(int(entry.stem), int(data.pop("start")))
+        except (OSError, ValueError, KeyError, TypeError):
+            with contextlib.suppress(OSError):
+                entry.unlink()
+            continue
+        if identity_of(ident.pid) == ident:
+            found[ident.pid] = {str(k): str(v) for k, v in data.items()}
+        else:
+            with contextlib.suppress(OSError):
+                entry.unlink()
+    return found
 
 
 class _ProcessWorker(Worker):
@@ -439,6 +491,13 @@ class _ProcessWorker(Worker):
     def close(self) -> None:
         with contextlib.suppress(ValueError, OSError):
             self.proc.close()
+
+    def detach(self) -> None:
+        # multiprocess joins every non-daemon child at interpreter exit: a
+        # child left running for the next supervisor would hang our exit.
+        import multiprocess.process
+
+        multiprocess.process._children.discard(self.proc)
 
 
 class PythonSpawner(Spawner):
@@ -486,9 +545,10 @@ class PythonSpawner(Spawner):
         log_path = self.log_path(session)
         if log_path is not None:
             log_path.parent.mkdir(parents=True, exist_ok=True)
+        marker_dir = str(self.marker_dir) if self.marker_dir else None
         proc = self._ctx.Process(
             target=_python_child,
-            args=(self.target, session, str(log_path) if log_path else None, env),
+            args=(self.target, session, str(log_path) if log_path else None, env, marker_dir),
             name=f"wirepool:{session.name}",
             daemon=False,
         )

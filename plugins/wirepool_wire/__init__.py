@@ -176,9 +176,11 @@ class WireDaemonHealth(HealthCheck):
         if ident is None:
             return None, "dead"
         argv = cmdline(record.pid)
-        if argv is None or not layout.is_wire_daemon_cmdline(argv):
+        # argv None: we may not read it (hidepid, another user).  That is
+        # "cannot tell", and a second daemon is worse than a skipped spawn.
+        if argv is not None and not layout.is_wire_daemon_cmdline(argv):
             return None, "alive but not a wire daemon (pid reused)"
-        if layout.is_wire_supervisor_cmdline(argv):
+        if argv is not None and layout.is_wire_supervisor_cmdline(argv):
             return None, "alive but it is a supervisor, not a daemon"
         if record.started_at is not None:
             actual = create_time(record.pid)
