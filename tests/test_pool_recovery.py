@@ -3,7 +3,6 @@ restart must change nothing it cannot confirm, and must find every child."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -24,7 +23,6 @@ from wirepool import (
     Snapshot,
     StaticDiscovery,
 )
-from wirepool._proc import parent_pid
 
 
 def running(snap: Snapshot, *names: str) -> bool:
@@ -183,13 +181,49 @@ def _py_worker(session: Session) -> None:
     time.sleep(1000)
 
 
-def test_python_workers_are_found_by_marker_file_when_records_are_lost(
+_PY_SUPERVISOR = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from wirepool import PythonSpawner, Session, SessionPool, StaticDiscovery
+
+    def work(session):
+        time.sleep(1000)
+
+    if __name__ == "__main__":
+        base, method, on_exit, names = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+        pool = SessionPool(StaticDiscovery([Session(n, Path(base)) for n in names]),
+                           spawner=PythonSpawner(work, start_method=method),
+                           state_dir=Path(base) / "state", on_exit=on_exit)
+        with pool:
+            snap = pool.wait_until(
+                lambda s: all(n in s and s[n].state == "running" for n in names), timeout=30)
+            print(" ".join(str(snap[n].pid) for n in names), flush=True)
+            if on_exit == "crash":
+                time.sleep(1000)  # the test SIGKILLs us here
+""")
+
+
+def test_python_workers_of_a_killed_supervisor_are_found_by_marker_files(
     tmp_path: Path, tracker: Tracker
 ) -> None:
-    pids = leave_running(tmp_path, tracker, PythonSpawner(_py_worker))
+    script = tmp_path / "py_supervisor.py"
+    script.write_text(_PY_SUPERVISOR.replace('if on_exit == "crash"', "if True"))
+    with open(tmp_path / "out", "w") as out:
+        first = subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path), "forkserver", "leave", "a", "b"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    tracker.procs.append(first)  # type: ignore[arg-type]
+    line = wait_for(lambda: (tmp_path / "out").read_text().strip().splitlines()[:1], timeout=60)
+    pids = dict(zip(("a", "b"), map(int, line[0].split()), strict=True))
+    tracker.pids.update(pids.values())
     markers = tmp_path / "state" / "markers"
     wait_for(lambda: len(list(markers.glob("*.json"))) == 2)  # each child writes its own
-    shutil.rmtree(tmp_path / "state" / "sessions")
+    first.kill()  # SIGKILL: no clean-up at all
+    first.wait()
+    assert all(alive(p) for p in pids.values())
+    shutil.rmtree(tmp_path / "state" / "sessions")  # and every record lost
     sessions = [Session("a", tmp_path), Session("b", tmp_path)]
     pool = tracker.attach(
         SessionPool(
@@ -202,47 +236,28 @@ def test_python_workers_are_found_by_marker_file_when_records_are_lost(
     )
     with pool:
         snap = pool.wait_until(lambda s: running(s, "a", "b"), timeout=30)
-        assert snap.pids() == pids
-    # on_exit=stop: stopped, and their marker files with them
-    for pid in pids.values():
+        assert snap.pids() == pids  # adopted, not duplicated
+    for pid in pids.values():  # on_exit=stop: stopped, marker files with them
         wait_for(lambda p=pid: not alive(p))
-    assert list((tmp_path / "state" / "markers").glob("*.json")) == []
+    assert list(markers.glob("*.json")) == []
 
 
 @pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
-def test_leaving_python_workers_running_does_not_hang_the_exit(
+def test_python_workers_are_stopped_even_with_on_exit_leave(
     tmp_path: Path, tracker: Tracker, start_method: str
 ) -> None:
-    program = textwrap.dedent(f"""
-        import sys, time
-        from pathlib import Path
-        from wirepool import PythonSpawner, Session, SessionPool, StaticDiscovery
-
-        def work(session):
-            time.sleep(1000)
-
-        if __name__ == "__main__":
-            pool = SessionPool(StaticDiscovery([Session("w", Path({str(tmp_path)!r}))]),
-                               spawner=PythonSpawner(work, start_method={start_method!r}),
-                               state_dir={str(tmp_path / "state")!r}, on_exit="leave")
-            with pool:
-                snap = pool.wait_until(lambda s: "w" in s and s["w"].state == "running",
-                                       timeout=30)
-            print(snap["w"].pid, flush=True)
-    """)
-    script = tmp_path / "prog.py"
-    script.write_text(program)
-    # Output to files, not pipes: a forkserver lives as long as its workers
-    # (multiprocess's design) and keeps the supervisor's stdout open.
-    with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+    script = tmp_path / "py_supervisor.py"
+    script.write_text(_PY_SUPERVISOR)
+    with open(tmp_path / "out", "w") as out:
         proc = subprocess.run(
-            [sys.executable, str(script)], stdout=out, stderr=err, timeout=60, cwd=tmp_path
+            [sys.executable, str(script), str(tmp_path), start_method, "leave", "w"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=60,
         )
-    assert proc.returncode == 0, (tmp_path / "err").read_text()
-    pid = int((tmp_path / "out").read_text().strip())
+    text = (tmp_path / "out").read_text()
+    assert proc.returncode == 0, text
+    pid = int(text.split()[0])
     tracker.pids.add(pid)
-    assert alive(pid)  # left running, and the supervisor's exit did not wait for it
-    server = parent_pid(pid) if start_method == "forkserver" else None
-    os.kill(pid, 9)
-    if server is not None and server > 1:
-        wait_for(lambda: not alive(server))  # the forkserver follows its last worker
+    # the exit did not hang on multiprocess's machinery, and left nothing behind
+    wait_for(lambda: not alive(pid))

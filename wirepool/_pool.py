@@ -468,8 +468,14 @@ class SessionPool:
         # Planning is O(sessions); a wake-up that changed nothing (a filtered
         # watch event, a throttled status write) must not pay for it.
         if self._replan:
-            self._reconcile(now)
+            # Cleared first: acting on the plan may ask for another one (an
+            # existing daemon that died between check and adoption).
             self._replan = False
+            try:
+                self._reconcile(now)
+            except BaseException:
+                self._replan = True
+                raise
 
     def _reconcile(self, now: float) -> None:
         # A slot known only from its record (discovery has not confirmed or
@@ -1227,6 +1233,12 @@ class SessionPool:
             if self._stop_children_on_exit is not None
             else self.on_exit == "stop"
         )
+        if not stop_children and not self.spawner.survives_supervisor:
+            if any(s.worker is not None and s.worker.owned for s in self._slots.values()):
+                logger.info(
+                    "{!r} children cannot outlive their supervisor; stopping them", self.spawner
+                )
+            stop_children = True
         self._stopping = True
         steps: list[tuple[str, Callable[[], None]]] = [
             ("stop the children", self._stop_all if stop_children else lambda: None),
