@@ -1109,8 +1109,11 @@ class SessionPool:
             return
         # Real time, not the pool's clock: this throttles CPU, and a mock
         # clock that stands still must not stop the snapshots.
+        # The pause scales with the pool (the work does): a small pool
+        # publishes at once, a thousand sessions at most ten times a second.
         real = time.monotonic()
-        wait = self._last_publish + self.publish_interval - real
+        pause = min(self.publish_interval, len(self._slots) * 1e-4)
+        wait = self._last_publish + pause - real
         if not force and wait > 0:
             self._publish_due = self.clock.monotonic() + wait
             return

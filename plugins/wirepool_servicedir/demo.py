@@ -45,6 +45,9 @@ def _say(text: str) -> None:
 
 
 def _table(pool: SessionPool, spec_root: Path) -> None:
+    # `wirepool status` reads status.json, which a pool rewrites at most ten
+    # times a second: give the latest change time to land.
+    time.sleep(0.15)
     spec = servicedir_spec(spec_root, state_dir=pool.state_dir)
     print(render_table(read_status(spec, "servicedir")), flush=True)
 
