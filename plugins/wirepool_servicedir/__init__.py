@@ -54,23 +54,27 @@ class RunScriptCheck(Eligibility):
         self.uid = os.getuid() if uid is None else uid
 
     def check(self, session: Session, now: float) -> Verdict:
-        path = session.home / "run"
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            return Verdict(False, "no run file")
-        except OSError as exc:
-            return Verdict(False, f"cannot stat run: {exc.strerror or exc}")
-        if not stat.S_ISREG(st.st_mode):
+        # Judge the `run` that discovery saw (its stat is in the session's
+        # attrs): a second stat here could see a `run` deleted in between
+        # and stop the child at once, instead of after the grace period a
+        # vanished service gets.
+        mode, uid = session.attrs.get("run_st_mode"), session.attrs.get("run_uid")
+        if not isinstance(mode, int) or not isinstance(uid, int):
+            try:
+                st = (session.home / "run").stat()
+            except FileNotFoundError:
+                return Verdict(False, "no run file")
+            except OSError as exc:
+                return Verdict(False, f"cannot stat run: {exc.strerror or exc}")
+            mode, uid = st.st_mode, st.st_uid
+        if not stat.S_ISREG(mode):
             return Verdict(False, "run is not a regular file")
-        if not st.st_mode & 0o111 or not os.access(path, os.X_OK):
+        if not mode & 0o100:
             return Verdict(False, "run is not executable")
-        if st.st_mode & 0o022:
-            return Verdict(
-                False, f"run is writable by group or others (mode {st.st_mode & 0o777:o})"
-            )
-        if st.st_uid != self.uid:
-            return Verdict(False, f"run is owned by uid {st.st_uid}, not {self.uid}")
+        if mode & 0o022:
+            return Verdict(False, f"run is writable by group or others (mode {mode & 0o777:o})")
+        if uid != self.uid:
+            return Verdict(False, f"run is owned by uid {uid}, not {self.uid}")
         return Verdict(True, "run is executable")
 
     def __repr__(self) -> str:
@@ -116,13 +120,19 @@ class _EnvDirSpawner(CommandSpawner):
 
 
 def _run_attrs(path: Path) -> Mapping[str, Any]:
-    # Part of the session's identity: editing `run` makes the session
-    # "changed", which lifts a `failed` mark -- the operator fixed it.
-    try:
-        st = (path / "run").stat()
-    except OSError:
-        return {}
-    return {"run_mtime": st.st_mtime_ns, "run_mode": st.st_mode & 0o7777}
+    """One stat of ``run`` per pass, shared by discovery and eligibility.
+
+    Part of the session's identity: editing ``run`` makes the session
+    "changed", which lifts a ``failed`` mark -- the operator fixed it.  A
+    ``run`` that cannot be stat'ed raises: the directory is skipped this pass
+    (a vanished service, with its grace period)."""
+    st = (path / "run").stat()
+    return {
+        "run_mtime": st.st_mtime_ns,
+        "run_mode": st.st_mode & 0o7777,
+        "run_st_mode": st.st_mode,
+        "run_uid": st.st_uid,
+    }
 
 
 def servicedir_spec(
