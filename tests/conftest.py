@@ -14,14 +14,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from wirepool import Event, SessionPool
-from wirepool._proc import identity_of
+from wirepool._proc import ProcessIdentity, identity_of, is_alive, signal_group
 
 BIN = Path(sys.executable).parent
 WIREPOOL = [sys.executable, "-m", "wirepool"]
@@ -43,12 +43,6 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: floa
 
 def alive(pid: int) -> bool:
     return identity_of(pid) is not None
-
-
-def kill_group(pid: int) -> None:
-    for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            target()
 
 
 class Services:
@@ -81,12 +75,33 @@ class Services:
         return self.root / ".wirepool"
 
 
+class PidSet(set[int]):
+    """Pids to clean up, each with the identity it had when recorded: a pid
+    reused by someone else's process (suites running side by side wrap the
+    pid space) is never killed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.idents: dict[int, ProcessIdentity] = {}
+
+    def add(self, pid: int) -> None:
+        super().add(pid)
+        ident = identity_of(pid)
+        if ident is not None:
+            self.idents.setdefault(pid, ident)
+
+    def update(self, *others: Iterable[int]) -> None:
+        for other in others:
+            for pid in other:
+                self.add(pid)
+
+
 class Tracker:
     """Records events and every pid any pool or supervisor started."""
 
     def __init__(self) -> None:
         self.events: list[Event] = []
-        self.pids: set[int] = set()
+        self.pids = PidSet()
         self.procs: list[subprocess.Popen[str]] = []
 
     def __call__(self, event: Event) -> None:
@@ -124,9 +139,9 @@ class Tracker:
                 proc.kill()
             with contextlib.suppress(Exception):
                 proc.communicate(timeout=10)
-        for pid in self.pids:
-            if alive(pid):
-                kill_group(pid)
+        for ident in self.pids.idents.values():
+            if is_alive(ident):
+                signal_group(ident, signal.SIGKILL)
 
 
 class Supervisor:
