@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from wirepool import Event, SessionPool
+from wirepool import Event, Session, SessionPool
 from wirepool._proc import ProcessIdentity, identity_of, is_alive, signal_group
 
 BIN = Path(sys.executable).parent
@@ -176,6 +176,20 @@ class Supervisor:
     def stderr(self) -> str:
         assert self.proc.stderr is not None
         return self.proc.stderr.read()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """An empty session home."""
+    path = tmp_path / "home"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def sess(home: Path) -> Session:
+    """A session over :func:`home`."""
+    return Session(name="s", home=home)
 
 
 @pytest.fixture

@@ -29,18 +29,6 @@ F_B = Verdict(False, "b")
 DAY = 86400.0
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    path = tmp_path / "home"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def sess(home: Path) -> Session:
-    return Session(name="s", home=home)
-
-
 class Fixed(Eligibility):
     """A rule with a fixed answer that counts its calls."""
 

@@ -34,18 +34,6 @@ def rfc3339(epoch: float) -> str:
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
-    path = tmp_path / "home"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def sess(home: Path) -> Session:
-    return Session(name="s", home=home)
-
-
-@pytest.fixture
 def sleeper() -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(["sleep", "30"])
     try:
