@@ -13,6 +13,7 @@ plugins``), never as a traceback, and never takes the other plugins down.
 from __future__ import annotations
 
 import importlib.metadata as md
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -201,10 +202,9 @@ def _info(ep: md.EntryPoint) -> PluginInfo:
             None,
             error=f"{ep.value} is not a wirepool.Plugin subclass",
         )
-    module = __import__(obj.__module__, fromlist=["__file__"])
+    module = sys.modules.get(obj.__module__)  # ep.load() imported it
     origin = getattr(module, "__file__", None)
-    doc = obj.description or (obj.__doc__ or "").strip().splitlines()[0:1]
-    description = doc if isinstance(doc, str) else (doc[0] if doc else "")
+    description = obj.description or next(iter((obj.__doc__ or "").strip().splitlines()), "")
     return PluginInfo(ep.name, ep.value, dist_name, version, origin, description, None, obj)
 
 
