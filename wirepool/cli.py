@@ -600,18 +600,22 @@ def service_install(
             click.echo(_service.rust_wire_removal_advice(units), err=True)
 
 
+def _service_result(action: str, plugin: str) -> Any:
+    """Run ``_service.<action>`` on PLUGIN's unit; one clear line on failure."""
+    from wirepool import _service
+
+    try:
+        return getattr(_service, action)(_service.service_name(plugin))
+    except _service.ServiceError as exc:
+        _fail(CliError(str(exc)))
+
+
 @service_group.command("uninstall")
 @click.argument("plugin")
 @click.pass_context
 def service_uninstall(ctx: click.Context, plugin: str) -> None:
     """Stop, disable and remove the unit of PLUGIN."""
-    from wirepool import _service
-
-    try:
-        result = _service.uninstall(_service.service_name(plugin))
-    except _service.ServiceError as exc:
-        _fail(CliError(str(exc)))
-        return
+    result = _service_result("uninstall", plugin)
     click.echo(result.summary())
     if not result.ok:
         ctx.exit(EXIT_ERROR)
@@ -623,12 +627,7 @@ def service_status(plugin: str) -> None:
     """Whether the unit of PLUGIN is installed, loaded and running."""
     from wirepool import _service
 
-    try:
-        result = _service.status(_service.service_name(plugin))
-    except _service.ServiceError as exc:
-        _fail(CliError(str(exc)))
-        return
-    click.echo(result.summary())
+    click.echo(_service_result("status", plugin).summary())
     if plugin == "wire":
         units = _service.detect_rust_wire_units()
         if units:

@@ -20,7 +20,6 @@ import re
 from abc import ABC
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from pathlib import Path
 
 from wirepool._proc import ProcessIdentity, cmdline, create_time, identity_of
 from wirepool._types import Session, Verdict
@@ -190,9 +189,14 @@ class PidfileCheck(HealthCheck):
 
 
 class HeartbeatCheck(HealthCheck):
-    """Unhealthy when ``home/<relpath>`` has not been modified for ``max_age``
+    """Unhealthy when the session's heartbeat is older than ``max_age``
     seconds.  A child gets ``max_age`` from its own start before the first
-    verdict counts (no heartbeat yet is not a fault during start-up)."""
+    verdict counts (no heartbeat yet is not a fault during start-up).
+
+    The heartbeat is the mtime of ``home/<relpath>``, or whatever
+    ``beat(session)`` returns (epoch seconds or None) -- the wire plugin reads
+    the timestamp inside ``last_sync.json``.  ``name`` is how reasons call it.
+    """
 
     def __init__(
         self,
@@ -201,29 +205,39 @@ class HeartbeatCheck(HealthCheck):
         *,
         interval: float | None = None,
         failures_before_restart: int = 1,
+        beat: Callable[[Session], float | None] | None = None,
+        name: str = "heartbeat",
     ) -> None:
         self.relpath = relpath
         self.max_age = float(max_age)
         self.interval = interval if interval is not None else max(1.0, self.max_age / 4)
         self.failures_before_restart = failures_before_restart
+        self.beat = beat
+        self.name = name
 
     def __repr__(self) -> str:
         return f"HeartbeatCheck({self.relpath!r}, max_age={self.max_age})"
 
-    def probe(self, session: Session, identity: ProcessIdentity, now: float) -> Verdict:
-        path: Path = session.home / self.relpath
+    def last_beat(self, session: Session) -> float | None:
+        if self.beat is not None:
+            found = self.beat(session)
+            if found is not None:
+                return found
         try:
-            mtime = path.stat().st_mtime
+            return (session.home / self.relpath).stat().st_mtime
         except OSError:
-            mtime = None
+            return None
+
+    def probe(self, session: Session, identity: ProcessIdentity, now: float) -> Verdict:
+        last = self.last_beat(session)
         # Without a readable start time (hidepid, another user's process) the
         # heartbeat alone decides; with neither, there is nothing to judge.
         started = create_time(identity.pid)
         if started is None:
-            started = now if mtime is None else 0.0
-        newest = max(mtime or 0.0, started)
+            started = now if last is None else 0.0
+        newest = max(last or 0.0, started)
         age = max(0.0, now - newest)
         if age <= self.max_age:
-            return Verdict(True, f"heartbeat {age:.0f}s old")
-        what = "no heartbeat" if mtime is None or mtime < started else "heartbeat"
+            return Verdict(True, f"{self.name} {age:.0f}s old")
+        what = f"no {self.name}" if last is None or last < started else self.name
         return Verdict(False, f"{what} for {age:.0f}s (limit {self.max_age:.0f}s): hung")

@@ -59,6 +59,7 @@ from wirepool import (
     Guard,
     HasMarker,
     HealthCheck,
+    HeartbeatCheck,
     Plugin,
     PoolSpec,
     ProcessIdentity,
@@ -166,6 +167,10 @@ class WireDaemonHealth(HealthCheck):
         self.hung_after = float(hung_after)
         self.interval = max(5.0, self.hung_after / 4)
         self.start_tolerance = start_tolerance
+        # The timestamp inside last_sync.json (its mtime if unreadable).
+        self._last_sync = HeartbeatCheck(
+            "state/wire/last_sync.json", self.hung_after, beat=_last_sync_ts, name="last sync"
+        )
 
     def __repr__(self) -> str:
         return f"WireDaemonHealth(hung_after={self.hung_after})"
@@ -210,20 +215,12 @@ class WireDaemonHealth(HealthCheck):
         return ident
 
     def probe(self, session: Session, identity: ProcessIdentity, now: float) -> Verdict:
-        synced = layout.read_last_sync(session.home)
-        last = synced.timestamp() if synced is not None else None
-        if last is None:
-            with contextlib.suppress(OSError):
-                last = (session.home / "state/wire/last_sync.json").stat().st_mtime
-        started = create_time(identity.pid) or now
-        newest = max(last or 0.0, started)
-        age = max(0.0, now - newest)
-        if age <= self.hung_after:
-            return Verdict(True, f"last sync {age:.0f}s ago")
-        return Verdict(
-            False,
-            f"last_sync.json has not advanced for {age:.0f}s (limit {self.hung_after:.0f}s): hung",
-        )
+        return self._last_sync.probe(session, identity, now)
+
+
+def _last_sync_ts(session: Session) -> float | None:
+    synced = layout.read_last_sync(session.home)
+    return synced.timestamp() if synced is not None else None
 
 
 class SupervisorPidGuard(Guard):
