@@ -11,7 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from conftest import WIREPOOL, Services, Tracker, alive, status_sessions, wait_for
+from conftest import WIREPOOL, Services, Tracker, alive, cli, status_sessions, wait_for
 
 N = 8
 
@@ -19,16 +19,6 @@ N = 8
 def all_up(services: Services, names: list[str], states: tuple[str, ...] = ("running",)) -> bool:
     sessions = status_sessions(services.state_dir)
     return all(sessions.get(n, {}).get("state") in states and sessions[n].get("pid") for n in names)
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*WIREPOOL, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def test_sigkilled_supervisor_is_replaced_and_every_child_adopted(

@@ -37,7 +37,7 @@ import subprocess
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -62,6 +62,7 @@ __all__ = [
     "Worker",
     "rotate_log",
     "safe_filename",
+    "validate_template",
 ]
 
 POOL_MARKER = "WIREPOOL_POOL"
@@ -308,10 +309,40 @@ class Environment:
         return env
 
 
+#: the placeholders argv, cwd and environment templates may use
+TEMPLATE_FIELDS = frozenset({"name", "home", "dir", "cwd"})
+
+
+def validate_template(text: str, allowed: Collection[str] = TEMPLATE_FIELDS) -> None:
+    """Raise ValueError unless ``text`` uses only plain ``{field}``
+    placeholders from ``allowed`` (``{{``/``}}`` for literal braces).
+
+    Checked when a plugin is built, so a typo fails ``wirepool run`` at once
+    with the template named -- not every spawn, session by session, later.
+    Attribute and index lookups (``{dir.__class__}``) and conversions are
+    refused: a template is data, not a small program."""
+    import string
+
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise ValueError(f"bad template {text!r}: {exc}") from None
+    for _literal, field_name, spec, conversion in parsed:
+        if field_name is None:
+            continue
+        if field_name not in allowed or spec or conversion:
+            names = ", ".join("{" + f + "}" for f in sorted(allowed))
+            raise ValueError(
+                f"bad placeholder {{{field_name}}} in {text!r}: use {names} "
+                "(and {{ }} for literal braces)"
+            )
+
+
 def _template_values(session: Session) -> dict[str, str]:
     return {
         "name": session.name,
         "home": str(session.home),
+        "dir": str(session.home),
         "cwd": str(session.cwd or session.home),
     }
 
@@ -323,8 +354,8 @@ class CommandSpawner(Spawner):
     """Run an external command per session.
 
     Args:
-        argv: a list whose elements may contain ``{name}``, ``{home}``,
-            ``{cwd}``; or a callable ``session -> list``.
+        argv: a list whose elements may contain ``{name}``, ``{home}`` (or
+            its alias ``{dir}``), ``{cwd}``; or a callable ``session -> list``.
         cwd: working directory template (default: the session's home).
         env: an :class:`Environment`.
         env_for: optional per-session extra variables (applied last).
