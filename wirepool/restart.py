@@ -29,8 +29,8 @@ The rules, and why:
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, replace
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import tenacity
 from tenacity import RetryCallState, Retrying
