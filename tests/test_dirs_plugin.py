@@ -251,3 +251,12 @@ def test_parse_command_splits_once_and_keeps_templates_per_argument() -> None:
     ]
     with pytest.raises(ValueError, match="empty"):
         parse_command("   ")
+
+
+def test_a_vanished_root_is_no_change_not_every_session_gone(root: Path) -> None:
+    checkout(root, "kept")
+    discovery = GlobDiscovery(root, "*/.git/..")
+    assert [s.name for s in discovery.discover()] == ["kept"]
+    root.rename(root.with_name("moved"))
+    with pytest.raises(FileNotFoundError):
+        discovery.discover()

@@ -96,6 +96,10 @@ class GlobDiscovery(Discovery):
     def discover(self) -> Iterable[Session]:
         if not self.root.is_dir():
             raise FileNotFoundError(f"discovery root {self.root} is not a directory")
+        # glob() swallows a PermissionError and yields nothing, which would
+        # read as "every session is gone"; listing the root first makes an
+        # unreadable root an error -- "no change" to the pool.
+        os.listdir(self.root)
         real_root = os.path.realpath(self.root)
         sessions: dict[str, Session] = {}
         for match in self.root.glob(self.pattern):
