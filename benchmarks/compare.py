@@ -1091,7 +1091,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--restarts", type=int, default=None, help="samples (default 20)")
     ap.add_argument("--pickups", type=int, default=None, help="samples (default 10)")
-    ap.add_argument("--idle", type=float, default=None, help="idle window, s (default 10)")
+    ap.add_argument("--idle", type=float, default=None, help="idle window, s (default 30)")
     ap.add_argument("--crash-window", type=float, default=None, help="s (default 30)")
     ap.add_argument("--no-crash", action="store_true", help="skip the crash loop")
     ap.add_argument("--no-wire", action="store_true", help="skip the wire box")
@@ -1102,7 +1102,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.sizes = [int(s) for s in (args.sizes or ("20" if q else "200,1000")).split(",")]
     args.restarts = args.restarts or (3 if q else 20)
     args.pickups = args.pickups or (2 if q else 10)
-    args.idle = args.idle if args.idle is not None else (1.0 if q else 10.0)
+    # 30 s: at least the 10 s the issue asks for, and one whole period of
+    # wirepool's 30 s rescan and sweep, so no supervisor is measured between ticks.
+    args.idle = args.idle if args.idle is not None else (1.0 if q else 30.0)
     args.crash_window = args.crash_window or (2.0 if q else 30.0)
     args.crash_warmup = 1.0 if q else 2.0
     args.crash_sessions = 10 if q else 50
