@@ -673,6 +673,9 @@ def measure_crash_loop(cls: type[Peer], args: argparse.Namespace, base: Path) ->
             r["spawns_per_s"] = round((s1 - s0) / (w1 - w0), 2)
             r["cpu_pct"] = round(100.0 * (c1 - c0) / (w1 - w0), 2)
             peer.request_stop()
+            assert peer.proc is not None
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                peer.proc.wait(getattr(args, "stop_timeout", 30.0))
     finally:
         run.teardown()
         r["leaked_processes"] = run.leaked()
