@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint types check bench tox clean
+.PHONY: demo test lint types check bench bench-servicedir tox clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,8 +34,16 @@ tox: $(STAMP)
 	PATH="$$(for v in $$(pyenv versions --bare 2>/dev/null | grep -E '^3\.1[1-9]'); do \
 		printf '%s/versions/%s/bin:' "$$(pyenv root)" "$$v"; done)$$PATH" $(BIN)/tox
 
+# The side-by-side comparison (issue 5): installs matplotlib into .venv, the
+# peers (supervisor and circus into benchmarks/.peers-venv; runit and s6 with
+# apt-get when root), then runs every peer at N = 200 and 1 000 (~25 min).
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/compare.py --install $(BENCH_ARGS)
+
+# wirepool alone, in more depth (its own README section).
+bench-servicedir: $(STAMP)
 	$(BIN)/python benchmarks/bench_servicedir.py
 
 clean:
-	rm -rf $(VENV) .tox build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) benchmarks/.peers-venv .tox build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -75,6 +75,9 @@ class PoolSpec:
     grace: float = 10.0
     stop_grace: float = 10.0
     rescan_interval: float = 30.0
+    #: seconds between rescans while inotify watches every path discovery
+    #: depends on (None: ``rescan_interval`` anyway); see :class:`SessionPool`
+    watched_rescan_interval: float | None = None
     spawn_limit: SpawnRateLimit | None = None
     guard: Guard | None = None
     #: edits a status document in place when ``wirepool status`` reads it:
@@ -91,6 +94,7 @@ class PoolSpec:
             "grace": self.grace,
             "stop_grace": self.stop_grace,
             "rescan_interval": self.rescan_interval,
+            "watched_rescan_interval": self.watched_rescan_interval,
             "spawn_limit": self.spawn_limit,
             "plugin": plugin,
         }

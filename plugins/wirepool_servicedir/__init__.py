@@ -121,7 +121,7 @@ def _run_attrs(path: Path) -> Mapping[str, Any]:
     "changed", which lifts a ``failed`` mark -- the operator fixed it.  A
     ``run`` that cannot be stat'ed raises: the directory is skipped this pass
     (a vanished service, with its grace period)."""
-    st = (path / "run").stat()
+    st = os.stat(f"{path}/run")  # a string, not a Path: this runs per session per rescan
     return {
         "run_mtime": st.st_mtime_ns,
         "run_mode": st.st_mode & 0o7777,
@@ -138,6 +138,7 @@ def servicedir_spec(
     grace: float = 10.0,
     stop_grace: float = 10.0,
     rescan_interval: float = 30.0,
+    watched_rescan_interval: float = 300.0,
 ) -> PoolSpec:
     root = Path(root).absolute()
     return PoolSpec(
@@ -155,6 +156,9 @@ def servicedir_spec(
         grace=grace,
         stop_grace=stop_grace,
         rescan_interval=rescan_interval,
+        # Every verdict comes from `run`, `down` and `env/`, all watched: with
+        # inotify working, the timer rescan is only a net.
+        watched_rescan_interval=watched_rescan_interval,
     )
 
 
@@ -168,7 +172,19 @@ class ServiceDirPlugin(Plugin):
         return [
             click.Argument(["root"], type=click.Path(file_okay=False, path_type=Path)),
             *timing_options(what="service directory"),
+            click.Option(
+                ["--watched-rescan-interval"],
+                type=click.FloatRange(min=0.1),
+                default=300.0,
+                show_default=True,
+                help="Seconds between full rescans while inotify watches every service "
+                "directory (set it to --rescan-interval on a network file system).",
+            ),
         ]
 
     def build(self, options: Mapping[str, Any]) -> PoolSpec:
-        return servicedir_spec(Path(options["root"]), **timing_from(options))
+        return servicedir_spec(
+            Path(options["root"]),
+            **timing_from(options),
+            watched_rescan_interval=float(options.get("watched_rescan_interval", 300.0)),
+        )
