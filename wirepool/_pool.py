@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import selectors
 import signal
@@ -987,7 +988,7 @@ class SessionPool:
             try:
                 data = read_json(path)
                 rec = _parse_record(data)
-            except (OSError, ValueError, TypeError, KeyError) as exc:
+            except Exception as exc:  # RecursionError too: "[[[[..." must not stop us
                 moved = quarantine(path)
                 logger.error(
                     "state record {} is unusable ({}); moved aside to {}; "
@@ -1009,7 +1010,14 @@ class SessionPool:
             slot.last_exit = rec["last_exit"]
             slot.last_exit_at = rec["last_exit_at"]
             if rec["next_start_at"] is not None:
-                slot.next_start = now + max(0.0, rec["next_start_at"] - wall)
+                # Never longer than the policy owes this streak: the wall
+                # clock may have jumped back between the two supervisors (or
+                # the record lies), and a day-long "backoff" is no backoff.
+                try:
+                    owed = self.restart.delay_for(slot.streak, now)
+                except Exception:  # a user's wait strategy: keep the record's word
+                    owed = math.inf
+                slot.next_start = now + min(max(0.0, rec["next_start_at"] - wall), owed)
             self._slots[session.name] = slot
             worker = rec["worker"]
             if worker is not None:
@@ -1416,44 +1424,85 @@ def _describe(exc: BaseException) -> str:
 
 
 def _parse_record(data: Any) -> dict[str, Any]:
+    """Check every field of a record read back from disk.
+
+    A record is outside data once it is on disk (a torn write on a full
+    disk, a hand edit, another program's file): anything off raises
+    ValueError saying what, and only that session starts fresh.  An int()
+    of a JSON ``Infinity`` raised OverflowError here, which killed the
+    supervisor at every start."""
     if not isinstance(data, dict) or data.get("schema") != RECORD_SCHEMA:
         raise ValueError("not a wirepool session record")
-    sess = data["session"]
-    if not isinstance(sess, dict) or not isinstance(sess.get("name"), str):
+    sess = data.get("session")
+    if not isinstance(sess, dict) or not isinstance(sess.get("name"), str) or not sess["name"]:
         raise ValueError("record has no session name")
+    home, cwd = sess.get("home"), sess.get("cwd")
+    for what, value in (("name", sess["name"]), ("home", home), ("cwd", cwd)):
+        if value is not None and (not isinstance(value, str) or "\0" in value):
+            raise ValueError(f"record has a bad session {what}: {value!r:.80}")
     session = Session(
         name=sess["name"],
-        home=Path(str(sess.get("home") or "/")),
-        cwd=Path(sess["cwd"]) if sess.get("cwd") else None,
+        home=Path(home or "/"),
+        cwd=Path(cwd) if cwd else None,
     )
     worker = None
     if data.get("worker") is not None:
         w = data["worker"]
         ident = ProcessIdentity.from_json(w)
-        started = w.get("started_at")
-        worker = (
-            ident,
-            bool(w.get("owned", True)),
-            float(started) if isinstance(started, int | float) else None,
-        )
-    streak = data.get("streak", 0)
-    if not isinstance(streak, int) or streak < 0:
-        raise ValueError(f"bad streak {streak!r}")
+        worker = (ident, _record_bool(w, "owned", True), _record_time(w, "started_at"))
     last_exit = None
     last_exit_at = None
     if isinstance(data.get("last_exit"), dict):
         le = data["last_exit"]
-        last_exit = ExitStatus(code=le.get("code"), signal=le.get("signal"))
-        last_exit_at = le.get("at")
-    nsa = data.get("next_start_at")
+        code, sig = le.get("code"), le.get("signal")
+        for what, value in (("code", code), ("signal", sig)):
+            if value is not None and (not _is_int(value) or abs(value) > 1 << 31):
+                raise ValueError(f"record has a bad exit {what}: {value!r:.80}")
+        last_exit = ExitStatus(code=code, signal=sig)
+        last_exit_at = _record_time(le, "at")
+    reason = data.get("reason", "")
     return {
         "session": session,
         "worker": worker,
-        "streak": streak,
-        "restarts": int(data.get("restarts", 0)),
-        "failed": bool(data.get("failed", False)),
-        "reason": str(data.get("reason", "")),
+        "streak": _record_count(data, "streak"),
+        "restarts": _record_count(data, "restarts"),
+        "failed": _record_bool(data, "failed", False),
+        "reason": reason if isinstance(reason, str) else "",
         "last_exit": last_exit,
         "last_exit_at": last_exit_at,
-        "next_start_at": float(nsa) if isinstance(nsa, int | float) else None,
+        "next_start_at": _record_time(data, "next_start_at"),
     }
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _record_count(data: Mapping[str, Any], key: str) -> int:
+    value = data.get(key, 0)
+    # a billion restarts is already absurd; a bigger one is a corrupt file
+    if not _is_int(value) or not 0 <= value <= 1_000_000_000:
+        raise ValueError(f"record has a bad {key}: {value!r:.80}")
+    return int(value)
+
+
+def _record_bool(data: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise ValueError(f"record has a bad {key}: {value!r:.80}")
+    return value
+
+
+def _record_time(data: Mapping[str, Any], key: str) -> float | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ValueError(f"record has a bad {key}: {value!r:.80}")
+    try:
+        when = float(value)
+    except OverflowError:
+        when = math.inf
+    if not math.isfinite(when):
+        raise ValueError(f"record has a bad {key}: {value!r:.80}")
+    return when

@@ -19,6 +19,7 @@ import errno
 import fcntl
 import json
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -49,6 +50,32 @@ def atomic_write_json(
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def read_small(path: Path, limit: int, *, follow: bool = True) -> bytes:
+    """Read a regular file of at most ``limit`` bytes, or raise OSError.
+
+    For files someone else may have planted (a pidfile, an ``env/`` entry):
+    opened non-blocking and checked with ``fstat``, because a FIFO there
+    would block the supervisor's loop for good and ``/dev/zero`` would eat
+    its memory.  ``follow=False`` refuses a symlink as the last component.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    fd = os.open(path, flags)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        data = b""
+        while len(data) <= limit:
+            chunk = os.read(fd, limit + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+        if len(data) > limit:
+            raise OSError(errno.EFBIG, f"larger than {limit} bytes", str(path))
+        return data
+    finally:
+        os.close(fd)
 
 
 def read_json(path: Path) -> Any:

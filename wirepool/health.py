@@ -16,15 +16,21 @@ failed probes, so one slow cycle is not a death sentence.
 from __future__ import annotations
 
 import json
+import math
 import re
 from abc import ABC
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from wirepool._proc import ProcessIdentity, cmdline, create_time, identity_of
+from wirepool._store import read_small
 from wirepool._types import Session, Verdict
 
 __all__ = ["HealthCheck", "HeartbeatCheck", "NoHealthCheck", "PidfileCheck", "read_pid"]
+
+# A pidfile is a few dozen bytes; a planted FIFO or a gigabyte must not
+# stall or balloon the loop.
+_PIDFILE_LIMIT = 64 << 10
 
 
 class HealthCheck(ABC):  # noqa: B024 -- every method has a sensible default
@@ -93,14 +99,24 @@ def read_pid(text: str) -> tuple[int, float | None]:
         data = json.loads(stripped)
     except json.JSONDecodeError as exc:
         raise ValueError(f"neither an integer nor JSON ({exc.msg})") from None
+    except RecursionError:  # "[[[[..." is one more bad file, not a crash
+        raise ValueError("JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise ValueError("JSON pidfile is not an object")
     value = data.get("pid")
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ValueError(f"JSON pidfile has no valid pid ({value!r})")
     started: float | None = None
-    if isinstance(data.get("start_time"), int | float):
-        started = float(data["start_time"])
+    raw_start = data.get("start_time")
+    if isinstance(raw_start, int | float) and not isinstance(raw_start, bool):
+        try:
+            started = float(raw_start)
+        except OverflowError:  # an integer too big for a float
+            started = math.inf
+        # NaN compares false with everything, so it would pass the pid-reuse
+        # check; infinity would pass it too.  Neither is a time.
+        if not math.isfinite(started):
+            raise ValueError(f"JSON pidfile has an invalid start_time ({raw_start!r})")
     elif isinstance(data.get("started_at"), str):
         started = parse_rfc3339(data["started_at"])
     return value, started
@@ -156,7 +172,7 @@ class PidfileCheck(HealthCheck):
     def existing(self, session: Session) -> ProcessIdentity | None:
         path = session.home / self.relpath
         try:
-            text = path.read_text(encoding="utf-8", errors="replace")
+            text = read_small(path, _PIDFILE_LIMIT).decode("utf-8", errors="replace")
         except FileNotFoundError:
             self.last_error.pop(session.name, None)
             return None

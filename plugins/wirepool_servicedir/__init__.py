@@ -40,9 +40,12 @@ from wirepool import (
     SpawnError,
     Verdict,
 )
+from wirepool._store import read_small
 from wirepool.plugin import timing_from, timing_options
 
 __all__ = ["RunScriptCheck", "ServiceDirPlugin", "read_envdir", "servicedir_spec"]
+
+_ENVFILE_LIMIT = 1 << 20
 
 
 class RunScriptCheck(Eligibility):
@@ -97,7 +100,9 @@ def read_envdir(directory: Path) -> dict[str, str | None]:
         if name.startswith(".") or "=" in name or not entry.is_file():
             continue
         try:
-            raw = entry.read_bytes()
+            # Bounded and non-blocking: a FIFO or a huge file swapped in
+            # after the is_file() above must not hang or bloat the loop.
+            raw = read_small(entry, _ENVFILE_LIMIT)
         except OSError as exc:
             raise SpawnError(f"cannot read {entry}: {exc.strerror or exc}") from None
         if not raw:
