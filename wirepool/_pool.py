@@ -566,7 +566,9 @@ class SessionPool:
     def _existing(self, slot: _Slot) -> ProcessIdentity | None:
         try:
             found = self.health.existing(slot.session)
+            slot.existing_error = self.health.problem(slot.session)
         except Exception as exc:
+            slot.existing_error = f"existing-daemon check failed: {_describe(exc)}"
             self._log_once(
                 f"existing:{slot.session.name}:{exc}",
                 "session {!r}: existing-daemon check failed: {}",
@@ -1152,7 +1154,7 @@ class SessionPool:
                 home=str(slot.session.home),
                 cwd=str(slot.session.cwd) if slot.session.cwd else None,
                 state=state,
-                reason=slot.reason if state not in ("running",) else slot.verdict.reason,
+                reason=self._reason(slot, state),
                 identity=worker.identity if worker else None,
                 owned=worker.owned if worker else True,
                 started_at=worker.started_at if worker else None,
@@ -1167,6 +1169,14 @@ class SessionPool:
             )
         self._generation += 1
         return Snapshot(sessions, os.getpid(), not self._stopping, wall, self._generation)
+
+    @staticmethod
+    def _reason(slot: _Slot, state: str) -> str:
+        if state != "running":
+            return slot.reason
+        if slot.existing_error:
+            return f"{slot.verdict.reason}; {slot.existing_error}"
+        return slot.verdict.reason
 
     def _write_record(self, slot: _Slot) -> None:
         if slot.record_path is None:

@@ -52,6 +52,12 @@ class HealthCheck(ABC):  # noqa: B024 -- every method has a sensible default
         """Healthy (True) or not, with the reason.  ``now`` is wall time."""
         return Verdict(True, "no probe")
 
+    def problem(self, session: Session) -> str | None:
+        """Why the last :meth:`existing` could not use what it found (a
+        garbage pidfile, say), or None.  The pool shows it on the session:
+        a bad file is worth a reason, not only a log line."""
+        return None
+
     def __and__(self, other: HealthCheck) -> HealthCheck:
         return _Both(self, other)
 
@@ -75,6 +81,10 @@ class _Both(HealthCheck):
 
     def probe(self, session: Session, identity: ProcessIdentity, now: float) -> Verdict:
         return self.first.probe(session, identity, now) & self.second.probe(session, identity, now)
+
+    def problem(self, session: Session) -> str | None:
+        found = [p for p in (self.first.problem(session), self.second.problem(session)) if p]
+        return "; ".join(found) or None
 
     def __repr__(self) -> str:
         return f"{self.first!r} & {self.second!r}"
@@ -186,6 +196,9 @@ class PidfileCheck(HealthCheck):
             return None
         self.last_error.pop(session.name, None)
         return self.verify(pid, recorded_start)
+
+    def problem(self, session: Session) -> str | None:
+        return self.last_error.get(session.name)
 
     def verify(self, pid: int, recorded_start: float | None) -> ProcessIdentity | None:
         ident = identity_of(pid)

@@ -92,6 +92,7 @@ __all__ = [
     "by_key_dir_name",
     "card_path",
     "daemon_pid_path",
+    "daemon_pid_problem",
     "display_handle_from_did",
     "is_by_key_name",
     "is_wire_daemon_cmdline",
@@ -782,6 +783,22 @@ def read_daemon_pid(path: Path) -> DaemonPidRecord | None:
         return parse_daemon_pid(text)
     except (OSError, ValueError):  # UnicodeDecodeError and PidfileError included
         return None
+
+
+def daemon_pid_problem(path: Path) -> str | None:
+    """Why :func:`read_daemon_pid` gives None for ``path``, in words; None
+    when the file is missing or usable."""
+    try:
+        parse_daemon_pid(_read_small(path, _PIDFILE_LIMIT).decode("utf-8"))
+    except FileNotFoundError:
+        return None
+    except UnicodeDecodeError:
+        return "not UTF-8"
+    except OSError as exc:
+        return str(exc.strerror or exc)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def read_supervisor_pid(root: Path) -> int | None:

@@ -69,3 +69,20 @@ def test_regression_resumed_backoff_is_capped_by_the_policy(
     (records / "a.json").write_text(json.dumps(_record("a", streak=1, next_start_at=later)))
     with _pool(tmp_path, tracker, ["a"]) as pool:
         pool.wait_until(lambda s: "a" in s and s["a"].state == "running", timeout=20)
+
+
+def test_regression_bad_pidfile_reason_reaches_the_session(
+    tmp_path: Path, tracker: Tracker
+) -> None:
+    # PidfileCheck kept why it could not use a pidfile, but nothing read it:
+    # the operator saw a child start and no word about the garbage file.
+    from wirepool import PidfileCheck
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "daemon.pid").write_bytes(b"\xffjunk")
+    pool = _pool(tmp_path, tracker, ["a", "b"])
+    pool.health = PidfileCheck("daemon.pid")
+    with pool:
+        snap = pool.wait_until(lambda s: all(n in s and s[n].state == "running" for n in "ab"))
+        assert "daemon.pid: neither an integer nor JSON" in snap["a"].reason
+        assert "daemon.pid" not in snap["b"].reason
