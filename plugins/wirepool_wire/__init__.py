@@ -39,6 +39,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -255,9 +256,19 @@ class SupervisorPidGuard(Guard):
         if holder is not None:
             return holder
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".supervisor.pid.{os.getpid()}.tmp")
-        tmp.write_text(str(os.getpid()))
-        os.replace(tmp, self.path)
+        # mkstemp, not a predictable name: a symlink planted at
+        # ".supervisor.pid.<pid>.tmp" was followed, and the write clobbered
+        # whatever it pointed at (any file, for a root supervisor).
+        fd, tmp = tempfile.mkstemp(prefix=".supervisor.pid.", suffix=".tmp", dir=self.root)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(str(os.getpid()))
+            os.chmod(tmp, 0o644)  # wire's own readers may run as anyone
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         return None
 
     def release(self) -> None:
