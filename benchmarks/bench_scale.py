@@ -133,6 +133,7 @@ def main() -> int:
                 [*WIREPOOL, "status", "servicedir", str(root), "--json"],
                 capture_output=True,
                 timeout=120,
+                check=False,
             )
             lat.append(time.monotonic() - t)
             assert r.returncode == 0, r.stderr[-500:]
@@ -217,6 +218,7 @@ def main() -> int:
             [*WIREPOOL, "stop", "servicedir", str(root), "--children", "--timeout", "120"],
             capture_output=True,
             timeout=180,
+            check=False,
         )
         if sup.poll() is None:
             sup.kill()

@@ -103,12 +103,17 @@ def test_regression_loose_state_dir_of_ours_is_tightened(tmp_path: Path) -> None
     assert _mode(state) == 0o700 and _mode(state / "sessions") == 0o700
 
 
+def _plant(link: Path, victim: Path) -> Path:
+    """A file worth protecting, and a symlink to it where we will write."""
+    victim.write_text("keep")
+    link.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    link.symlink_to(victim)
+    return victim
+
+
 def test_lock_file_symlink_is_not_followed(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    state.mkdir(mode=0o700)
-    victim = tmp_path / "victim"
-    victim.write_text("keep")
-    (state / "lock").symlink_to(victim)
+    victim = _plant(state / "lock", tmp_path / "victim")
     with pytest.raises(OSError, match=r"symbolic links|Too many levels"):
         acquire_lock(StateDir(state))
     assert victim.read_text() == "keep"
@@ -118,24 +123,18 @@ def test_regression_log_symlink_is_not_followed(tmp_path: Path) -> None:
     # A planted <logs>/<session>.log -> ~/.bashrc had the child append its
     # output there (and as root, to any file at all).
     logs = tmp_path / "logs"
-    logs.mkdir()
-    victim = tmp_path / "bashrc"
-    victim.write_text("keep\n")
-    (logs / "a.log").symlink_to(victim)
+    victim = _plant(logs / "a.log", tmp_path / "bashrc")
     spawner = CommandSpawner(["echo", "pwned"], log_dir=logs)
     with pytest.raises(OSError, match=r"symbolic links|Too many levels"):
         spawner.spawn(Session(name="a", home=tmp_path))
-    assert victim.read_text() == "keep\n"
+    assert victim.read_text() == "keep"
 
 
 def test_regression_supervisor_pid_tmp_symlink_is_not_followed(tmp_path: Path) -> None:
     # The wire guard wrote "<root>/.supervisor.pid.<pid>.tmp", a name anyone
     # could predict and pre-plant as a symlink to a file to clobber.
     root = tmp_path / "sessions"
-    root.mkdir()
-    victim = tmp_path / "shadow"
-    victim.write_text("keep")
-    (root / f".supervisor.pid.{os.getpid()}.tmp").symlink_to(victim)
+    victim = _plant(root / f".supervisor.pid.{os.getpid()}.tmp", tmp_path / "shadow")
     guard = SupervisorPidGuard(root)
     assert guard.acquire() is None
     try:
