@@ -41,6 +41,7 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 WIREPOOL = [sys.executable, "-m", "wirepool"]
 RESULTS = Path(__file__).resolve().parent / "results"
+DOWN = ("ineligible", "stopped")  # a `down` file makes a session ineligible
 sys.path.insert(0, str(REPO))
 
 from wirepool._proc import ProcessIdentity, is_alive, signal_group  # noqa: E402
@@ -179,9 +180,9 @@ def main() -> int:
         for name in names[args.kills : args.kills + 10]:
             (root / name / "down").touch()
             t = time.monotonic()
-            wait(lambda name=name: sessions(state)[name].get("state") == "stopped", 60, 0.01)
+            wait(lambda name=name: sessions(state)[name].get("state") in DOWN, 60, 0.01)
             stops.append(time.monotonic() - t)
-        out["down_to_stopped_in_status_s"] = {
+        out["down_to_ineligible_in_status_s"] = {
             "median": round(statistics.median(stops), 3),
             "max": round(max(stops), 3),
         }
@@ -201,7 +202,7 @@ def main() -> int:
             batch = names[200:300]
             for name in batch:
                 (root / name / "down").touch()
-            wait(lambda b=batch: all(sessions(state)[x]["state"] == "stopped" for x in b), 120)
+            wait(lambda b=batch: all(sessions(state)[x]["state"] in DOWN for x in b), 120)
             for name in batch:
                 (root / name / "down").unlink()
             wait(lambda b=batch: all(sessions(state)[x]["state"] == "running" for x in b), 120)

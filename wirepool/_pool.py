@@ -136,6 +136,7 @@ class _Slot:
     record_path: Path | None = None
     dirty: bool = True
     existing_error: str | None = None
+    scan_error: str | None = None
 
 
 class SessionPool:
@@ -238,6 +239,7 @@ class SessionPool:
         self._snapshot = Snapshot({}, os.getpid(), False, 0.0)
         self._generation = 0
         self._errors_seen: set[str] = set()
+        self._degraded: dict[str, str] = {}
         self._status_dirty = True
         self._started_at = 0.0
         self._loop_error: BaseException | None = None
@@ -842,7 +844,22 @@ class SessionPool:
             )
             return
         self._errors_seen = {e for e in self._errors_seen if not e.startswith("discover:")}
-        seen: set[str] = set()
+        try:
+            unreadable = dict(self.discovery.unreadable())
+        except Exception:
+            unreadable = {}
+        # Seen but unreadable: kept exactly as they were ("no change"), and
+        # marked; a new one is shown, ineligible, with why.
+        seen: set[str] = set(unreadable)
+        for name, why in unreadable.items():
+            self._log_once(f"unreadable:{name}:{why}", "session {!r}: {}", name, why)
+            slot = self._slots.get(name)
+            if slot is None:
+                slot = self._slots[name] = _Slot(session=Session(name=name, home=Path("/")))
+                slot.verdict, slot.checked = Verdict(False, why), True
+                slot.record_path = self._record_path(name)
+            if slot.scan_error != why:
+                slot.scan_error, slot.dirty = why, True
         for session in found:
             if session.name in seen:
                 self._log_once(
@@ -856,6 +873,11 @@ class SessionPool:
             if slot is None:
                 slot = self._slots[session.name] = _Slot(session=session)
                 slot.record_path = self._record_path(session.name)
+            if slot.scan_error is not None:
+                slot.scan_error, slot.dirty = None, True
+                self._errors_seen = {
+                    e for e in self._errors_seen if not e.startswith(f"unreadable:{session.name}:")
+                }
             elif slot.session != session:
                 slot.session = session
                 slot.dirty = True
@@ -874,7 +896,7 @@ class SessionPool:
                 logger.info(
                     "session {!r} vanished; its child stays up for {:.0f}s grace", name, self.grace
                 )
-        for name in seen:
+        for name in seen - unreadable.keys():
             self._check(self._slots[name], wall)
         if self._watcher is not None and self._watcher.available:
             try:
@@ -1109,11 +1131,17 @@ class SessionPool:
         rebuild the snapshot and ``status.json`` at most every
         ``publish_interval`` -- both are O(sessions), and a burst of exits
         in a big pool must not pay that once per exit."""
+        wrote = failed = False
         for slot in self._slots.values():
             if slot.dirty:
                 slot.dirty = False
                 self._status_dirty = True
-                self._write_record(slot)
+                if self._write_record(slot):
+                    wrote = True
+                else:
+                    failed = True
+        if wrote and not failed:
+            self._set_degraded("records", None)
         if not self._status_dirty:
             self._publish_due = None
             return
@@ -1135,6 +1163,8 @@ class SessionPool:
             self._snapshot = snap
             self._snap_cond.notify_all()
         self._write_status(snap)
+        if failed:
+            self._retry_publish()
 
     def _build_snapshot(self) -> Snapshot:
         now, wall = self.clock.monotonic(), self.clock.time()
@@ -1168,19 +1198,35 @@ class SessionPool:
                 attrs=slot.session.attrs,
             )
         self._generation += 1
-        return Snapshot(sessions, os.getpid(), not self._stopping, wall, self._generation)
+        return Snapshot(
+            sessions, os.getpid(), not self._stopping, wall, self._generation, dict(self._degraded)
+        )
+
+    def _set_degraded(self, area: str, problem: str | None) -> None:
+        """A state write failing (disk full, read-only) degrades the pool --
+        no record for a successor, no fresh status.json -- but supervision
+        goes on.  Said in the snapshot, status.json and the log, and said
+        again when it is over."""
+        if self._degraded.get(area) == problem:
+            return
+        if problem is None:
+            del self._degraded[area]
+            logger.warning("state directory: {} writable again", area)
+        else:
+            self._degraded[area] = problem
+        self._status_dirty = True
 
     @staticmethod
     def _reason(slot: _Slot, state: str) -> str:
-        if state != "running":
-            return slot.reason
-        if slot.existing_error:
-            return f"{slot.verdict.reason}; {slot.existing_error}"
-        return slot.verdict.reason
+        reason = slot.verdict.reason if state == "running" else slot.reason
+        extra = [slot.existing_error] if state == "running" else []
+        if slot.scan_error and slot.scan_error != reason:
+            extra.append(f"{slot.scan_error}; keeping its last state")
+        return "; ".join([reason, *(e for e in extra if e)])
 
-    def _write_record(self, slot: _Slot) -> None:
+    def _write_record(self, slot: _Slot) -> bool:
         if slot.record_path is None:
-            return
+            return True
         now, wall = self.clock.monotonic(), self.clock.time()
         worker = slot.worker
         data = {
@@ -1216,6 +1262,16 @@ class SessionPool:
                 slot.record_path.name,
                 _describe(exc),
             )
+            self._set_degraded("records", f"cannot write state records: {_describe(exc)}")
+            return False
+        return True
+
+    def _retry_publish(self) -> None:
+        # A full or read-only disk raises no event when it recovers: look
+        # again in a few seconds rather than at the next unrelated change.
+        retry = self.clock.monotonic() + 5.0
+        if self._publish_due is None or self._publish_due > retry:
+            self._publish_due = retry
 
     def _write_status(self, snap: Snapshot) -> None:
         me = identity_of(os.getpid())
@@ -1232,6 +1288,7 @@ class SessionPool:
                 "version": _VERSION,
             },
             "sessions": [s.to_json() for s in snap.sessions.values()],
+            "degraded": sorted(snap.degraded.values()),
         }
         if self.status_extra is not None:
             try:
@@ -1243,6 +1300,13 @@ class SessionPool:
         except OSError as exc:
             self._status_dirty = True
             self._log_once(f"status:{exc.errno}", "cannot write status.json ({})", _describe(exc))
+            self._set_degraded("status", f"cannot write status.json: {_describe(exc)}")
+            self._retry_publish()
+        else:
+            if "status" in self._degraded:
+                self._set_degraded("status", None)
+                # what was just written still says "cannot write": once more
+                self._publish_due = self.clock.monotonic()
 
     # ------------------------------------------------------------ shutdown
 

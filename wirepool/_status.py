@@ -82,6 +82,9 @@ class Snapshot:
     running: bool
     taken_at: float  # wall clock
     generation: int = 0
+    #: what the pool cannot do right now though it goes on supervising
+    #: (state directory full or read-only): area -> message
+    degraded: Mapping[str, str] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> SessionStatus:
         return self.sessions[name]

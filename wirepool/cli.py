@@ -272,12 +272,30 @@ def read_status(spec: PoolSpec, plugin: str) -> dict[str, Any]:
             round(max(0.0, nxt - now), 1) if isinstance(nxt, int | float) else None
         )
     doc["generated_at"] = now
+    if alive:
+        stale = _state_dir_unwritable(state.root)
+        if stale:
+            doc.setdefault("degraded", []).append(f"{stale}: status.json may be stale")
     if spec.annotate is not None:
         try:
             spec.annotate(doc)
         except Exception as exc:
             doc.setdefault("errors", []).append(f"plugin status: {exc}")
     return doc
+
+
+def _state_dir_unwritable(root: Path) -> str | None:
+    """When the state directory cannot take a write, the supervisor cannot
+    say so in status.json either: ask the filesystem directly."""
+    try:
+        st = os.statvfs(root)
+    except OSError:
+        return None
+    if st.f_flag & os.ST_RDONLY:
+        return "state directory is on a read-only filesystem"
+    if (st.f_bavail == 0 and os.geteuid() != 0) or st.f_bfree == 0:
+        return "state directory's filesystem is full"
+    return None
 
 
 def _sanitize_status(doc: dict[str, Any]) -> None:
@@ -289,7 +307,7 @@ def _sanitize_status(doc: dict[str, Any]) -> None:
     doc["sessions"] = (
         [s for s in sessions if isinstance(s, dict)] if isinstance(sessions, list) else []
     )
-    for key in ("errors", "notes"):
+    for key in ("errors", "notes", "degraded"):
         value = doc.get(key)
         if value is not None and not isinstance(value, list):
             doc[key] = [value]
@@ -402,6 +420,8 @@ def render_table(doc: Mapping[str, Any]) -> str:
         counts[str(s.get("state"))] = counts.get(str(s.get("state")), 0) + 1
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
     lines.append(f"{len(rows)} sessions" + (f": {summary}" if summary else ""))
+    for problem in doc.get("degraded", []) or []:
+        lines.append(f"degraded: {_printable(str(problem))}")
     for err in doc.get("errors", []) or []:
         lines.append(f"error: {_printable(str(err))}")
     for line in doc.get("notes", []) or []:

@@ -43,6 +43,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from loguru import logger
+
 from wirepool._proc import ProcessIdentity, identity_of, open_pidfd, signal_group
 from wirepool._types import ExitStatus, Session
 
@@ -369,12 +371,23 @@ class CommandSpawner(Spawner):
         env = self.environment(session)
         cwd = self.cwd.format_map(_template_values(session)) if self.cwd else None
         log_path = self.log_path(session)
+        out: Any = subprocess.DEVNULL
         if log_path is not None:
-            log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            rotate_log(log_path, self.log_max_bytes, self.log_backups)
-            out: Any = os.fdopen(_open_log(log_path), "ab", buffering=0)
-        else:
-            out = subprocess.DEVNULL
+            try:
+                log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                rotate_log(log_path, self.log_max_bytes, self.log_backups)
+                out = os.fdopen(_open_log(log_path), "ab", buffering=0)
+            except OSError as exc:
+                # The child matters more than its log: a read-only or full
+                # state directory (or a symlink planted as the log) must
+                # not stop every start and restart in the pool.
+                logger.warning(
+                    "session {!r}: cannot open its log {} ({}); its output is discarded",
+                    session.name,
+                    log_path,
+                    exc.strerror or exc,
+                )
+                log_path = None
         try:
             proc = subprocess.Popen(
                 argv,
