@@ -240,6 +240,7 @@ class SessionPool:
         self._generation = 0
         self._errors_seen: set[str] = set()
         self._degraded: dict[str, str] = {}
+        self._wall_offset: float | None = None
         self._status_dirty = True
         self._started_at = 0.0
         self._loop_error: BaseException | None = None
@@ -464,6 +465,7 @@ class SessionPool:
             self._sweep()
             self._replan = True
         self._escalate(now)
+        self._after_wall_step(self.clock.time() - now, now)
         self._probe(now)
         for deadline in (self._wake_at, self._spawn_deferred_until):
             if deadline is not None and now >= deadline:
@@ -998,6 +1000,26 @@ class SessionPool:
                         worker.pid,
                         f"{verdict.reason} (not ours to restart)",
                     )
+
+    def _after_wall_step(self, offset: float, now: float) -> None:
+        """Health verdicts compare heartbeats (file mtimes, timestamps: wall
+        time) with the wall clock.  When the wall clock steps forward every
+        heartbeat looks old at once, and a pool would restart every healthy
+        daemon; so after a step, verdicts wait four probe intervals (the
+        stock checks' whole max_age) for the daemons to beat on the new
+        clock.  Backoff and stop deadlines are monotonic and need nothing."""
+        last, self._wall_offset = self._wall_offset, offset
+        if last is None or abs(offset - last) < 2.0:
+            return
+        self._status_dirty = True  # every wall time it shows moved
+        interval = self.health.interval
+        logger.warning("wall clock stepped by {:+.0f}s", offset - last)
+        if interval is None:
+            return
+        for slot in self._slots.values():
+            slot.health_failures = 0
+            if slot.next_probe is not None:
+                slot.next_probe = now + 4 * interval
 
     # ------------------------------------------------------------- recovery
 

@@ -243,6 +243,7 @@ class HeartbeatCheck(HealthCheck):
         self.failures_before_restart = failures_before_restart
         self.beat = beat
         self.name = name
+        self._future: dict[str, tuple[float, float]] = {}
 
     def __repr__(self) -> str:
         return f"HeartbeatCheck({self.relpath!r}, max_age={self.max_age})"
@@ -257,6 +258,15 @@ class HeartbeatCheck(HealthCheck):
         except OSError:
             return None
 
+    def _not_future(self, key: str, when: float, now: float) -> float:
+        if when <= now:
+            self._future.pop(key, None)
+            return when
+        seen = self._future.get(key)
+        if seen is None or seen[0] != when:
+            seen = self._future[key] = (when, now)
+        return seen[1]
+
     def probe(self, session: Session, identity: ProcessIdentity, now: float) -> Verdict:
         last = self.last_beat(session)
         # Without a readable start time (hidepid, another user's process) the
@@ -264,6 +274,13 @@ class HeartbeatCheck(HealthCheck):
         started = create_time(identity.pid)
         if started is None:
             started = now if last is None else 0.0
+        # After the wall clock steps back, the start time and the last beat
+        # lie in the future and "age" would stay 0 until the clock caught up
+        # -- a daemon hung across the step went unseen for the whole step.
+        # A future time counts from the probe that first saw it.
+        started = self._not_future(f"start:{session.name}", started, now)
+        if last is not None:
+            last = self._not_future(f"beat:{session.name}", last, now)
         newest = max(last or 0.0, started)
         age = max(0.0, now - newest)
         if age <= self.max_age:
