@@ -68,7 +68,7 @@ def _ident(session: dict[str, Any]) -> ProcessIdentity:
     return ProcessIdentity(session["pid"], session["process_start"])
 
 
-def test_unreadable_session_directory_keeps_its_child_and_says_why(
+def test_regression_unreadable_session_dir_keeps_its_child_and_says_why(
     services: Services, tracker: Tracker
 ) -> None:
     for name in ("a", "b", "locked"):
@@ -283,7 +283,7 @@ def state_fault(tmp_path: Path) -> Iterator[StateFault]:
 
 
 @pytest.mark.parametrize("fault", ["read_only", "fill"])
-def test_state_directory_read_only_or_full_degrades_but_supervision_goes_on(
+def test_regression_state_dir_read_only_or_full_degrades_but_starts_go_on(
     services: Services, tracker: Tracker, state_fault: StateFault, fault: str
 ) -> None:
     for name in ("a", "b"):

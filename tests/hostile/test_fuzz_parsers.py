@@ -394,3 +394,24 @@ def test_regression_status_table_escapes_terminal_control_sequences() -> None:
     assert "\x1b" not in text and "\x07" not in text and "\udcff" not in text
     assert len(text.splitlines()) == 1 + 1 + 2 + 1 + 1  # header, columns, rows, count, error
     text.encode("utf-8")
+
+
+def test_regression_damaged_status_json_still_renders(tmp_path: Path) -> None:
+    # `wirepool status` raised AttributeError on a null "supervisor" and
+    # OverflowError formatting an Infinity next_start_at.
+    from wirepool.cli import read_status
+    from wirepool.plugin import PoolSpec
+    from wirepool.spawn import CommandSpawner
+
+    damaged = {
+        "schema": STATUS_SCHEMA,
+        "supervisor": None,
+        "errors": "one",
+        "sessions": [{"name": "a", "next_start_at": math.inf}, 3],
+    }
+    (tmp_path / "status.json").write_text(json.dumps(damaged))
+    spec = PoolSpec(discovery=list, spawner=CommandSpawner(["true"]), state_dir=tmp_path)
+    doc = read_status(spec, "x")
+    assert doc["sessions"][0]["next_start_in"] == math.inf
+    text = render_table(doc)
+    assert "never" in text and "error: one" in text

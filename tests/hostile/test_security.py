@@ -111,7 +111,7 @@ def _plant(link: Path, victim: Path) -> Path:
     return victim
 
 
-def test_lock_file_symlink_is_not_followed(tmp_path: Path) -> None:
+def test_regression_lock_file_symlink_is_not_followed(tmp_path: Path) -> None:
     state = tmp_path / "state"
     victim = _plant(state / "lock", tmp_path / "victim")
     with pytest.raises(OSError, match=r"symbolic links|Too many levels"):
