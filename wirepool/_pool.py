@@ -411,7 +411,10 @@ class SessionPool:
             self._log_once(f"pass:{type(exc).__name__}:{exc}", "pool pass failed: {}", exc)
             logger.opt(exception=exc).debug("pool pass failure")
             time.sleep(0.2)
-        self._publish()
+        try:
+            self._publish()
+        except Exception as exc:  # a plugin's status value, say: say so, go on
+            self._log_once(f"publish:{type(exc).__name__}:{exc}", "publishing failed: {}", exc)
         self._ready.set()
         if self._stopping:
             return

@@ -86,3 +86,27 @@ def test_regression_bad_pidfile_reason_reaches_the_session(
         snap = pool.wait_until(lambda s: all(n in s and s[n].state == "running" for n in "ab"))
         assert "daemon.pid: neither an integer nor JSON" in snap["a"].reason
         assert "daemon.pid" not in snap["b"].reason
+
+
+def test_regression_unserializable_attrs_do_not_kill_the_loop(
+    tmp_path: Path, tracker: Tracker
+) -> None:
+    # A dict with a tuple key in one session's attrs: json.dumps raised
+    # TypeError in the status write, which ran outside every except.
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    odd = Session(name="a", home=tmp_path / "a", attrs={"map": {(1, 2): "x"}, "ok": 1})
+    pool = tracker.attach(
+        SessionPool(
+            StaticDiscovery([odd, Session(name="b", home=tmp_path / "b")]),
+            spawner=CommandSpawner(["sleep", "1000"]),
+            state_dir=tmp_path / "state",
+            durable=False,
+            stop_grace=2.0,
+        )
+    )
+    with pool:
+        pool.wait_until(lambda s: all(n in s and s[n].state == "running" for n in "ab"))
+        doc = json.loads((tmp_path / "state" / "status.json").read_text())
+        attrs = {s["name"]: s["attrs"] for s in doc["sessions"]}
+        assert attrs["a"] == {"ok": 1}
