@@ -21,8 +21,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check wirepool plugins tests benchmarks
-	$(BIN)/ruff format --check wirepool plugins tests benchmarks
+	$(BIN)/ruff check wirepool plugins tests benchmarks examples
+	$(BIN)/ruff format --check wirepool plugins tests benchmarks examples
 
 types: $(STAMP)
 	$(BIN)/mypy

@@ -358,7 +358,7 @@ def test_stale_pidfile_naming_a_reused_pid_does_not_block(tmp_path: Path, tracke
 
 
 def test_python_callable_worker_is_supervised(tmp_path: Path, tracker: Tracker) -> None:
-    from wirepool import PythonSpawner
+    from wirepool import CallableSpawner
 
     home = tmp_path / "py"
     home.mkdir()
@@ -374,7 +374,7 @@ def test_python_callable_worker_is_supervised(tmp_path: Path, tracker: Tracker) 
         SessionPool(
             StaticDiscovery([Session("py", home)]),
             None,
-            PythonSpawner(serve),
+            CallableSpawner(serve),
             restart=FAST,
             state_dir=tmp_path / "state",
             durable=False,

@@ -43,13 +43,12 @@ from loguru import logger
 
 from wirepool import _planner
 from wirepool._clock import Clock, SystemClock
+from wirepool._events import Event, EventStream
 from wirepool._proc import (
     ProcessIdentity,
     create_time,
     identity_of,
     is_alive,
-    parent_pid,
-    pids_with_environ,
 )
 from wirepool._status import SessionStatus, Snapshot
 from wirepool._store import (
@@ -69,11 +68,10 @@ from wirepool.health import HealthCheck, NoHealthCheck
 from wirepool.restart import RestartPolicy, SpawnRateLimit, Streak
 from wirepool.spawn import (
     POOL_MARKER,
-    SESSION_MARKER,
     AdoptedWorker,
     Spawner,
     Worker,
-    read_markers,
+    find_children,
     safe_filename,
 )
 
@@ -81,29 +79,6 @@ __all__ = ["Event", "SessionPool"]
 
 OnExit = Literal["leave", "stop"]
 _VERSION = "0.1.0"
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One thing the pool did, as ``wirepool run --json`` prints it."""
-
-    kind: str  # supervisor_started, spawned, exited, adopted, backoff, ineligible, ...
-    session: str | None = None
-    pid: int | None = None
-    reason: str = ""
-    at: float = 0.0  # wall clock
-    data: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"event": self.kind, "ts": round(self.at, 3)}
-        if self.session is not None:
-            out["session"] = self.session
-        if self.pid is not None:
-            out["pid"] = self.pid
-        if self.reason:
-            out["reason"] = self.reason
-        out.update(self.data)
-        return out
 
 
 @dataclass
@@ -251,9 +226,24 @@ class SessionPool:
 
     # ------------------------------------------------------------------ API
 
-    def subscribe(self, callback: Callable[[Event], None]) -> None:
-        """Call ``callback(event)`` (on the loop thread) for every event."""
+    def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
+        """Call ``callback(event)`` (on the loop thread) for every event.
+        Returns a function that unsubscribes it.  A callback that raises is
+        logged once and does not disturb the pool."""
         self._listeners.append(callback)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(callback)
+
+        return unsubscribe
+
+    def events(self) -> EventStream:
+        """A stream of every event from now on (see :class:`EventStream`).
+        Open it before :meth:`start` to see the first spawns."""
+        stream = EventStream()
+        stream._bind(self.subscribe(stream.put))
+        return stream
 
     def start(self) -> SessionPool:
         """Take the lock and run the loop in a background thread.  Returns once
@@ -566,7 +556,11 @@ class SessionPool:
             "spawned",
             session,
             worker.pid,
-            data={"restarts": slot.restarts, "log": str(worker.log_path or "")},
+            data={
+                "restarts": slot.restarts,
+                "log": str(worker.log_path or ""),
+                "start": worker.identity.start,
+            },
         )
         return True
 
@@ -613,7 +607,9 @@ class SessionPool:
         slot.spawned_mono = None
         self._watch(slot, worker)
         self._set_state(slot, "adopted", why)
-        self._emit("adopted", slot.session, ident.pid, why, data={"owned": owned})
+        self._emit(
+            "adopted", slot.session, ident.pid, why, data={"owned": owned, "start": ident.start}
+        )
         return True
 
     def _watch(self, slot: _Slot, worker: Worker) -> None:
@@ -1086,29 +1082,7 @@ class SessionPool:
 
     def _recover_by_marker(self, claimed: Mapping[str, ProcessIdentity]) -> None:
         """Find our children whose records were lost, by their marker env."""
-        try:
-            found = pids_with_environ([(POOL_MARKER, self.pool_id)])
-        except OSError:
-            found = {}
-        found.update(
-            (pid, env)
-            for pid, env in read_markers(self.state.root / "markers").items()
-            if env.get(POOL_MARKER) == self.pool_id
-        )
-        leaders: dict[str, list[ProcessIdentity]] = {}
-        for pid, env in found.items():
-            name = env.get(SESSION_MARKER)
-            try:
-                is_leader = os.getsid(pid) == pid
-            except OSError:
-                continue
-            ident = identity_of(pid)
-            # Descendants inherit the marker; a child is a session leader
-            # none of whose ancestors is marked (a daemon's own setsid
-            # helper is a leader too, but under a marked parent).
-            if name is None or ident is None or not is_leader or _has_marked_ancestor(pid, found):
-                continue
-            leaders.setdefault(name, []).append(ident)
+        leaders = find_children(self.pool_id, self.state.root / "markers")
         for name, candidates in leaders.items():
             idents = [i for i in candidates if claimed.get(name) != i]
             if not idents:
@@ -1475,17 +1449,6 @@ class SessionPool:
             self._errors_seen.clear()
         self._errors_seen.add(key)
         logger.warning(message, *args)
-
-
-def _has_marked_ancestor(pid: int, marked: Mapping[int, object]) -> bool:
-    seen = 0
-    parent = parent_pid(pid)
-    while parent is not None and parent > 1 and seen < 64:
-        if parent in marked:
-            return True
-        parent = parent_pid(parent)
-        seen += 1
-    return False
 
 
 def _raise_fd_limit() -> None:

@@ -29,8 +29,8 @@ The rules, and why:
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
 
 import tenacity
 from tenacity import RetryCallState, Retrying
@@ -39,7 +39,9 @@ from tenacity.wait import wait_base, wait_exponential
 
 __all__ = ["RestartPolicy", "SpawnRateLimit", "Streak", "wait_jitter"]
 
-WaitStrategy = wait_base | Any  # tenacity also accepts plain callables(retry_state) -> float
+#: a tenacity wait strategy, or a plain ``retry_state -> seconds`` callable
+#: (tenacity accepts both)
+WaitStrategy = wait_base | Callable[[RetryCallState], float | int]
 
 
 class _ChildFailed(Exception):
@@ -53,7 +55,9 @@ class wait_jitter(wait_base):  # tenacity's naming, so it reads like its sibling
     tests can pin it.
     """
 
-    def __init__(self, wait: Any, spread: float = 0.2, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, wait: WaitStrategy, spread: float = 0.2, rng: random.Random | None = None
+    ) -> None:
         if not 0.0 <= spread < 1.0:
             raise ValueError("spread must be in [0, 1)")
         self.wait = wait
@@ -103,7 +107,7 @@ class RestartPolicy:
 
     def __init__(
         self,
-        wait: Any = None,
+        wait: WaitStrategy | None = None,
         stop: stop_base | None = None,
         *,
         rapid_window: float = 10.0,

@@ -22,7 +22,6 @@ process per service.
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from wirepool import (
     Verdict,
 )
 from wirepool._store import read_small
+from wirepool.eligibility import executable_problem
 from wirepool.plugin import timing_from, timing_options
 
 __all__ = ["RunScriptCheck", "ServiceDirPlugin", "read_envdir", "servicedir_spec"]
@@ -70,14 +70,9 @@ class RunScriptCheck(Eligibility):
             except OSError as exc:
                 return Verdict(False, f"cannot stat run: {exc.strerror or exc}")
             mode, uid = st.st_mode, st.st_uid
-        if not stat.S_ISREG(mode):
-            return Verdict(False, "run is not a regular file")
-        if not mode & 0o100:
-            return Verdict(False, "run is not executable")
-        if mode & 0o022:
-            return Verdict(False, f"run is writable by group or others (mode {mode & 0o777:o})")
-        if uid != self.uid:
-            return Verdict(False, f"run is owned by uid {uid}, not {self.uid}")
+        problem = executable_problem(mode, uid, what="run", owners=(self.uid,))
+        if problem is not None:
+            return Verdict(False, problem)
         return Verdict(True, "run is executable")
 
     def __repr__(self) -> str:
