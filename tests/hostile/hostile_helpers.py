@@ -2,7 +2,8 @@
 strategies for outside data.
 
 The default profile keeps example counts low so the whole hostile suite adds
-well under a minute; ``HYPOTHESIS_PROFILE=thorough`` runs a real search.
+well under a minute; ``HYPOTHESIS_PROFILE=thorough pytest --timeout 0 tests/hostile``
+runs a real search.
 """
 
 from __future__ import annotations

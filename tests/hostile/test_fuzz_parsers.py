@@ -122,7 +122,7 @@ def test_wire_daemon_pid_parse(text: str) -> None:
 def test_wire_files_read_from_a_home_never_raise(
     tmp_path_factory: pytest.TempPathFactory, raw: bytes
 ) -> None:
-    home = tmp_path_factory.mktemp("home")
+    home = tmp_path_factory.mktemp("root") / "home"  # its own root: scan_homes sees one
     (home / "config" / "wire").mkdir(parents=True)
     (home / "state" / "wire").mkdir(parents=True)
     for rel in ("config/wire/agent-card.json", "state/wire/daemon.pid"):
