@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import selectors
 import signal
@@ -110,6 +111,7 @@ class _Slot:
     record_path: Path | None = None
     dirty: bool = True
     existing_error: str | None = None
+    scan_error: str | None = None
 
 
 class SessionPool:
@@ -226,6 +228,8 @@ class SessionPool:
         self._snapshot = Snapshot({}, os.getpid(), False, 0.0)
         self._generation = 0
         self._errors_seen: set[str] = set()
+        self._degraded: dict[str, str] = {}
+        self._wall_offset: float | None = None
         self._status_dirty = True
         self._started_at = 0.0
         self._loop_error: BaseException | None = None
@@ -411,7 +415,10 @@ class SessionPool:
             self._log_once(f"pass:{type(exc).__name__}:{exc}", "pool pass failed: {}", exc)
             logger.opt(exception=exc).debug("pool pass failure")
             time.sleep(0.2)
-        self._publish()
+        try:
+            self._publish()
+        except Exception as exc:  # a plugin's status value, say: say so, go on
+            self._log_once(f"publish:{type(exc).__name__}:{exc}", "publishing failed: {}", exc)
         self._ready.set()
         if self._stopping:
             return
@@ -465,6 +472,7 @@ class SessionPool:
             self._sweep()
             self._replan = True
         self._escalate(now)
+        self._after_wall_step(self.clock.time() - now, now)
         self._probe(now)
         for deadline in (self._wake_at, self._spawn_deferred_until):
             if deadline is not None and now >= deadline:
@@ -592,7 +600,9 @@ class SessionPool:
     def _existing(self, slot: _Slot) -> ProcessIdentity | None:
         try:
             found = self.health.existing(slot.session)
+            slot.existing_error = self.health.problem(slot.session)
         except Exception as exc:
+            slot.existing_error = f"existing-daemon check failed: {_describe(exc)}"
             self._log_once(
                 f"existing:{slot.session.name}:{exc}",
                 "session {!r}: existing-daemon check failed: {}",
@@ -870,7 +880,22 @@ class SessionPool:
             )
             return
         self._errors_seen = {e for e in self._errors_seen if not e.startswith("discover:")}
-        seen: set[str] = set()
+        try:
+            unreadable = dict(self.discovery.unreadable())
+        except Exception:
+            unreadable = {}
+        # Seen but unreadable: kept exactly as they were ("no change"), and
+        # marked; a new one is shown, ineligible, with why.
+        seen: set[str] = set(unreadable)
+        for name, why in unreadable.items():
+            self._log_once(f"unreadable:{name}:{why}", "session {!r}: {}", name, why)
+            slot = self._slots.get(name)
+            if slot is None:
+                slot = self._slots[name] = _Slot(session=Session(name=name, home=Path("/")))
+                slot.verdict, slot.checked = Verdict(False, why), True
+                slot.record_path = self._record_path(name)
+            if slot.scan_error != why:
+                slot.scan_error, slot.dirty = why, True
         for session in found:
             if session.name in seen:
                 self._log_once(
@@ -884,6 +909,11 @@ class SessionPool:
             if slot is None:
                 slot = self._slots[session.name] = _Slot(session=session)
                 slot.record_path = self._record_path(session.name)
+            if slot.scan_error is not None:
+                slot.scan_error, slot.dirty = None, True
+                self._errors_seen = {
+                    e for e in self._errors_seen if not e.startswith(f"unreadable:{session.name}:")
+                }
             elif slot.session != session:
                 slot.session = session
                 slot.dirty = True
@@ -902,7 +932,7 @@ class SessionPool:
                 logger.info(
                     "session {!r} vanished; its child stays up for {:.0f}s grace", name, self.grace
                 )
-        for name in seen:
+        for name in seen - unreadable.keys():
             self._check(self._slots[name], wall)
         if self._watcher is not None and self._watcher.available:
             try:
@@ -1012,6 +1042,26 @@ class SessionPool:
                         f"{verdict.reason} (not ours to restart)",
                     )
 
+    def _after_wall_step(self, offset: float, now: float) -> None:
+        """Health verdicts compare heartbeats (file mtimes, timestamps: wall
+        time) with the wall clock.  When the wall clock steps forward every
+        heartbeat looks old at once, and a pool would restart every healthy
+        daemon; so after a step, verdicts wait four probe intervals (the
+        stock checks' whole max_age) for the daemons to beat on the new
+        clock.  Backoff and stop deadlines are monotonic and need nothing."""
+        last, self._wall_offset = self._wall_offset, offset
+        if last is None or abs(offset - last) < 2.0:
+            return
+        self._status_dirty = True  # every wall time it shows moved
+        interval = self.health.interval
+        logger.warning("wall clock stepped by {:+.0f}s", offset - last)
+        if interval is None:
+            return
+        for slot in self._slots.values():
+            slot.health_failures = 0
+            if slot.next_probe is not None:
+                slot.next_probe = now + 4 * interval
+
     # ------------------------------------------------------------- recovery
 
     def _record_path(self, name: str) -> Path:
@@ -1025,7 +1075,7 @@ class SessionPool:
             try:
                 data = read_json(path)
                 rec = _parse_record(data)
-            except (OSError, ValueError, TypeError, KeyError) as exc:
+            except Exception as exc:  # RecursionError too: "[[[[..." must not stop us
                 moved = quarantine(path)
                 logger.error(
                     "state record {} is unusable ({}); moved aside to {}; "
@@ -1047,7 +1097,14 @@ class SessionPool:
             slot.last_exit = rec["last_exit"]
             slot.last_exit_at = rec["last_exit_at"]
             if rec["next_start_at"] is not None:
-                slot.next_start = now + max(0.0, rec["next_start_at"] - wall)
+                # Never longer than the policy owes this streak: the wall
+                # clock may have jumped back between the two supervisors (or
+                # the record lies), and a day-long "backoff" is no backoff.
+                try:
+                    owed = self.restart.delay_for(slot.streak, now)
+                except Exception:  # a user's wait strategy: keep the record's word
+                    owed = math.inf
+                slot.next_start = now + min(max(0.0, rec["next_start_at"] - wall), owed)
             self._slots[session.name] = slot
             worker = rec["worker"]
             if worker is not None:
@@ -1115,11 +1172,17 @@ class SessionPool:
         rebuild the snapshot and ``status.json`` at most every
         ``publish_interval`` -- both are O(sessions), and a burst of exits
         in a big pool must not pay that once per exit."""
+        wrote = failed = False
         for slot in self._slots.values():
             if slot.dirty:
                 slot.dirty = False
                 self._status_dirty = True
-                self._write_record(slot)
+                if self._write_record(slot):
+                    wrote = True
+                else:
+                    failed = True
+        if wrote and not failed:
+            self._set_degraded("records", None)
         if not self._status_dirty:
             self._publish_due = None
             return
@@ -1141,6 +1204,8 @@ class SessionPool:
             self._snapshot = snap
             self._snap_cond.notify_all()
         self._write_status(snap)
+        if failed:
+            self._retry_publish()
 
     def _build_snapshot(self) -> Snapshot:
         now, wall = self.clock.monotonic(), self.clock.time()
@@ -1160,7 +1225,7 @@ class SessionPool:
                 home=str(slot.session.home),
                 cwd=str(slot.session.cwd) if slot.session.cwd else None,
                 state=state,
-                reason=slot.reason if state not in ("running",) else slot.verdict.reason,
+                reason=self._reason(slot, state),
                 identity=worker.identity if worker else None,
                 owned=worker.owned if worker else True,
                 started_at=worker.started_at if worker else None,
@@ -1174,11 +1239,35 @@ class SessionPool:
                 attrs=slot.session.attrs,
             )
         self._generation += 1
-        return Snapshot(sessions, os.getpid(), not self._stopping, wall, self._generation)
+        return Snapshot(
+            sessions, os.getpid(), not self._stopping, wall, self._generation, dict(self._degraded)
+        )
 
-    def _write_record(self, slot: _Slot) -> None:
-        if slot.record_path is None:
+    def _set_degraded(self, area: str, problem: str | None) -> None:
+        """A state write failing (disk full, read-only) degrades the pool --
+        no record for a successor, no fresh status.json -- but supervision
+        goes on.  Said in the snapshot, status.json and the log, and said
+        again when it is over."""
+        if self._degraded.get(area) == problem:
             return
+        if problem is None:
+            del self._degraded[area]
+            logger.warning("state directory: {} writable again", area)
+        else:
+            self._degraded[area] = problem
+        self._status_dirty = True
+
+    @staticmethod
+    def _reason(slot: _Slot, state: str) -> str:
+        reason = slot.verdict.reason if state == "running" else slot.reason
+        extra = [slot.existing_error] if state == "running" else []
+        if slot.scan_error and slot.scan_error != reason:
+            extra.append(f"{slot.scan_error}; keeping its last state")
+        return "; ".join([reason, *(e for e in extra if e)])
+
+    def _write_record(self, slot: _Slot) -> bool:
+        if slot.record_path is None:
+            return True
         now, wall = self.clock.monotonic(), self.clock.time()
         worker = slot.worker
         data = {
@@ -1214,6 +1303,16 @@ class SessionPool:
                 slot.record_path.name,
                 _describe(exc),
             )
+            self._set_degraded("records", f"cannot write state records: {_describe(exc)}")
+            return False
+        return True
+
+    def _retry_publish(self) -> None:
+        # A full or read-only disk raises no event when it recovers: look
+        # again in a few seconds rather than at the next unrelated change.
+        retry = self.clock.monotonic() + 5.0
+        if self._publish_due is None or self._publish_due > retry:
+            self._publish_due = retry
 
     def _write_status(self, snap: Snapshot) -> None:
         me = identity_of(os.getpid())
@@ -1230,6 +1329,7 @@ class SessionPool:
                 "version": _VERSION,
             },
             "sessions": [s.to_json() for s in snap.sessions.values()],
+            "degraded": sorted(snap.degraded.values()),
         }
         if self.status_extra is not None:
             try:
@@ -1241,6 +1341,13 @@ class SessionPool:
         except OSError as exc:
             self._status_dirty = True
             self._log_once(f"status:{exc.errno}", "cannot write status.json ({})", _describe(exc))
+            self._set_degraded("status", f"cannot write status.json: {_describe(exc)}")
+            self._retry_publish()
+        else:
+            if "status" in self._degraded:
+                self._set_degraded("status", None)
+                # what was just written still says "cannot write": once more
+                self._publish_due = self.clock.monotonic()
 
     # ------------------------------------------------------------ shutdown
 
@@ -1442,44 +1549,85 @@ def _describe(exc: BaseException) -> str:
 
 
 def _parse_record(data: Any) -> dict[str, Any]:
+    """Check every field of a record read back from disk.
+
+    A record is outside data once it is on disk (a torn write on a full
+    disk, a hand edit, another program's file): anything off raises
+    ValueError saying what, and only that session starts fresh.  An int()
+    of a JSON ``Infinity`` raised OverflowError here, which killed the
+    supervisor at every start."""
     if not isinstance(data, dict) or data.get("schema") != RECORD_SCHEMA:
         raise ValueError("not a wirepool session record")
-    sess = data["session"]
-    if not isinstance(sess, dict) or not isinstance(sess.get("name"), str):
+    sess = data.get("session")
+    if not isinstance(sess, dict) or not isinstance(sess.get("name"), str) or not sess["name"]:
         raise ValueError("record has no session name")
+    home, cwd = sess.get("home"), sess.get("cwd")
+    for what, value in (("name", sess["name"]), ("home", home), ("cwd", cwd)):
+        if value is not None and (not isinstance(value, str) or "\0" in value):
+            raise ValueError(f"record has a bad session {what}: {value!r:.80}")
     session = Session(
         name=sess["name"],
-        home=Path(str(sess.get("home") or "/")),
-        cwd=Path(sess["cwd"]) if sess.get("cwd") else None,
+        home=Path(home or "/"),
+        cwd=Path(cwd) if cwd else None,
     )
     worker = None
     if data.get("worker") is not None:
         w = data["worker"]
         ident = ProcessIdentity.from_json(w)
-        started = w.get("started_at")
-        worker = (
-            ident,
-            bool(w.get("owned", True)),
-            float(started) if isinstance(started, int | float) else None,
-        )
-    streak = data.get("streak", 0)
-    if not isinstance(streak, int) or streak < 0:
-        raise ValueError(f"bad streak {streak!r}")
+        worker = (ident, _record_bool(w, "owned", True), _record_time(w, "started_at"))
     last_exit = None
     last_exit_at = None
     if isinstance(data.get("last_exit"), dict):
         le = data["last_exit"]
-        last_exit = ExitStatus(code=le.get("code"), signal=le.get("signal"))
-        last_exit_at = le.get("at")
-    nsa = data.get("next_start_at")
+        code, sig = le.get("code"), le.get("signal")
+        for what, value in (("code", code), ("signal", sig)):
+            if value is not None and (not _is_int(value) or abs(value) > 1 << 31):
+                raise ValueError(f"record has a bad exit {what}: {value!r:.80}")
+        last_exit = ExitStatus(code=code, signal=sig)
+        last_exit_at = _record_time(le, "at")
+    reason = data.get("reason", "")
     return {
         "session": session,
         "worker": worker,
-        "streak": streak,
-        "restarts": int(data.get("restarts", 0)),
-        "failed": bool(data.get("failed", False)),
-        "reason": str(data.get("reason", "")),
+        "streak": _record_count(data, "streak"),
+        "restarts": _record_count(data, "restarts"),
+        "failed": _record_bool(data, "failed", False),
+        "reason": reason if isinstance(reason, str) else "",
         "last_exit": last_exit,
         "last_exit_at": last_exit_at,
-        "next_start_at": float(nsa) if isinstance(nsa, int | float) else None,
+        "next_start_at": _record_time(data, "next_start_at"),
     }
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _record_count(data: Mapping[str, Any], key: str) -> int:
+    value = data.get(key, 0)
+    # a billion restarts is already absurd; a bigger one is a corrupt file
+    if not _is_int(value) or not 0 <= value <= 1_000_000_000:
+        raise ValueError(f"record has a bad {key}: {value!r:.80}")
+    return int(value)
+
+
+def _record_bool(data: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise ValueError(f"record has a bad {key}: {value!r:.80}")
+    return value
+
+
+def _record_time(data: Mapping[str, Any], key: str) -> float | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ValueError(f"record has a bad {key}: {value!r:.80}")
+    try:
+        when = float(value)
+    except OverflowError:
+        when = math.inf
+    if not math.isfinite(when):
+        raise ValueError(f"record has a bad {key}: {value!r:.80}")
+    return when

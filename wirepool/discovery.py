@@ -38,6 +38,13 @@ class Discovery(ABC):
         """Directories whose changes should trigger an immediate rescan."""
         return ()
 
+    def unreadable(self) -> Mapping[str, str]:
+        """Sessions the last :meth:`discover` saw but could not read:
+        name -> why.  The pool keeps each as it was -- "cannot tell" is no
+        change, exactly as for a whole discovery that fails -- and shows why
+        in its status."""
+        return {}
+
     def relevant(self, directory: Path, name: str) -> bool:
         """Whether a change to ``name`` inside watched ``directory`` is worth
         a rescan.  Daemons write in their own directories all the time
@@ -99,7 +106,16 @@ class DirectoryScan(Discovery):
     raises, which the pool takes as "no change".
     """
 
-    __slots__ = ("_last", "attrs", "marker", "pattern", "root", "watch_children", "watch_names")
+    __slots__ = (
+        "_last",
+        "_unreadable",
+        "attrs",
+        "marker",
+        "pattern",
+        "root",
+        "watch_children",
+        "watch_names",
+    )
 
     def __init__(
         self,
@@ -120,6 +136,7 @@ class DirectoryScan(Discovery):
         self.attrs = attrs
         self.watch_children = watch_children
         self._last: tuple[Path, ...] = ()
+        self._unreadable: dict[str, str] = {}
 
     def _candidates(self) -> list[Path]:
         """Directories that are, or may become (once their marker appears),
@@ -156,15 +173,24 @@ class DirectoryScan(Discovery):
         # Watch candidates too: a directory is often created before its marker.
         self._last = tuple(candidates)
         sessions = []
+        self._unreadable = {}
         for path in candidates:
             try:
                 if self.marker is not None and not os.path.exists(f"{path}/{self.marker}"):
                     continue
                 extra: Mapping[str, Any] = self.attrs(path) if self.attrs is not None else {}
-            except OSError:
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # gone mid-scan: a vanished session, with its grace
+            except OSError as exc:
+                # There but unreadable (EACCES, EIO, ELOOP inside): not the
+                # same as gone, and not a reason to stop its child.
+                self._unreadable[path.name] = f"cannot read {path}: {exc.strerror or exc}"
                 continue
             sessions.append(Session(name=path.name, home=path, attrs=extra))
         return sessions
+
+    def unreadable(self) -> Mapping[str, str]:
+        return self._unreadable
 
     def watch_paths(self) -> Sequence[Path]:
         # The entries of the last scan: the pool asks right after discover(),

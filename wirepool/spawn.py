@@ -43,6 +43,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from loguru import logger
+
 from wirepool._proc import (
     ProcessIdentity,
     has_marked_ancestor,
@@ -407,12 +409,23 @@ class CommandSpawner(Spawner):
         env = self.environment(session)
         cwd = self.cwd.format_map(_template_values(session)) if self.cwd else None
         log_path = self.log_path(session)
+        out: Any = subprocess.DEVNULL
         if log_path is not None:
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            rotate_log(log_path, self.log_max_bytes, self.log_backups)
-            out: Any = open(log_path, "ab", buffering=0)  # noqa: SIM115 -- closed below
-        else:
-            out = subprocess.DEVNULL
+            try:
+                log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                rotate_log(log_path, self.log_max_bytes, self.log_backups)
+                out = os.fdopen(_open_log(log_path), "ab", buffering=0)
+            except OSError as exc:
+                # The child matters more than its log: a read-only or full
+                # state directory (or a symlink planted as the log) must
+                # not stop every start and restart in the pool.
+                logger.warning(
+                    "session {!r}: cannot open its log {} ({}); its output is discarded",
+                    session.name,
+                    log_path,
+                    exc.strerror or exc,
+                )
+                log_path = None
         try:
             proc = subprocess.Popen(
                 argv,
@@ -438,6 +451,16 @@ class CommandSpawner(Spawner):
         path = self.log_path(session)
         if path is not None:
             rotate_log(path, self.log_max_bytes, self.log_backups, copy_truncate=True)
+
+
+def _open_log(path: Path) -> int:
+    """Owner-only (a daemon's output is nobody else's business), and never
+    through a symlink: a log directory given by the plugin may be shared,
+    and a planted ``x.log -> ~/.bashrc`` would have the child append there.
+    """
+    return os.open(
+        path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+    )
 
 
 def _zombie_start(pid: int) -> int:
@@ -469,7 +492,7 @@ def _python_child(
         with contextlib.suppress(OSError):
             write_marker(Path(marker_dir), me, env)
     if log_path is not None:
-        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        fd = _open_log(Path(log_path))
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)
@@ -503,7 +526,7 @@ def _route_loguru(session: Session, log_format: str) -> None:
 
 
 def write_marker(marker_dir: Path, ident: ProcessIdentity, env: Mapping[str, str]) -> Path:
-    marker_dir.mkdir(parents=True, exist_ok=True)
+    marker_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = marker_dir / f"{ident.pid}.json"
     tmp = marker_dir / f".{ident.pid}.tmp"
     data = {k: v for k, v in env.items() if k.startswith("WIREPOOL_")}
@@ -651,7 +674,7 @@ class CallableSpawner(Spawner):
             env[SESSION_MARKER] = session.name
         log_path = self.log_path(session)
         if log_path is not None:
-            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         marker_dir = str(self.marker_dir) if self.marker_dir else None
         proc = self._ctx.Process(
             target=_python_child,

@@ -91,6 +91,14 @@ class MockClock(Clock):
             self._now = monotonic
         self._notify()
 
+    def jump_wall(self, seconds: float) -> None:
+        """Step the wall clock by ``seconds`` (either sign) while monotonic
+        time stands still: what NTP, a suspended VM or an operator's
+        ``date -s`` does to a running supervisor."""
+        with self._lock:
+            self.wall_offset += float(seconds)
+        self._notify()
+
     def subscribe(self, callback: Callable[[], None]) -> None:
         self._subscribers.append(callback)
 

@@ -39,10 +39,13 @@ from wirepool import (
     SpawnError,
     Verdict,
 )
+from wirepool._store import read_small
 from wirepool.eligibility import executable_problem
 from wirepool.plugin import timing_from, timing_options
 
 __all__ = ["RunScriptCheck", "ServiceDirPlugin", "read_envdir", "servicedir_spec"]
+
+_ENVFILE_LIMIT = 1 << 20
 
 
 class RunScriptCheck(Eligibility):
@@ -76,15 +79,23 @@ class RunScriptCheck(Eligibility):
         return "RunScriptCheck()"
 
 
-def read_envdir(directory: Path) -> dict[str, str | None]:
+def read_envdir(directory: Path, *, owner: int | None = None) -> dict[str, str | None]:
     """``s6-envdir`` semantics: the first line of each file, trailing blanks
     removed, NULs as newlines; an empty file means "unset this variable".
-    Raises SpawnError naming the file that could not be used."""
+    Raises SpawnError naming the file that could not be used.
+
+    With ``owner``, the directory and every file must belong to that uid and
+    not be writable by group or others -- the rule ``run`` already follows,
+    for the same reason: ``env/LD_PRELOAD`` runs code as surely as ``run``."""
     env: dict[str, str | None] = {}
     try:
         entries = sorted(directory.iterdir())
+        if owner is not None:
+            _check_owner(directory, directory.stat(), owner)
     except FileNotFoundError:
         return env
+    except SpawnError:
+        raise
     except OSError as exc:
         raise SpawnError(f"cannot read {directory}: {exc.strerror or exc}") from None
     for entry in entries:
@@ -92,7 +103,13 @@ def read_envdir(directory: Path) -> dict[str, str | None]:
         if name.startswith(".") or "=" in name or not entry.is_file():
             continue
         try:
-            raw = entry.read_bytes()
+            # Bounded and non-blocking: a FIFO or a huge file swapped in
+            # after the is_file() above must not hang or bloat the loop.
+            raw = read_small(entry, _ENVFILE_LIMIT)
+            if owner is not None:
+                _check_owner(entry, entry.stat(), owner)
+        except SpawnError:
+            raise
         except OSError as exc:
             raise SpawnError(f"cannot read {entry}: {exc.strerror or exc}") from None
         if not raw:
@@ -103,10 +120,19 @@ def read_envdir(directory: Path) -> dict[str, str | None]:
     return env
 
 
+def _check_owner(path: Path, st: os.stat_result, owner: int) -> None:
+    if st.st_uid != owner:
+        raise SpawnError(f"{path} is owned by uid {st.st_uid}, not {owner}; refusing it")
+    if st.st_mode & 0o022:
+        raise SpawnError(
+            f"{path} is writable by group or others (mode {st.st_mode & 0o777:o}); refusing it"
+        )
+
+
 class _EnvDirSpawner(CommandSpawner):
     def environment(self, session: Session) -> dict[str, str]:
         env = super().environment(session)
-        for key, value in read_envdir(session.home / "env").items():
+        for key, value in read_envdir(session.home / "env", owner=os.getuid()).items():
             if value is None:
                 env.pop(key, None)
             else:
