@@ -13,6 +13,7 @@ inotify event on a watched path only makes the next scan happen now.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
 from abc import ABC, abstractmethod
@@ -96,6 +97,22 @@ class StaticDiscovery(Discovery):
         return f"StaticDiscovery({len(self._sessions)} sessions)"
 
 
+def _marker_exists(path: str) -> bool:
+    """Whether a marker is there; raises when that cannot be told.
+
+    Not ``os.path.exists``: it answers False for a directory we may not
+    read, which would pass for "gone" and stop a healthy child.  A marker
+    that is a dangling symlink or a symlink loop is simply not there (as
+    ``Path.exists`` has it)."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            return False
+        raise
+    return True
+
+
 class DirectoryScan(Discovery):
     """Every entry of ``root`` matching ``pattern`` that is a directory, does
     not start with ``.``, and (if ``marker`` is given) contains ``marker``.
@@ -176,7 +193,7 @@ class DirectoryScan(Discovery):
         self._unreadable = {}
         for path in candidates:
             try:
-                if self.marker is not None and not os.path.exists(f"{path}/{self.marker}"):
+                if self.marker is not None and not _marker_exists(f"{path}/{self.marker}"):
                     continue
                 extra: Mapping[str, Any] = self.attrs(path) if self.attrs is not None else {}
             except (FileNotFoundError, NotADirectoryError):
