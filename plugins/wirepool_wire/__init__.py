@@ -46,7 +46,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import psutil
 from loguru import logger
 
 from wirepool import (
@@ -292,6 +291,8 @@ def _installed_version(wire_bin: str | None) -> str | None:
 
 def _wire_daemon_pids() -> list[int]:
     pids = []
+    import psutil  # only here: the supervisor itself never needs it on Linux
+
     for proc in psutil.process_iter(["pid", "cmdline"]):
         argv = proc.info.get("cmdline") or []
         if layout.is_wire_daemon_cmdline(argv) and identity_of(proc.info["pid"]) is not None:
