@@ -223,6 +223,9 @@ class SessionPool:
         self.publish_interval = 0.1
         self._publish_due: float | None = None
         self._last_publish = float("-inf")
+        self.status_interval = 0.25
+        self._status_file_dirty = False
+        self._last_status_write = float("-inf")
         self._snap_cond = threading.Condition()
         self._poke_lock = threading.Lock()
         self._snapshot = Snapshot({}, os.getpid(), False, 0.0)
@@ -1185,6 +1188,7 @@ class SessionPool:
             self._set_degraded("records", None)
         if not self._status_dirty:
             self._publish_due = None
+            self._flush_status(time.monotonic(), force)
             return
         # Real time, not the pool's clock: this throttles CPU, and a mock
         # clock that stands still must not stop the snapshots.
@@ -1203,9 +1207,29 @@ class SessionPool:
         with self._snap_cond:
             self._snapshot = snap
             self._snap_cond.notify_all()
-        self._write_status(snap)
+        self._status_file_dirty = True
+        self._flush_status(real, force)
         if failed:
             self._retry_publish()
+
+    def _flush_status(self, real: float, force: bool) -> None:
+        """Write ``status.json`` from the current snapshot, at most every
+        ``status_interval`` seconds.  The in-memory snapshot (what
+        ``wait_until`` and the event stream see) is not held back; the file
+        is for ``wirepool status`` and other processes, for whom a quarter
+        of a second is fresh -- and in a crash loop, rewriting it on every
+        exit was a third of the supervisor's CPU."""
+        if not self._status_file_dirty:
+            return
+        wait = self._last_status_write + self.status_interval - real
+        if not force and wait > 0:
+            due = self.clock.monotonic() + wait
+            if self._publish_due is None or due < self._publish_due:
+                self._publish_due = due
+            return
+        self._status_file_dirty = False
+        self._last_status_write = real
+        self._write_status(self._snapshot)
 
     def _build_snapshot(self) -> Snapshot:
         now, wall = self.clock.monotonic(), self.clock.time()
@@ -1294,7 +1318,13 @@ class SessionPool:
             else {**slot.last_exit.to_json(), "at": slot.last_exit_at},
         }
         try:
-            atomic_write_json(slot.record_path, data, durable=self.durable)
+            # fsync only a `failed` mark: it is the one fact in a record
+            # that matters after a power loss (no child survives one, so
+            # identities are moot, and a lost backoff streak only restarts
+            # sooner).  The rename keeps a record whole through a crash of
+            # the supervisor either way.  Two fsyncs per crash-loop cycle
+            # were a sixth of the supervisor's CPU.
+            atomic_write_json(slot.record_path, data, durable=self.durable and slot.failed)
         except OSError as exc:
             slot.dirty = True  # try again on the next change
             self._log_once(
