@@ -361,6 +361,7 @@ class SessionPool:
             raise
 
     def _open_locked(self) -> None:
+        self.state.remove_stale_temp_files()
         self._started_at = self.clock.time()
         me = identity_of(os.getpid())
         atomic_write_json(
@@ -1267,10 +1268,14 @@ class SessionPool:
             self._snap_cond.notify_all()
 
     def _final_publish(self, stopped_children: bool) -> None:
-        if not stopped_children:
-            for slot in self._slots.values():
-                if slot.worker is not None:
-                    slot.dirty = True  # records keep the identity for the next one
+        for slot in self._slots.values():
+            if slot.worker is not None and not stopped_children:
+                slot.dirty = True  # records keep the identity for the next one
+            elif not slot.dirty and not _record_readable(slot.record_path):
+                # Torn by someone else since we last wrote it: the next
+                # supervisor would have to set it aside and lose the
+                # session's streak, so leave it a whole one.
+                slot.dirty = True
         self._status_dirty = True
         self._publish(force=True)
 
@@ -1379,6 +1384,18 @@ def _has_marked_ancestor(pid: int, marked: Mapping[int, object]) -> bool:
         parent = parent_pid(parent)
         seen += 1
     return False
+
+
+def _record_readable(path: Path | None) -> bool:
+    if path is None:
+        return True
+    try:
+        data = read_json(path)
+    except FileNotFoundError:
+        return True  # never written: nothing was torn
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("schema") == RECORD_SCHEMA
 
 
 def _raise_fd_limit() -> None:
