@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint types check bench tox clean
+.PHONY: demo test lint types check bench chaos tox clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ check: lint types test
 tox: $(STAMP)
 	PATH="$$(for v in $$(pyenv versions --bare 2>/dev/null | grep -E '^3\.1[1-9]'); do \
 		printf '%s/versions/%s/bin:' "$$(pyenv root)" "$$v"; done)$$PATH" $(BIN)/tox
+
+# The long chaos run: make chaos DURATION=900 [SEED=7] [SESSIONS=100]
+DURATION ?= 600
+SESSIONS ?= 100
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos --duration $(DURATION) --sessions $(SESSIONS) \
+		$(if $(SEED),--seed $(SEED)) $(if $(REPORT),--report $(REPORT))
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_servicedir.py
