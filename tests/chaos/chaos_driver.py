@@ -99,6 +99,7 @@ while True:
 FAULT_WEIGHTS = {
     "child_sigkill": 20,
     "child_sigterm": 14,
+    "child_crashloop": 2,
     "supervisor_sigkill": 5,
     "supervisor_sigterm": 2,
     "second_supervisor": 4,
@@ -251,7 +252,8 @@ class Chaos:
         self.notes: Counter[str] = Counter()
         self.decoys: list[Owned] = []
         self.hands: list[Owned] = []
-        self.refused: set[int] = set()  # pids of refused second supervisors
+        # refused second supervisors, by identity: their pids are soon reused
+        self.refused: set[ProcessIdentity] = set()
         self.services: dict[str, str] = {}  # name -> kind
         self.homes: dict[str, Path] = {}  # session name -> home
         self.seen = set[ProcessIdentity]()  # every child identity ever sampled
@@ -262,6 +264,7 @@ class Chaos:
         self._sampler: threading.Thread | None = None
         self._n = 0
         self._tried = 0
+        self.max_load = 0.0
         self.svc_root = self.work / "services"
         self.wire_root = self.work / "wire" / "sessions"
         self.wire_bin = Path()
@@ -400,9 +403,10 @@ class Chaos:
         marked = scan_marked(set(ids))
         kids = children_of(marked)
         self.checks["process-table samples"] += 1
+        self.max_load = max(self.max_load, os.getloadavg()[0])
         self.checks["per-session child counts"] += len(kids)
         for m in marked:
-            if m.ppid in self.refused:
+            if self.refused and identity_of(m.ppid) in self.refused:
                 self.violate(
                     f"refused second supervisor {m.ppid} started pid {m.pid} for {m.session}"
                 )
@@ -420,6 +424,19 @@ class Chaos:
                         f"{ids[key[0]]} session {key[1]!r} has {len(live)} live children: "
                         f"{[m.pid for m in live]}"
                     )
+        wire = self.pools.get("wire")
+        sup = wire.sup if wire is not None else None
+        if sup is not None and sup.proc.poll() is None:
+            # wire's own singleton (the Rust supervisor honours it): it must
+            # name the supervisor that holds the lock, or a Rust supervisor
+            # would start beside it
+            self.checks["supervisor.pid checks"] += 1
+            with contextlib.suppress(OSError, ValueError):
+                named = int((self.wire_root / "supervisor.pid").read_text().strip() or 0)
+                if named != sup.proc.pid and sup.proc.poll() is None:
+                    msg = f"wire supervisor.pid names {named}, not the supervisor {sup.proc.pid}"
+                    if msg not in self.violations:
+                        self.violate(msg)
         for owned in [*self.decoys, *self.hands]:
             self.checks["stranger checks"] += 1
             problem = owned.verdict()
@@ -458,6 +475,30 @@ class Chaos:
 
     def fault_child_sigterm(self) -> bool:
         return self._signal_child(signal.SIGTERM)
+
+    def fault_child_crashloop(self) -> bool:
+        """Kill one session's child again each time it is replaced: rapid
+        failures build a backoff streak (which must survive a supervisor
+        restart and still end in a child)."""
+        kids = self._live_children()
+        if not kids:
+            return False
+        victim = self.rng.choice(kids)
+        for _ in range(self.rng.randint(2, 4)):
+            if identity_of(victim.pid) != victim.ident:
+                break
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim.pid, signal.SIGKILL)
+            deadline = time.monotonic() + 10  # backoff 1 s, 2 s, 4 s...
+            while time.monotonic() < deadline:
+                group = children_of(scan_marked({victim.pool})).get((victim.pool, victim.session))
+                if group and group[0].pid != victim.pid:
+                    victim = group[0]
+                    break
+                time.sleep(0.1)
+            else:
+                break
+        return True
 
     def _records(self, run: PoolRun) -> list[Path]:
         return [
@@ -503,8 +544,49 @@ class Chaos:
                     self.faults["record_pointed_at_decoy"] += 1
         if self.rng.random() < 0.3:
             time.sleep(self.rng.uniform(0.0, 2.0))  # children run unsupervised
-        self.start_supervisor(run)
+        if self.rng.random() < 0.25:
+            self._race_supervisors(run)
+        else:
+            self.start_supervisor(run)
         return True
+
+    def _refuse(self, sup: Supervisor) -> None:
+        ident = identity_of(sup.proc.pid)
+        if ident is not None:
+            self.refused.add(ident)
+
+    def _race_supervisors(self, run: PoolRun) -> None:
+        """Two replacements at once, with no supervisor running: exactly one
+        may win; the other must say so and start nothing."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("WIRE_", "WIREPOOL_"))}
+        racers = []
+        for _ in range(2):
+            run.generation += 1
+            err_path = self.work / "logs" / f"{run.plugin}-{run.generation}.stderr"
+            run.stderr_paths.append(err_path)
+            with open(err_path, "w") as err:
+                racers.append(self.tracker.supervisor(*run.args, env=env, stderr=err))
+        wait_for(
+            lambda: all(s.of("supervisor_started") or s.proc.poll() is not None for s in racers), 60
+        )
+        winners = [s for s in racers if s.proc.poll() is None]
+        losers = [s for s in racers if s not in winners]
+        self.faults["supervisors_raced"] += 1
+        if len(winners) != 1:
+            self.violate(f"{len(winners)} of 2 racing {run.plugin} supervisors kept running")
+        for sup in losers:
+            with contextlib.suppress(AssertionError):  # its last line may still be in the pipe
+                wait_for(lambda s=sup: any(e.get("status") == "skipped" for e in s.events), 10)
+            skipped = [e for e in sup.events if e.get("status") == "skipped"]
+            if sup.proc.returncode != 0 or not skipped or sup.of("spawned"):
+                self.violate(
+                    f"racing {run.plugin} supervisor lost: rc {sup.proc.returncode}, "
+                    f"events {sup.events[:3]}"
+                )
+        if winners:
+            run.sup = winners[0]
+        else:
+            self.start_supervisor(run)
 
     def fault_supervisor_sigkill(self) -> bool:
         return self._kill_supervisor(signal.SIGKILL)
@@ -519,7 +601,7 @@ class Chaos:
         self._n += 1
         with open(err_path, "w") as err:
             second = self.tracker.supervisor(*run.args, json_events=False, env=env, stderr=err)
-        self.refused.add(second.proc.pid)
+        self._refuse(second)
         try:
             rc = second.proc.wait(60)
         except subprocess.TimeoutExpired:
@@ -878,7 +960,8 @@ class Chaos:
             "supervisor_generations": {n: r.generation for n, r in self.pools.items()},
             "notes": dict(self.notes),
             "children_seen": len(self.seen),
-            "load_average": [round(load1, 2), round(load5, 2), round(load15, 2)],
+            "load_average_at_end": [round(load1, 2), round(load5, 2), round(load15, 2)],
+            "max_load_1min": round(self.max_load, 2),
             "cpus": os.cpu_count(),
         }
 
@@ -921,17 +1004,20 @@ def main(argv: list[str] | None = None) -> int:
             workdir=args.workdir,
         )
     )
-    started = time.monotonic()
-    report = chaos.run()
-    report["wall_time_s"] = round(time.monotonic() - started, 1)
+    commit = ""
     with contextlib.suppress(subprocess.SubprocessError, OSError):
-        report["commit"] = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
+        commit = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
             capture_output=True,
             text=True,
             cwd=_TESTS.parent,
             check=False,
         ).stdout.strip()
+    started = time.monotonic()
+    report = chaos.run()
+    report["wall_time_s"] = round(time.monotonic() - started, 1)
+    report["commit"] = commit
+    report["python"] = sys.version.split()[0]
     text = json.dumps(report, indent=2)
     print(text)
     if args.report is not None:
