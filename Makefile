@@ -34,11 +34,13 @@ tox: $(STAMP)
 	PATH="$$(for v in $$(pyenv versions --bare 2>/dev/null | grep -E '^3\.1[1-9]'); do \
 		printf '%s/versions/%s/bin:' "$$(pyenv root)" "$$v"; done)$$PATH" $(BIN)/tox
 
-# The long chaos run: make chaos DURATION=900 [SEED=7] [SESSIONS=100]
+# The long chaos run: make chaos DURATION=1200 [SEED=7] [SESSIONS=100] [REPORT=x.json]
+# Faults come in bursts of BURST seconds, each followed by a convergence check.
 DURATION ?= 600
 SESSIONS ?= 100
+BURST    ?= 120
 chaos: $(STAMP)
-	$(BIN)/python -m tests.chaos --duration $(DURATION) --sessions $(SESSIONS) \
+	$(BIN)/python -m tests.chaos --duration $(DURATION) --sessions $(SESSIONS) --burst $(BURST) \
 		$(if $(SEED),--seed $(SEED)) $(if $(REPORT),--report $(REPORT))
 
 bench: $(STAMP)
