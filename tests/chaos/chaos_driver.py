@@ -108,6 +108,7 @@ FAULT_WEIGHTS = {
     "toggle_down": 10,
     "hand_daemon": 8,
     "hand_retire": 3,
+    "hand_first": 3,
     "pidfile_corrupt": 5,
     "pidfile_decoy": 5,
     "record_truncate_live": 3,
@@ -265,6 +266,7 @@ class Chaos:
         self._n = 0
         self._tried = 0
         self.max_load = 0.0
+        self.adopted_hands: set[int] = set()
         self.svc_root = self.work / "services"
         self.wire_root = self.work / "wire" / "sessions"
         self.wire_bin = Path()
@@ -426,6 +428,8 @@ class Chaos:
                     )
         wire = self.pools.get("wire")
         sup = wire.sup if wire is not None else None
+        if wire is not None and sup is not None:
+            self._check_adopted_hands(wire, sup, kids)
         if sup is not None and sup.proc.poll() is None:
             # wire's own singleton (the Rust supervisor honours it): it must
             # name the supervisor that holds the lock, or a Rust supervisor
@@ -443,6 +447,35 @@ class Chaos:
             if problem is not None and problem not in self.violations:
                 self.violate(problem)
         return kids
+
+    def _check_adopted_hands(
+        self, wire: PoolRun, sup: Supervisor, kids: dict[tuple[str, str], list[Marked]]
+    ) -> None:
+        """A hand-started daemon the wire supervisor says it adopted serves
+        its session: the pool must not run a child of its own beside it.
+        (The claim is the supervisor's event; both lives are checked here.)"""
+        claimed: dict[str, int] = {}
+        for event in list(sup.events):
+            kind, session, pid = event.get("event"), event.get("session"), event.get("pid")
+            if kind == "adopted" and event.get("owned") is False and session:
+                claimed[session] = pid
+            elif kind in ("exited", "released") and claimed.get(session) == pid:
+                del claimed[session]
+        hands = {h.proc.pid: h for h in self.hands if h.proc.poll() is None}
+        for session, pid in claimed.items():
+            hand = hands.get(pid)
+            if hand is None:
+                continue
+            self.adopted_hands.add(pid)
+            self.checks["adopted hand-daemon checks"] += 1
+            own = [m for m in kids.get((wire.id, session), []) if is_alive(m.ident)]
+            if own and hand.proc.poll() is None:
+                msg = (
+                    f"wire session {session!r}: child {[m.pid for m in own]} beside the "
+                    f"adopted hand-started daemon {pid}"
+                )
+                if msg not in self.violations:
+                    self.violate(msg)
 
     # -------------------------------------------------------------- faults
 
@@ -664,19 +697,40 @@ class Chaos:
             argv, cwd = ["./run"], self.svc_root / name
             env["NAP"] = LONG
         try:
-            proc = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env=env,
-                start_new_session=True,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            self._start_by_hand(name, argv, cwd, env)
         except OSError:
             return False  # the directory went away meanwhile
+        return True
+
+    def _start_by_hand(self, name: str, argv: list[str], cwd: Path, env: dict[str, str]) -> None:
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self.hands.append(Owned(proc, f"hand-started daemon for {name!r}", session=name))
         self.tracker.pids.add(proc.pid)
+
+    def fault_hand_first(self) -> bool:
+        """A wire home whose daemon was started by hand before the home became
+        a session (its card had no DID yet): the pool must adopt that daemon,
+        not start a second one."""
+        if len(self.services) + len(self.homes) > self.cfg.sessions * 1.2:
+            return False
+        key = self._name("w")
+        home = make_home(self.wire_root, key, did=False)  # a husk: no session yet
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("WIRE_", "WIREPOOL_"))}
+        env["WIRE_HOME"] = str(home)
+        name = str(home.relative_to(self.wire_root))
+        self._start_by_hand(name, [str(self.wire_bin), "daemon", "--interval", "5"], home, env)
+        with contextlib.suppress(AssertionError):
+            wait_for((home / "state" / "wire" / "daemon.pid").exists, 10)
+        make_home(self.wire_root, key)  # now with a DID: a session
+        self.homes[name] = home
         return True
 
     def fault_hand_retire(self) -> bool:
@@ -958,7 +1012,14 @@ class Chaos:
             "convergence_s": [round(c, 2) for c in self.convergence[1:]],
             "initial_start_s": round(self.convergence[0], 2) if self.convergence else None,
             "supervisor_generations": {n: r.generation for n, r in self.pools.items()},
-            "notes": dict(self.notes),
+            "notes": {
+                **self.notes,
+                "hand-started daemons": len(self.hands),
+                "hand-started wire daemons adopted": len(self.adopted_hands),
+                "hand-started daemons that exited by themselves": sum(
+                    1 for h in self.hands if h.proc.returncode == 0 and not h.retired
+                ),
+            },
             "children_seen": len(self.seen),
             "load_average_at_end": [round(load1, 2), round(load5, 2), round(load15, 2)],
             "max_load_1min": round(self.max_load, 2),
