@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint types check bench chaos tox clean
+.PHONY: demo test lint types check bench bench-servicedir chaos tox clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check wirepool plugins tests benchmarks
-	$(BIN)/ruff format --check wirepool plugins tests benchmarks
+	$(BIN)/ruff check wirepool plugins tests benchmarks examples
+	$(BIN)/ruff format --check wirepool plugins tests benchmarks examples
 
 types: $(STAMP)
 	$(BIN)/mypy
@@ -43,8 +43,16 @@ chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos --duration $(DURATION) --sessions $(SESSIONS) --burst $(BURST) \
 		$(if $(SEED),--seed $(SEED)) $(if $(REPORT),--report $(REPORT))
 
+# The side-by-side comparison (issue 5): installs matplotlib into .venv, the
+# peers (supervisor and circus into benchmarks/.peers-venv; runit and s6 with
+# apt-get when root), then runs every peer at N = 200 and 1 000 (~25 min).
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/compare.py --install $(BENCH_ARGS)
+
+# wirepool alone, in more depth (its own README section).
+bench-servicedir: $(STAMP)
 	$(BIN)/python benchmarks/bench_servicedir.py
 
 clean:
-	rm -rf $(VENV) .tox build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) benchmarks/.peers-venv .tox build *.egg-info .pytest_cache .mypy_cache .ruff_cache

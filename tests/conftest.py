@@ -41,6 +41,17 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: floa
         time.sleep(interval)
 
 
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``wirepool ARGS`` to completion."""
+    return subprocess.run(
+        [*WIREPOOL, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
 def alive(pid: int) -> bool:
     return identity_of(pid) is not None
 

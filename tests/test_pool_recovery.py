@@ -15,8 +15,8 @@ import tenacity
 from conftest import Tracker, alive, wait_for
 
 from wirepool import (
+    CallableSpawner,
     CommandSpawner,
-    PythonSpawner,
     RestartPolicy,
     Session,
     SessionPool,
@@ -183,7 +183,7 @@ def _py_worker(session: Session) -> None:
 _PY_SUPERVISOR = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from wirepool import PythonSpawner, Session, SessionPool, StaticDiscovery
+    from wirepool import CallableSpawner, Session, SessionPool, StaticDiscovery
 
     def work(session):
         time.sleep(1000)
@@ -191,7 +191,7 @@ _PY_SUPERVISOR = textwrap.dedent("""
     if __name__ == "__main__":
         base, method, on_exit, names = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
         pool = SessionPool(StaticDiscovery([Session(n, Path(base)) for n in names]),
-                           spawner=PythonSpawner(work, start_method=method),
+                           spawner=CallableSpawner(work, start_method=method),
                            state_dir=Path(base) / "state", on_exit=on_exit)
         with pool:
             snap = pool.wait_until(
@@ -228,7 +228,7 @@ def test_python_workers_of_a_killed_supervisor_are_found_by_marker_files(
         SessionPool(
             StaticDiscovery(sessions),
             None,
-            PythonSpawner(_py_worker),
+            CallableSpawner(_py_worker),
             state_dir=tmp_path / "state",
             durable=False,
         )

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import tenacity
@@ -358,7 +359,7 @@ def test_stale_pidfile_naming_a_reused_pid_does_not_block(tmp_path: Path, tracke
 
 
 def test_python_callable_worker_is_supervised(tmp_path: Path, tracker: Tracker) -> None:
-    from wirepool import PythonSpawner
+    from wirepool import CallableSpawner
 
     home = tmp_path / "py"
     home.mkdir()
@@ -374,7 +375,7 @@ def test_python_callable_worker_is_supervised(tmp_path: Path, tracker: Tracker) 
         SessionPool(
             StaticDiscovery([Session("py", home)]),
             None,
-            PythonSpawner(serve),
+            CallableSpawner(serve),
             restart=FAST,
             state_dir=tmp_path / "state",
             durable=False,
@@ -436,10 +437,11 @@ def test_backoff_waits_in_virtual_time_with_a_mock_clock(tmp_path: Path, tracker
         assert snap["x"].next_start_at == pytest.approx(clock.time() + 200)
 
 
-def test_daemon_writes_in_its_own_directory_do_not_trigger_rescans(
-    services: Services, tracker: Tracker
-) -> None:
-    d = services.add("busy")
+def counting_pool(
+    services: Services, tracker: Tracker, **kwargs: Any
+) -> tuple[SessionPool, type[DirectoryScan]]:
+    """A pool over ``services`` whose discovery counts its passes
+    (``Counting.passes``)."""
 
     class Counting(DirectoryScan):
         passes = 0
@@ -456,8 +458,17 @@ def test_daemon_writes_in_its_own_directory_do_not_trigger_rescans(
             CommandSpawner(["sleep", "1000"]),
             state_dir=services.state_dir,
             durable=False,
+            **kwargs,
         )
     )
+    return pool, Counting
+
+
+def test_daemon_writes_in_its_own_directory_do_not_trigger_rescans(
+    services: Services, tracker: Tracker
+) -> None:
+    d = services.add("busy")
+    pool, Counting = counting_pool(services, tracker)
     with pool:
         pool.wait_until(lambda s: running(s, "busy"))
         time.sleep(0.3)  # the follow-up pass after adding watches
@@ -470,3 +481,20 @@ def test_daemon_writes_in_its_own_directory_do_not_trigger_rescans(
         (d / "down").touch()  # this one matters
         pool.wait_until(lambda s: s["busy"].state == "ineligible", timeout=10)
         assert Counting.passes > before
+
+
+def test_timer_rescans_slow_down_while_every_directory_is_watched(
+    services: Services, tracker: Tracker
+) -> None:
+    services.add("one")
+    pool, Counting = counting_pool(
+        services, tracker, rescan_interval=0.2, watched_rescan_interval=300.0
+    )
+    with pool:
+        pool.wait_until(lambda s: running(s, "one"))
+        time.sleep(0.5)  # the follow-up pass after adding watches
+        before = Counting.passes
+        time.sleep(1.0)  # five timer rescans without the watches
+        assert Counting.passes == before
+        services.add("two")  # an event still rescans at once
+        pool.wait_until(lambda s: running(s, "two"), timeout=10)

@@ -11,7 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from conftest import WIREPOOL, Services, Tracker, alive, status_sessions, wait_for
+from conftest import WIREPOOL, Services, Tracker, alive, cli, status_sessions, wait_for
 
 N = 8
 
@@ -19,16 +19,6 @@ N = 8
 def all_up(services: Services, names: list[str], states: tuple[str, ...] = ("running",)) -> bool:
     sessions = status_sessions(services.state_dir)
     return all(sessions.get(n, {}).get("state") in states and sessions[n].get("pid") for n in names)
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*WIREPOOL, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def test_sigkilled_supervisor_is_replaced_and_every_child_adopted(
@@ -346,4 +336,5 @@ def test_run_owned_by_another_user_is_refused(services: Services, tracker: Track
     result = cli("status", "servicedir", str(services.root), "--json")
     session = json.loads(result.stdout)["sessions"][0]
     assert session["state"] == "ineligible"
-    assert session["reason"] == f"run is owned by uid 12345, not {os.getuid()}"
+    me = "root" if os.getuid() == 0 else str(os.getuid())
+    assert session["reason"] == f"run is owned by uid 12345, not {me}"

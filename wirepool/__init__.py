@@ -14,7 +14,8 @@ from __future__ import annotations
 from loguru import logger
 
 from wirepool._clock import Clock, SystemClock
-from wirepool._pool import Event, SessionPool
+from wirepool._events import Event, EventStream
+from wirepool._pool import SessionPool
 from wirepool._proc import ProcessIdentity
 from wirepool._status import SessionStatus, Snapshot
 from wirepool._types import ExitStatus, Session, Verdict
@@ -33,9 +34,9 @@ from wirepool.plugin import Guard, Plugin, PoolSpec
 from wirepool.restart import RestartPolicy, SpawnRateLimit, wait_jitter
 from wirepool.spawn import (
     AdoptedWorker,
+    CallableSpawner,
     CommandSpawner,
     Environment,
-    PythonSpawner,
     Spawner,
     Worker,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "AdoptedWorker",
     "Always",
     "Bound",
+    "CallableSpawner",
     "Clock",
     "CommandSpawner",
     "DirectoryScan",
@@ -54,6 +56,7 @@ __all__ = [
     "Eligibility",
     "Environment",
     "Event",
+    "EventStream",
     "ExitStatus",
     "Guard",
     "HasMarker",
@@ -67,7 +70,6 @@ __all__ = [
     "PluginError",
     "PoolSpec",
     "ProcessIdentity",
-    "PythonSpawner",
     "RestartPolicy",
     "Session",
     "SessionPool",

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import selectors
 import signal
@@ -42,13 +43,12 @@ from loguru import logger
 
 from wirepool import _planner
 from wirepool._clock import Clock, SystemClock
+from wirepool._events import Event, EventStream
 from wirepool._proc import (
     ProcessIdentity,
     create_time,
     identity_of,
     is_alive,
-    parent_pid,
-    pids_with_environ,
 )
 from wirepool._status import SessionStatus, Snapshot
 from wirepool._store import (
@@ -68,11 +68,10 @@ from wirepool.health import HealthCheck, NoHealthCheck
 from wirepool.restart import RestartPolicy, SpawnRateLimit, Streak
 from wirepool.spawn import (
     POOL_MARKER,
-    SESSION_MARKER,
     AdoptedWorker,
     Spawner,
     Worker,
-    read_markers,
+    find_children,
     safe_filename,
 )
 
@@ -80,29 +79,6 @@ __all__ = ["Event", "SessionPool"]
 
 OnExit = Literal["leave", "stop"]
 _VERSION = "0.1.0"
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One thing the pool did, as ``wirepool run --json`` prints it."""
-
-    kind: str  # supervisor_started, spawned, exited, adopted, backoff, ineligible, ...
-    session: str | None = None
-    pid: int | None = None
-    reason: str = ""
-    at: float = 0.0  # wall clock
-    data: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"event": self.kind, "ts": round(self.at, 3)}
-        if self.session is not None:
-            out["session"] = self.session
-        if self.pid is not None:
-            out["pid"] = self.pid
-        if self.reason:
-            out["reason"] = self.reason
-        out.update(self.data)
-        return out
 
 
 @dataclass
@@ -135,6 +111,7 @@ class _Slot:
     record_path: Path | None = None
     dirty: bool = True
     existing_error: str | None = None
+    scan_error: str | None = None
 
 
 class SessionPool:
@@ -156,6 +133,11 @@ class SessionPool:
         stop_grace: seconds between SIGTERM and SIGKILL.
         rescan_interval: seconds between discovery passes (a watch event
             makes one happen at once).
+        watched_rescan_interval: seconds between rescans while inotify
+            watches every path discovery names (no watch failed), for a
+            plugin whose verdicts depend only on files in those paths: the
+            timer is then only a net under the events.  None: always
+            ``rescan_interval``.
         sweep_interval: seconds between safety sweeps (identity re-checks,
             log rotation) -- a net under the event path, not the engine.
         spawn_limit: the pool-wide spawn rate limit.
@@ -179,6 +161,7 @@ class SessionPool:
         grace: float = 10.0,
         stop_grace: float = 10.0,
         rescan_interval: float = 30.0,
+        watched_rescan_interval: float | None = None,
         sweep_interval: float = 30.0,
         spawn_limit: SpawnRateLimit | None = None,
         clock: Clock | None = None,
@@ -202,6 +185,9 @@ class SessionPool:
         self.grace = float(grace)
         self.stop_grace = float(stop_grace)
         self.rescan_interval = float(rescan_interval)
+        self.watched_rescan_interval = (
+            None if watched_rescan_interval is None else float(watched_rescan_interval)
+        )
         self.sweep_interval = float(sweep_interval)
         self.spawn_limit = spawn_limit or SpawnRateLimit()
         self.clock = clock or SystemClock()
@@ -229,6 +215,11 @@ class SessionPool:
         self._spawn_deferred_until: float | None = None
         self._wake_at: float | None = None
         self._replan = True
+        # Sessions whose child exited since the last plan.  An exit changes
+        # nothing about any other session, so these alone are planned (the
+        # planner decides each session on its own inputs): a restart in a
+        # pool of a thousand must not wait for a pass over all of them.
+        self._exited: set[str] = set()
         self.publish_interval = 0.1
         self._publish_due: float | None = None
         self._last_publish = float("-inf")
@@ -237,6 +228,8 @@ class SessionPool:
         self._snapshot = Snapshot({}, os.getpid(), False, 0.0)
         self._generation = 0
         self._errors_seen: set[str] = set()
+        self._degraded: dict[str, str] = {}
+        self._wall_offset: float | None = None
         self._status_dirty = True
         self._started_at = 0.0
         self._loop_error: BaseException | None = None
@@ -247,9 +240,24 @@ class SessionPool:
 
     # ------------------------------------------------------------------ API
 
-    def subscribe(self, callback: Callable[[Event], None]) -> None:
-        """Call ``callback(event)`` (on the loop thread) for every event."""
+    def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
+        """Call ``callback(event)`` (on the loop thread) for every event.
+        Returns a function that unsubscribes it.  A callback that raises is
+        logged once and does not disturb the pool."""
         self._listeners.append(callback)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(callback)
+
+        return unsubscribe
+
+    def events(self) -> EventStream:
+        """A stream of every event from now on (see :class:`EventStream`).
+        Open it before :meth:`start` to see the first spawns."""
+        stream = EventStream()
+        stream._bind(self.subscribe(stream.put))
+        return stream
 
     def start(self) -> SessionPool:
         """Take the lock and run the loop in a background thread.  Returns once
@@ -408,7 +416,10 @@ class SessionPool:
             self._log_once(f"pass:{type(exc).__name__}:{exc}", "pool pass failed: {}", exc)
             logger.opt(exception=exc).debug("pool pass failure")
             time.sleep(0.2)
-        self._publish()
+        try:
+            self._publish()
+        except Exception as exc:  # a plugin's status value, say: say so, go on
+            self._log_once(f"publish:{type(exc).__name__}:{exc}", "publishing failed: {}", exc)
         self._ready.set()
         if self._stopping:
             return
@@ -425,8 +436,8 @@ class SessionPool:
         assert self._selector is not None
         for key, _ in self._selector.select(timeout):
             tag = key.data
-            if tag != "watch":
-                self._replan = True  # an exit, a signal or an API call
+            if tag == "wake":
+                self._replan = True  # a signal or an API call
             if tag == "wake":
                 self._drain_wake()
             elif tag == "watch":
@@ -462,6 +473,7 @@ class SessionPool:
             self._sweep()
             self._replan = True
         self._escalate(now)
+        self._after_wall_step(self.clock.time() - now, now)
         self._probe(now)
         for deadline in (self._wake_at, self._spawn_deferred_until):
             if deadline is not None and now >= deadline:
@@ -472,21 +484,33 @@ class SessionPool:
             # Cleared first: acting on the plan may ask for another one (an
             # existing daemon that died between check and adoption).
             self._replan = False
+            self._exited.clear()
             try:
                 self._reconcile(now)
             except BaseException:
                 self._replan = True
                 raise
+        elif self._exited:
+            exited, self._exited = self._exited, set()
+            try:
+                self._reconcile(now, only=exited)
+            except BaseException:
+                self._replan = True
+                raise
 
-    def _reconcile(self, now: float) -> None:
+    def _reconcile(self, now: float, only: set[str] | None = None) -> None:
+        """Plan and act, for every session or ``only`` these (the others'
+        inputs have not changed since the last plan, nor has its decision
+        for them)."""
+        slots = (
+            self._slots.items()
+            if only is None
+            else ((name, self._slots[name]) for name in only if name in self._slots)
+        )
         # A slot known only from its record (discovery has not confirmed or
         # denied it yet: the first discovery failed, or its first eligibility
         # check did) is left exactly as it is -- "no change", not "gone".
-        known = {
-            name: slot
-            for name, slot in self._slots.items()
-            if slot.checked or slot.vanished_at is not None
-        }
+        known = {name: slot for name, slot in slots if slot.checked or slot.vanished_at is not None}
         desired = {
             name: _planner.Desired(slot.session, slot.verdict, slot.vanished_at)
             for name, slot in known.items()
@@ -507,15 +531,22 @@ class SessionPool:
         }
         decision = _planner.plan(desired, observed, pending, now, self.grace)
         # Set before acting: a spawn that fails below schedules its retry by
-        # lowering this deadline (the plan could not know about it).
-        self._wake_at = decision.wake_at
+        # lowering this deadline (the plan could not know about it).  A
+        # partial plan keeps the other sessions' deadline (at worst a stale
+        # one: an early wake-up that plans everything).
+        if only is None:
+            self._wake_at = decision.wake_at
+            self._spawn_deferred_until = None
+        elif decision.wake_at is not None:
+            self._wake_at = (
+                decision.wake_at if self._wake_at is None else min(self._wake_at, decision.wake_at)
+            )
         for name, reason in decision.stop:
             self._stop_worker(self._slots[name], reason, now)
         for name in decision.release:
             self._release(self._slots[name], "session gone")
         for name in decision.forget:
             self._forget(name)
-        self._spawn_deferred_until = None
         for name in decision.spawn:
             if not self._start(self._slots[name], now):
                 break
@@ -559,14 +590,20 @@ class SessionPool:
             "spawned",
             session,
             worker.pid,
-            data={"restarts": slot.restarts, "log": str(worker.log_path or "")},
+            data={
+                "restarts": slot.restarts,
+                "log": str(worker.log_path or ""),
+                "start": worker.identity.start,
+            },
         )
         return True
 
     def _existing(self, slot: _Slot) -> ProcessIdentity | None:
         try:
             found = self.health.existing(slot.session)
+            slot.existing_error = self.health.problem(slot.session)
         except Exception as exc:
+            slot.existing_error = f"existing-daemon check failed: {_describe(exc)}"
             self._log_once(
                 f"existing:{slot.session.name}:{exc}",
                 "session {!r}: existing-daemon check failed: {}",
@@ -604,7 +641,9 @@ class SessionPool:
         slot.spawned_mono = None
         self._watch(slot, worker)
         self._set_state(slot, "adopted", why)
-        self._emit("adopted", slot.session, ident.pid, why, data={"owned": owned})
+        self._emit(
+            "adopted", slot.session, ident.pid, why, data={"owned": owned, "start": ident.start}
+        )
         return True
 
     def _watch(self, slot: _Slot, worker: Worker) -> None:
@@ -694,7 +733,9 @@ class SessionPool:
         slot.streak = decision.streak
         slot.next_start = now + decision.delay
         slot.dirty = True
-        if self._wake_at is None or slot.next_start < self._wake_at:
+        if decision.delay <= 0:
+            self._exited.add(slot.session.name)  # plan it (alone) at once
+        elif self._wake_at is None or slot.next_start < self._wake_at:
             self._wake_at = slot.next_start
         if decision.give_up:
             slot.failed = True
@@ -736,7 +777,7 @@ class SessionPool:
         self._on_exit(slot, status)
 
     def _on_exit(self, slot: _Slot, status: ExitStatus) -> None:
-        self._replan = True
+        self._exited.add(slot.session.name)
         now = self.clock.monotonic()
         worker = self._unwatch(slot)
         assert worker is not None
@@ -840,7 +881,22 @@ class SessionPool:
             )
             return
         self._errors_seen = {e for e in self._errors_seen if not e.startswith("discover:")}
-        seen: set[str] = set()
+        try:
+            unreadable = dict(self.discovery.unreadable())
+        except Exception:
+            unreadable = {}
+        # Seen but unreadable: kept exactly as they were ("no change"), and
+        # marked; a new one is shown, ineligible, with why.
+        seen: set[str] = set(unreadable)
+        for name, why in unreadable.items():
+            self._log_once(f"unreadable:{name}:{why}", "session {!r}: {}", name, why)
+            slot = self._slots.get(name)
+            if slot is None:
+                slot = self._slots[name] = _Slot(session=Session(name=name, home=Path("/")))
+                slot.verdict, slot.checked = Verdict(False, why), True
+                slot.record_path = self._record_path(name)
+            if slot.scan_error != why:
+                slot.scan_error, slot.dirty = why, True
         for session in found:
             if session.name in seen:
                 self._log_once(
@@ -854,6 +910,11 @@ class SessionPool:
             if slot is None:
                 slot = self._slots[session.name] = _Slot(session=session)
                 slot.record_path = self._record_path(session.name)
+            if slot.scan_error is not None:
+                slot.scan_error, slot.dirty = None, True
+                self._errors_seen = {
+                    e for e in self._errors_seen if not e.startswith(f"unreadable:{session.name}:")
+                }
             elif slot.session != session:
                 slot.session = session
                 slot.dirty = True
@@ -872,7 +933,7 @@ class SessionPool:
                 logger.info(
                     "session {!r} vanished; its child stays up for {:.0f}s grace", name, self.grace
                 )
-        for name in seen:
+        for name in seen - unreadable.keys():
             self._check(self._slots[name], wall)
         if self._watcher is not None and self._watcher.available:
             try:
@@ -880,6 +941,13 @@ class SessionPool:
                     # A marker created in a new directory before its watch
                     # existed raised no event: look once more, now.
                     self._next_rescan = now
+                elif self.watched_rescan_interval is not None and self._watcher.complete:
+                    # Every change that matters raises an event: the timer
+                    # is only a net.  A full rescan costs ~25 ms of CPU at a
+                    # thousand sessions; every 30 s that was most of the
+                    # idle pool's CPU.
+                    interval = max(self.rescan_interval, self.watched_rescan_interval)
+                    self._next_rescan = now + interval
             except Exception as exc:
                 self._log_once(f"watch:{exc}", "cannot update watches: {}", exc)
 
@@ -975,6 +1043,26 @@ class SessionPool:
                         f"{verdict.reason} (not ours to restart)",
                     )
 
+    def _after_wall_step(self, offset: float, now: float) -> None:
+        """Health verdicts compare heartbeats (file mtimes, timestamps: wall
+        time) with the wall clock.  When the wall clock steps forward every
+        heartbeat looks old at once, and a pool would restart every healthy
+        daemon; so after a step, verdicts wait four probe intervals (the
+        stock checks' whole max_age) for the daemons to beat on the new
+        clock.  Backoff and stop deadlines are monotonic and need nothing."""
+        last, self._wall_offset = self._wall_offset, offset
+        if last is None or abs(offset - last) < 2.0:
+            return
+        self._status_dirty = True  # every wall time it shows moved
+        interval = self.health.interval
+        logger.warning("wall clock stepped by {:+.0f}s", offset - last)
+        if interval is None:
+            return
+        for slot in self._slots.values():
+            slot.health_failures = 0
+            if slot.next_probe is not None:
+                slot.next_probe = now + 4 * interval
+
     # ------------------------------------------------------------- recovery
 
     def _record_path(self, name: str) -> Path:
@@ -988,7 +1076,7 @@ class SessionPool:
             try:
                 data = read_json(path)
                 rec = _parse_record(data)
-            except (OSError, ValueError, TypeError, KeyError) as exc:
+            except Exception as exc:  # RecursionError too: "[[[[..." must not stop us
                 moved = quarantine(path)
                 logger.error(
                     "state record {} is unusable ({}); moved aside to {}; "
@@ -1010,7 +1098,14 @@ class SessionPool:
             slot.last_exit = rec["last_exit"]
             slot.last_exit_at = rec["last_exit_at"]
             if rec["next_start_at"] is not None:
-                slot.next_start = now + max(0.0, rec["next_start_at"] - wall)
+                # Never longer than the policy owes this streak: the wall
+                # clock may have jumped back between the two supervisors (or
+                # the record lies), and a day-long "backoff" is no backoff.
+                try:
+                    owed = self.restart.delay_for(slot.streak, now)
+                except Exception:  # a user's wait strategy: keep the record's word
+                    owed = math.inf
+                slot.next_start = now + min(max(0.0, rec["next_start_at"] - wall), owed)
             self._slots[session.name] = slot
             worker = rec["worker"]
             if worker is not None:
@@ -1030,29 +1125,7 @@ class SessionPool:
 
     def _recover_by_marker(self, claimed: Mapping[str, ProcessIdentity]) -> None:
         """Find our children whose records were lost, by their marker env."""
-        try:
-            found = pids_with_environ([(POOL_MARKER, self.pool_id)])
-        except OSError:
-            found = {}
-        found.update(
-            (pid, env)
-            for pid, env in read_markers(self.state.root / "markers").items()
-            if env.get(POOL_MARKER) == self.pool_id
-        )
-        leaders: dict[str, list[ProcessIdentity]] = {}
-        for pid, env in found.items():
-            name = env.get(SESSION_MARKER)
-            try:
-                is_leader = os.getsid(pid) == pid
-            except OSError:
-                continue
-            ident = identity_of(pid)
-            # Descendants inherit the marker; a child is a session leader
-            # none of whose ancestors is marked (a daemon's own setsid
-            # helper is a leader too, but under a marked parent).
-            if name is None or ident is None or not is_leader or _has_marked_ancestor(pid, found):
-                continue
-            leaders.setdefault(name, []).append(ident)
+        leaders = find_children(self.pool_id, self.state.root / "markers")
         for name, candidates in leaders.items():
             idents = [i for i in candidates if claimed.get(name) != i]
             if not idents:
@@ -1100,11 +1173,17 @@ class SessionPool:
         rebuild the snapshot and ``status.json`` at most every
         ``publish_interval`` -- both are O(sessions), and a burst of exits
         in a big pool must not pay that once per exit."""
+        wrote = failed = False
         for slot in self._slots.values():
             if slot.dirty:
                 slot.dirty = False
                 self._status_dirty = True
-                self._write_record(slot)
+                if self._write_record(slot):
+                    wrote = True
+                else:
+                    failed = True
+        if wrote and not failed:
+            self._set_degraded("records", None)
         if not self._status_dirty:
             self._publish_due = None
             return
@@ -1126,6 +1205,8 @@ class SessionPool:
             self._snapshot = snap
             self._snap_cond.notify_all()
         self._write_status(snap)
+        if failed:
+            self._retry_publish()
 
     def _build_snapshot(self) -> Snapshot:
         now, wall = self.clock.monotonic(), self.clock.time()
@@ -1145,7 +1226,7 @@ class SessionPool:
                 home=str(slot.session.home),
                 cwd=str(slot.session.cwd) if slot.session.cwd else None,
                 state=state,
-                reason=slot.reason if state not in ("running",) else slot.verdict.reason,
+                reason=self._reason(slot, state),
                 identity=worker.identity if worker else None,
                 owned=worker.owned if worker else True,
                 started_at=worker.started_at if worker else None,
@@ -1159,11 +1240,35 @@ class SessionPool:
                 attrs=slot.session.attrs,
             )
         self._generation += 1
-        return Snapshot(sessions, os.getpid(), not self._stopping, wall, self._generation)
+        return Snapshot(
+            sessions, os.getpid(), not self._stopping, wall, self._generation, dict(self._degraded)
+        )
 
-    def _write_record(self, slot: _Slot) -> None:
-        if slot.record_path is None:
+    def _set_degraded(self, area: str, problem: str | None) -> None:
+        """A state write failing (disk full, read-only) degrades the pool --
+        no record for a successor, no fresh status.json -- but supervision
+        goes on.  Said in the snapshot, status.json and the log, and said
+        again when it is over."""
+        if self._degraded.get(area) == problem:
             return
+        if problem is None:
+            del self._degraded[area]
+            logger.warning("state directory: {} writable again", area)
+        else:
+            self._degraded[area] = problem
+        self._status_dirty = True
+
+    @staticmethod
+    def _reason(slot: _Slot, state: str) -> str:
+        reason = slot.verdict.reason if state == "running" else slot.reason
+        extra = [slot.existing_error] if state == "running" else []
+        if slot.scan_error and slot.scan_error != reason:
+            extra.append(f"{slot.scan_error}; keeping its last state")
+        return "; ".join([reason, *(e for e in extra if e)])
+
+    def _write_record(self, slot: _Slot) -> bool:
+        if slot.record_path is None:
+            return True
         now, wall = self.clock.monotonic(), self.clock.time()
         worker = slot.worker
         data = {
@@ -1199,6 +1304,16 @@ class SessionPool:
                 slot.record_path.name,
                 _describe(exc),
             )
+            self._set_degraded("records", f"cannot write state records: {_describe(exc)}")
+            return False
+        return True
+
+    def _retry_publish(self) -> None:
+        # A full or read-only disk raises no event when it recovers: look
+        # again in a few seconds rather than at the next unrelated change.
+        retry = self.clock.monotonic() + 5.0
+        if self._publish_due is None or self._publish_due > retry:
+            self._publish_due = retry
 
     def _write_status(self, snap: Snapshot) -> None:
         me = identity_of(os.getpid())
@@ -1215,6 +1330,7 @@ class SessionPool:
                 "version": _VERSION,
             },
             "sessions": [s.to_json() for s in snap.sessions.values()],
+            "degraded": sorted(snap.degraded.values()),
         }
         if self.status_extra is not None:
             try:
@@ -1226,6 +1342,13 @@ class SessionPool:
         except OSError as exc:
             self._status_dirty = True
             self._log_once(f"status:{exc.errno}", "cannot write status.json ({})", _describe(exc))
+            self._set_degraded("status", f"cannot write status.json: {_describe(exc)}")
+            self._retry_publish()
+        else:
+            if "status" in self._degraded:
+                self._set_degraded("status", None)
+                # what was just written still says "cannot write": once more
+                self._publish_due = self.clock.monotonic()
 
     # ------------------------------------------------------------ shutdown
 
@@ -1276,8 +1399,20 @@ class SessionPool:
                 # supervisor would have to set it aside and lose the
                 # session's streak, so leave it a whole one.
                 slot.dirty = True
-        self._status_dirty = True
-        self._publish(force=True)
+        if not stopped_children:
+            self._status_dirty = True
+            self._publish(force=True)
+            return
+        # Every child is gone: the records only say so.  Not fsynced (one
+        # fsync per session made stopping 200 children take 0.1-0.3 s): if a
+        # crash loses them, the durable ones before name children that are
+        # no longer alive, which the next supervisor checks by identity.
+        durable, self.durable = self.durable, False
+        try:
+            self._status_dirty = True
+            self._publish(force=True)
+        finally:
+            self.durable = durable
 
     def _detach_all(self) -> None:
         for slot in self._slots.values():
@@ -1311,6 +1446,11 @@ class SessionPool:
                     self._stop_worker(slot, "supervisor stopping", now)
             elif slot.worker is not None:
                 self._release(slot, "supervisor stopping")
+        blind = [
+            name
+            for name, slot in self._slots.items()
+            if slot.worker is not None and slot.worker.fileno() not in self._fd_owner
+        ]
         deadline = time.monotonic() + self.stop_grace
         killed = False
         while any(s.worker is not None for s in self._slots.values()):
@@ -1325,12 +1465,17 @@ class SessionPool:
                 deadline = time.monotonic() + 5.0
                 continue
             assert self._selector is not None
-            self._selector.select(min(left, 0.2))
-            for slot in list(self._slots.values()):
-                if slot.worker is not None:
-                    status = slot.worker.poll()
+            ready = self._selector.select(min(left, 0.2))
+            # Poll the children whose exit fd fired and those without one;
+            # on a timeout, every child.  A pass over all of them per exit
+            # made stopping a thousand children quadratic.
+            names = [key.data for key, _ in ready] + blind if ready else list(self._slots)
+            for name in names:
+                found = self._slots.get(name)
+                if found is not None and found.worker is not None:
+                    status = found.worker.poll()
                     if status is not None:
-                        self._on_exit(slot, status)
+                        self._on_exit(found, status)
 
     # -------------------------------------------------------------- misc
 
@@ -1373,17 +1518,6 @@ class SessionPool:
             self._errors_seen.clear()
         self._errors_seen.add(key)
         logger.warning(message, *args)
-
-
-def _has_marked_ancestor(pid: int, marked: Mapping[int, object]) -> bool:
-    seen = 0
-    parent = parent_pid(pid)
-    while parent is not None and parent > 1 and seen < 64:
-        if parent in marked:
-            return True
-        parent = parent_pid(parent)
-        seen += 1
-    return False
 
 
 def _record_readable(path: Path | None) -> bool:
@@ -1433,44 +1567,85 @@ def _describe(exc: BaseException) -> str:
 
 
 def _parse_record(data: Any) -> dict[str, Any]:
+    """Check every field of a record read back from disk.
+
+    A record is outside data once it is on disk (a torn write on a full
+    disk, a hand edit, another program's file): anything off raises
+    ValueError saying what, and only that session starts fresh.  An int()
+    of a JSON ``Infinity`` raised OverflowError here, which killed the
+    supervisor at every start."""
     if not isinstance(data, dict) or data.get("schema") != RECORD_SCHEMA:
         raise ValueError("not a wirepool session record")
-    sess = data["session"]
-    if not isinstance(sess, dict) or not isinstance(sess.get("name"), str):
+    sess = data.get("session")
+    if not isinstance(sess, dict) or not isinstance(sess.get("name"), str) or not sess["name"]:
         raise ValueError("record has no session name")
+    home, cwd = sess.get("home"), sess.get("cwd")
+    for what, value in (("name", sess["name"]), ("home", home), ("cwd", cwd)):
+        if value is not None and (not isinstance(value, str) or "\0" in value):
+            raise ValueError(f"record has a bad session {what}: {value!r:.80}")
     session = Session(
         name=sess["name"],
-        home=Path(str(sess.get("home") or "/")),
-        cwd=Path(sess["cwd"]) if sess.get("cwd") else None,
+        home=Path(home or "/"),
+        cwd=Path(cwd) if cwd else None,
     )
     worker = None
     if data.get("worker") is not None:
         w = data["worker"]
         ident = ProcessIdentity.from_json(w)
-        started = w.get("started_at")
-        worker = (
-            ident,
-            bool(w.get("owned", True)),
-            float(started) if isinstance(started, int | float) else None,
-        )
-    streak = data.get("streak", 0)
-    if not isinstance(streak, int) or streak < 0:
-        raise ValueError(f"bad streak {streak!r}")
+        worker = (ident, _record_bool(w, "owned", True), _record_time(w, "started_at"))
     last_exit = None
     last_exit_at = None
     if isinstance(data.get("last_exit"), dict):
         le = data["last_exit"]
-        last_exit = ExitStatus(code=le.get("code"), signal=le.get("signal"))
-        last_exit_at = le.get("at")
-    nsa = data.get("next_start_at")
+        code, sig = le.get("code"), le.get("signal")
+        for what, value in (("code", code), ("signal", sig)):
+            if value is not None and (not _is_int(value) or abs(value) > 1 << 31):
+                raise ValueError(f"record has a bad exit {what}: {value!r:.80}")
+        last_exit = ExitStatus(code=code, signal=sig)
+        last_exit_at = _record_time(le, "at")
+    reason = data.get("reason", "")
     return {
         "session": session,
         "worker": worker,
-        "streak": streak,
-        "restarts": int(data.get("restarts", 0)),
-        "failed": bool(data.get("failed", False)),
-        "reason": str(data.get("reason", "")),
+        "streak": _record_count(data, "streak"),
+        "restarts": _record_count(data, "restarts"),
+        "failed": _record_bool(data, "failed", False),
+        "reason": reason if isinstance(reason, str) else "",
         "last_exit": last_exit,
         "last_exit_at": last_exit_at,
-        "next_start_at": float(nsa) if isinstance(nsa, int | float) else None,
+        "next_start_at": _record_time(data, "next_start_at"),
     }
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _record_count(data: Mapping[str, Any], key: str) -> int:
+    value = data.get(key, 0)
+    # a billion restarts is already absurd; a bigger one is a corrupt file
+    if not _is_int(value) or not 0 <= value <= 1_000_000_000:
+        raise ValueError(f"record has a bad {key}: {value!r:.80}")
+    return int(value)
+
+
+def _record_bool(data: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise ValueError(f"record has a bad {key}: {value!r:.80}")
+    return value
+
+
+def _record_time(data: Mapping[str, Any], key: str) -> float | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ValueError(f"record has a bad {key}: {value!r:.80}")
+    try:
+        when = float(value)
+    except OverflowError:
+        when = math.inf
+    if not math.isfinite(when):
+        raise ValueError(f"record has a bad {key}: {value!r:.80}")
+    return when

@@ -18,7 +18,7 @@ import contextlib
 import errno
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import psutil
@@ -212,3 +212,16 @@ def pids_with_environ(markers: Sequence[tuple[str, str]]) -> dict[int, dict[str,
                     env[key.decode(errors="replace")] = value.decode(errors="replace")
             found[int(entry)] = env
     return found
+
+
+def has_marked_ancestor(pid: int, marked: Mapping[int, object]) -> bool:
+    """Whether an ancestor of ``pid`` is in ``marked`` (a daemon's own
+    helpers inherit its marker variables; they are not separate children)."""
+    seen = 0
+    parent = parent_pid(pid)
+    while parent is not None and parent > 1 and seen < 64:
+        if parent in marked:
+            return True
+        parent = parent_pid(parent)
+        seen += 1
+    return False

@@ -65,12 +65,23 @@ class SessionStatus:
             "next_start_at": self.next_start_at,
             "health": self.health,
             "log": self.log_path,
-            "attrs": {k: v for k, v in self.attrs.items() if _jsonable(v)},
+            "attrs": {k: v for k, v in self.attrs.items() if isinstance(k, str) and _jsonable(v)},
         }
 
 
-def _jsonable(value: object) -> bool:
-    return value is None or isinstance(value, str | int | float | bool | list | dict)
+def _jsonable(value: object, depth: int = 0) -> bool:
+    """Whether json.dumps takes it.  Recursive: a dict with a tuple key deep
+    in one session's attrs made every status.json write raise TypeError,
+    outside any except, and the loop died of it."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return True
+    if depth > 20:
+        return False
+    if isinstance(value, list | tuple):
+        return all(_jsonable(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _jsonable(v, depth + 1) for k, v in value.items())
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +93,9 @@ class Snapshot:
     running: bool
     taken_at: float  # wall clock
     generation: int = 0
+    #: what the pool cannot do right now though it goes on supervising
+    #: (state directory full or read-only): area -> message
+    degraded: Mapping[str, str] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> SessionStatus:
         return self.sessions[name]

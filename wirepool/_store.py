@@ -19,6 +19,7 @@ import errno
 import fcntl
 import json
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -49,6 +50,32 @@ def atomic_write_json(
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def read_small(path: Path, limit: int, *, follow: bool = True) -> bytes:
+    """Read a regular file of at most ``limit`` bytes, or raise OSError.
+
+    For files someone else may have planted (a pidfile, an ``env/`` entry):
+    opened non-blocking and checked with ``fstat``, because a FIFO there
+    would block the supervisor's loop for good and ``/dev/zero`` would eat
+    its memory.  ``follow=False`` refuses a symlink as the last component.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    fd = os.open(path, flags)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        data = b""
+        while len(data) <= limit:
+            chunk = os.read(fd, limit + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+        if len(data) > limit:
+            raise OSError(errno.EFBIG, f"larger than {limit} bytes", str(path))
+        return data
+    finally:
+        os.close(fd)
 
 
 def read_json(path: Path) -> Any:
@@ -103,8 +130,33 @@ class StateDir:
         return self.root / "requests"
 
     def ensure(self) -> None:
+        """Create the state directory owner-only, and refuse one that is not.
+
+        Whoever can write here can plant a record naming any live process
+        as "our child", and the supervisor would adopt -- and on stop,
+        signal -- it; with a root supervisor that is anyone's process.  So
+        a state directory owned by another user, or writable by group or
+        others, is refused; one of ours that is merely readable (made by an
+        older version, or under a lax umask) is tightened to 0700.
+        """
         for d in (self.root, self.records_dir, self.logs_dir, self.requests_dir):
-            d.mkdir(parents=True, exist_ok=True)
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            st = d.stat()
+            if st.st_uid != os.geteuid():
+                raise PermissionError(
+                    errno.EPERM,
+                    f"state directory is owned by uid {st.st_uid}, not {os.geteuid()}; refusing",
+                    str(d),
+                )
+            if st.st_mode & 0o022 and d == self.root:
+                raise PermissionError(
+                    errno.EPERM,
+                    f"state directory is writable by group or others "
+                    f"(mode {st.st_mode & 0o777:o}); refusing",
+                    str(d),
+                )
+            if st.st_mode & 0o077:
+                os.chmod(d, 0o700)
 
     def remove_stale_temp_files(self) -> int:
         """Delete what a writer killed between ``mkstemp`` and ``os.replace``
@@ -155,8 +207,8 @@ def acquire_lock(state: StateDir, attempts: int = 5) -> int:
     A few quick retries cover the moment when ``wirepool status`` holds a
     shared lock to ask whether anyone holds it.
     """
-    state.root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(state.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    state.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(state.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     for attempt in range(attempts):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -30,6 +30,8 @@ class Watcher:
         self._wds: dict[Path, int] = {}
         self._paths: dict[int, Path] = {}
         self._warned = False
+        #: every path of the last :meth:`update` is watched
+        self.complete = False
         if _inotify is not None:
             try:
                 self._ino = _inotify.INotify()
@@ -69,6 +71,7 @@ class Watcher:
             with contextlib.suppress(OSError):
                 self._ino.rm_watch(wd)
         added = 0
+        self.complete = True
         for path in wanted - set(self._wds):
             try:
                 wd = self._ino.add_watch(os.fspath(path), mask)
@@ -76,6 +79,7 @@ class Watcher:
                 self._paths[wd] = path
                 added += 1
             except OSError as exc:
+                self.complete = False
                 # ENOSPC: out of watches. Say it once; rescans still work.
                 if not self._warned:
                     logger.warning("cannot watch {} ({}); relying on periodic rescans", path, exc)

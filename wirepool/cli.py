@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import re
 import signal
 import sys
 import time
@@ -241,7 +243,8 @@ def read_status(spec: PoolSpec, plugin: str) -> dict[str, Any]:
     doc = state.read_status()
     if doc is None or doc.get("schema") != STATUS_SCHEMA:
         doc = _discovered_doc(spec, plugin)
-    supervisor = doc.setdefault("supervisor", {})
+    _sanitize_status(doc)
+    supervisor = doc["supervisor"]
     info = state.read_supervisor() or {}
     supervisor["pid"] = info.get("pid", supervisor.get("pid"))
     supervisor["alive"] = alive
@@ -270,12 +273,45 @@ def read_status(spec: PoolSpec, plugin: str) -> dict[str, Any]:
             round(max(0.0, nxt - now), 1) if isinstance(nxt, int | float) else None
         )
     doc["generated_at"] = now
+    if alive:
+        stale = _state_dir_unwritable(state.root)
+        if stale:
+            doc.setdefault("degraded", []).append(f"{stale}: status.json may be stale")
     if spec.annotate is not None:
         try:
             spec.annotate(doc)
         except Exception as exc:
             doc.setdefault("errors", []).append(f"plugin status: {exc}")
     return doc
+
+
+def _state_dir_unwritable(root: Path) -> str | None:
+    """When the state directory cannot take a write, the supervisor cannot
+    say so in status.json either: ask the filesystem directly."""
+    try:
+        st = os.statvfs(root)
+    except OSError:
+        return None
+    if st.f_flag & os.ST_RDONLY:
+        return "state directory is on a read-only filesystem"
+    if (st.f_bavail == 0 and os.geteuid() != 0) or st.f_bfree == 0:
+        return "state directory's filesystem is full"
+    return None
+
+
+def _sanitize_status(doc: dict[str, Any]) -> None:
+    """Give a document read from disk the shape the code below relies on: a
+    status.json from another version, or damaged, must still render."""
+    if not isinstance(doc.get("supervisor"), dict):
+        doc["supervisor"] = {}
+    sessions = doc.get("sessions")
+    doc["sessions"] = (
+        [s for s in sessions if isinstance(s, dict)] if isinstance(sessions, list) else []
+    )
+    for key in ("errors", "notes", "degraded"):
+        value = doc.get(key)
+        if value is not None and not isinstance(value, list):
+            doc[key] = [value]
 
 
 def _discovered_doc(spec: PoolSpec, plugin: str) -> dict[str, Any]:
@@ -322,8 +358,10 @@ def _discovered_doc(spec: PoolSpec, plugin: str) -> dict[str, Any]:
 
 
 def _fmt_age(seconds: float | None) -> str:
-    if seconds is None:
+    if seconds is None or not isinstance(seconds, int | float):
         return "-"
+    if not math.isfinite(seconds):
+        return "never" if seconds > 0 else "-"
     if seconds < 10:
         return f"{seconds:.1f}s"
     seconds = int(seconds)
@@ -361,18 +399,17 @@ def render_table(doc: Mapping[str, Any]) -> str:
     headers = ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "NEXT", "REASON"]
     rows = []
     for s in sorted(doc.get("sessions", []), key=lambda s: str(s.get("display_name") or "")):
-        rows.append(
-            [
-                str(s.get("display_name") or s.get("name")),
-                str(s.get("state")),
-                str(s.get("pid") or "-") if s.get("alive") else "-",
-                _fmt_age(s.get("uptime")),
-                str(s.get("restarts", 0)),
-                _fmt_exit(s.get("last_exit")),
-                _fmt_age(s.get("next_start_in")),
-                str(s.get("reason") or ""),
-            ]
-        )
+        row = [
+            str(s.get("display_name") or s.get("name")),
+            str(s.get("state")),
+            str(s.get("pid") or "-") if s.get("alive") else "-",
+            _fmt_age(s.get("uptime")),
+            str(s.get("restarts", 0)),
+            _fmt_exit(s.get("last_exit")),
+            _fmt_age(s.get("next_start_in")),
+            str(s.get("reason") or ""),
+        ]
+        rows.append([_printable(cell) for cell in row])
     widths = [
         max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
     ]
@@ -384,11 +421,24 @@ def render_table(doc: Mapping[str, Any]) -> str:
         counts[str(s.get("state"))] = counts.get(str(s.get("state")), 0) + 1
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
     lines.append(f"{len(rows)} sessions" + (f": {summary}" if summary else ""))
+    for problem in doc.get("degraded", []) or []:
+        lines.append(f"degraded: {_printable(str(problem))}")
     for err in doc.get("errors", []) or []:
-        lines.append(f"error: {err}")
+        lines.append(f"error: {_printable(str(err))}")
     for line in doc.get("notes", []) or []:
-        lines.append(str(line))
+        lines.append(_printable(str(line)))
     return "\n".join(lines)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]|[\ud800-\udfff]")
+
+
+def _printable(text: str) -> str:
+    """Names and reasons come from session directories and files anyone with
+    write access there controls: escape sequences in them must not reach
+    the operator's terminal (they can retitle it, rewrite earlier lines,
+    or hide a session), and a newline must not forge a table row."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def _status_action(

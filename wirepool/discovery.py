@@ -13,6 +13,8 @@ inotify event on a watched path only makes the next scan happen now.
 
 from __future__ import annotations
 
+import fnmatch
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -35,6 +37,13 @@ class Discovery(ABC):
     def watch_paths(self) -> Sequence[Path]:
         """Directories whose changes should trigger an immediate rescan."""
         return ()
+
+    def unreadable(self) -> Mapping[str, str]:
+        """Sessions the last :meth:`discover` saw but could not read:
+        name -> why.  The pool keeps each as it was -- "cannot tell" is no
+        change, exactly as for a whole discovery that fails -- and shows why
+        in its status."""
+        return {}
 
     def relevant(self, directory: Path, name: str) -> bool:
         """Whether a change to ``name`` inside watched ``directory`` is worth
@@ -97,7 +106,16 @@ class DirectoryScan(Discovery):
     raises, which the pool takes as "no change".
     """
 
-    __slots__ = ("_last", "attrs", "marker", "pattern", "root", "watch_children", "watch_names")
+    __slots__ = (
+        "_last",
+        "_unreadable",
+        "attrs",
+        "marker",
+        "pattern",
+        "root",
+        "watch_children",
+        "watch_names",
+    )
 
     def __init__(
         self,
@@ -118,38 +136,61 @@ class DirectoryScan(Discovery):
         self.attrs = attrs
         self.watch_children = watch_children
         self._last: tuple[Path, ...] = ()
+        self._unreadable: dict[str, str] = {}
 
     def _candidates(self) -> list[Path]:
         """Directories that are, or may become (once their marker appears),
-        sessions.  iterdir() raises for an unreadable or vanished root: that
-        propagates, and the pool keeps what it knew."""
+        sessions.  Listing an unreadable or vanished root raises: that
+        propagates, and the pool keeps what it knew.
+
+        ``os.scandir`` and plain strings, not ``Path.iterdir``/``match``/
+        ``is_dir``: this runs on every rescan over every entry, and pathlib's
+        parsing was most of a rescan's cost at a thousand sessions."""
         if not self.root.is_dir():
             raise FileNotFoundError(f"discovery root {self.root} is not a directory")
-        found = []
-        for path in sorted(self.root.iterdir()):
-            if path.name.startswith(".") or not path.match(self.pattern):
-                continue
-            try:
-                if path.is_dir():
-                    found.append(path)
-            except OSError:
-                continue
-        return found
+        simple = "/" not in self.pattern  # then Path.match is fnmatch on the name
+        names = []
+        with os.scandir(self.root) as entries:
+            for entry in entries:
+                name = entry.name
+                if name.startswith("."):
+                    continue
+                if simple:
+                    if not fnmatch.fnmatchcase(name, self.pattern):
+                        continue
+                elif not Path(entry.path).match(self.pattern):
+                    continue
+                try:
+                    if entry.is_dir():  # follows symlinks, as Path.is_dir does
+                        names.append(name)
+                except OSError:
+                    continue
+        names.sort()
+        return [self.root / name for name in names]
 
     def discover(self) -> Iterable[Session]:
         candidates = self._candidates()
         # Watch candidates too: a directory is often created before its marker.
         self._last = tuple(candidates)
         sessions = []
+        self._unreadable = {}
         for path in candidates:
             try:
-                if self.marker is not None and not (path / self.marker).exists():
+                if self.marker is not None and not os.path.exists(f"{path}/{self.marker}"):
                     continue
                 extra: Mapping[str, Any] = self.attrs(path) if self.attrs is not None else {}
-            except OSError:
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # gone mid-scan: a vanished session, with its grace
+            except OSError as exc:
+                # There but unreadable (EACCES, EIO, ELOOP inside): not the
+                # same as gone, and not a reason to stop its child.
+                self._unreadable[path.name] = f"cannot read {path}: {exc.strerror or exc}"
                 continue
             sessions.append(Session(name=path.name, home=path, attrs=extra))
         return sessions
+
+    def unreadable(self) -> Mapping[str, str]:
+        return self._unreadable
 
     def watch_paths(self) -> Sequence[Path]:
         # The entries of the last scan: the pool asks right after discover(),

@@ -14,8 +14,9 @@ its probe as a parameter, so the rule is testable without touching mtimes.
 from __future__ import annotations
 
 import os
+import stat
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 from wirepool._types import Session, Verdict
@@ -29,6 +30,7 @@ __all__ = [
     "HasMarker",
     "NoDownFile",
     "as_eligibility",
+    "executable_problem",
     "newest_mtime",
 ]
 
@@ -212,7 +214,12 @@ class NoDownFile(Eligibility):
 
     def check(self, session: Session, now: float) -> Verdict:
         try:
-            down = (session.home / self.relpath).exists()
+            # os.stat of a string: this runs per session on every rescan, and
+            # Path's parsing cost more than the system call.
+            os.stat(f"{session.home}/{self.relpath}")
+            down = True
+        except (FileNotFoundError, NotADirectoryError):
+            down = False
         except OSError as exc:
             return Verdict(False, f"cannot check {self.relpath}: {exc.strerror or exc}")
         if down:
@@ -221,6 +228,26 @@ class NoDownFile(Eligibility):
 
     def __repr__(self) -> str:
         return f"NoDownFile({self.relpath!r})"
+
+
+def executable_problem(mode: int, uid: int, *, what: str, owners: Collection[int]) -> str | None:
+    """Why a file (by its ``st_mode`` and ``st_uid``) must not be executed by
+    the supervisor, or None if it may.
+
+    Whoever can write a program the supervisor runs can run code as the
+    supervisor's user: a program writable by group or others, or owned by
+    someone outside ``owners``, is refused with the reason, so an operator
+    hears about it instead of finding out later."""
+    if not stat.S_ISREG(mode):
+        return f"{what} is not a regular file"
+    if not mode & 0o111:
+        return f"{what} is not executable"
+    if mode & 0o022:
+        return f"{what} is writable by group or others (mode {mode & 0o777:o})"
+    if uid not in owners:
+        allowed = " or ".join("root" if o == 0 else str(o) for o in sorted(owners, reverse=True))
+        return f"{what} is owned by uid {uid}, not {allowed}"
+    return None
 
 
 def newest_mtime(paths: Sequence[Path]) -> float | None:

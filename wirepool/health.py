@@ -16,15 +16,21 @@ failed probes, so one slow cycle is not a death sentence.
 from __future__ import annotations
 
 import json
+import math
 import re
 from abc import ABC
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from wirepool._proc import ProcessIdentity, cmdline, create_time, identity_of
+from wirepool._store import read_small
 from wirepool._types import Session, Verdict
 
 __all__ = ["HealthCheck", "HeartbeatCheck", "NoHealthCheck", "PidfileCheck", "read_pid"]
+
+# A pidfile is a few dozen bytes; a planted FIFO or a gigabyte must not
+# stall or balloon the loop.
+_PIDFILE_LIMIT = 64 << 10
 
 
 class HealthCheck(ABC):  # noqa: B024 -- every method has a sensible default
@@ -45,6 +51,12 @@ class HealthCheck(ABC):  # noqa: B024 -- every method has a sensible default
     def probe(self, session: Session, identity: ProcessIdentity, now: float) -> Verdict:
         """Healthy (True) or not, with the reason.  ``now`` is wall time."""
         return Verdict(True, "no probe")
+
+    def problem(self, session: Session) -> str | None:
+        """Why the last :meth:`existing` could not use what it found (a
+        garbage pidfile, say), or None.  The pool shows it on the session:
+        a bad file is worth a reason, not only a log line."""
+        return None
 
     def __and__(self, other: HealthCheck) -> HealthCheck:
         return _Both(self, other)
@@ -70,6 +82,10 @@ class _Both(HealthCheck):
     def probe(self, session: Session, identity: ProcessIdentity, now: float) -> Verdict:
         return self.first.probe(session, identity, now) & self.second.probe(session, identity, now)
 
+    def problem(self, session: Session) -> str | None:
+        found = [p for p in (self.first.problem(session), self.second.problem(session)) if p]
+        return "; ".join(found) or None
+
     def __repr__(self) -> str:
         return f"{self.first!r} & {self.second!r}"
 
@@ -93,14 +109,24 @@ def read_pid(text: str) -> tuple[int, float | None]:
         data = json.loads(stripped)
     except json.JSONDecodeError as exc:
         raise ValueError(f"neither an integer nor JSON ({exc.msg})") from None
+    except RecursionError:  # "[[[[..." is one more bad file, not a crash
+        raise ValueError("JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise ValueError("JSON pidfile is not an object")
     value = data.get("pid")
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ValueError(f"JSON pidfile has no valid pid ({value!r})")
     started: float | None = None
-    if isinstance(data.get("start_time"), int | float):
-        started = float(data["start_time"])
+    raw_start = data.get("start_time")
+    if isinstance(raw_start, int | float) and not isinstance(raw_start, bool):
+        try:
+            started = float(raw_start)
+        except OverflowError:  # an integer too big for a float
+            started = math.inf
+        # NaN compares false with everything, so it would pass the pid-reuse
+        # check; infinity would pass it too.  Neither is a time.
+        if not math.isfinite(started):
+            raise ValueError(f"JSON pidfile has an invalid start_time ({raw_start!r})")
     elif isinstance(data.get("started_at"), str):
         started = parse_rfc3339(data["started_at"])
     return value, started
@@ -156,7 +182,7 @@ class PidfileCheck(HealthCheck):
     def existing(self, session: Session) -> ProcessIdentity | None:
         path = session.home / self.relpath
         try:
-            text = path.read_text(encoding="utf-8", errors="replace")
+            text = read_small(path, _PIDFILE_LIMIT).decode("utf-8", errors="replace")
         except FileNotFoundError:
             self.last_error.pop(session.name, None)
             return None
@@ -170,6 +196,9 @@ class PidfileCheck(HealthCheck):
             return None
         self.last_error.pop(session.name, None)
         return self.verify(pid, recorded_start)
+
+    def problem(self, session: Session) -> str | None:
+        return self.last_error.get(session.name)
 
     def verify(self, pid: int, recorded_start: float | None) -> ProcessIdentity | None:
         ident = identity_of(pid)
@@ -214,6 +243,7 @@ class HeartbeatCheck(HealthCheck):
         self.failures_before_restart = failures_before_restart
         self.beat = beat
         self.name = name
+        self._future: dict[str, tuple[float, float]] = {}
 
     def __repr__(self) -> str:
         return f"HeartbeatCheck({self.relpath!r}, max_age={self.max_age})"
@@ -228,6 +258,15 @@ class HeartbeatCheck(HealthCheck):
         except OSError:
             return None
 
+    def _not_future(self, key: str, when: float, now: float) -> float:
+        if when <= now:
+            self._future.pop(key, None)
+            return when
+        seen = self._future.get(key)
+        if seen is None or seen[0] != when:
+            seen = self._future[key] = (when, now)
+        return seen[1]
+
     def probe(self, session: Session, identity: ProcessIdentity, now: float) -> Verdict:
         last = self.last_beat(session)
         # Without a readable start time (hidepid, another user's process) the
@@ -235,6 +274,13 @@ class HeartbeatCheck(HealthCheck):
         started = create_time(identity.pid)
         if started is None:
             started = now if last is None else 0.0
+        # After the wall clock steps back, the start time and the last beat
+        # lie in the future and "age" would stay 0 until the clock caught up
+        # -- a daemon hung across the step went unseen for the whole step.
+        # A future time counts from the probe that first saw it.
+        started = self._not_future(f"start:{session.name}", started, now)
+        if last is not None:
+            last = self._not_future(f"beat:{session.name}", last, now)
         newest = max(last or 0.0, started)
         age = max(0.0, now - newest)
         if age <= self.max_age:

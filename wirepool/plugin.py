@@ -37,8 +37,10 @@ __all__ = [
     "Plugin",
     "PluginInfo",
     "PoolSpec",
+    "duration_callback",
     "find_plugins",
     "load_plugin",
+    "parse_duration",
     "timing_from",
     "timing_options",
 ]
@@ -73,6 +75,9 @@ class PoolSpec:
     grace: float = 10.0
     stop_grace: float = 10.0
     rescan_interval: float = 30.0
+    #: seconds between rescans while inotify watches every path discovery
+    #: depends on (None: ``rescan_interval`` anyway); see :class:`SessionPool`
+    watched_rescan_interval: float | None = None
     spawn_limit: SpawnRateLimit | None = None
     guard: Guard | None = None
     #: edits a status document in place when ``wirepool status`` reads it:
@@ -89,6 +94,7 @@ class PoolSpec:
             "grace": self.grace,
             "stop_grace": self.stop_grace,
             "rescan_interval": self.rescan_interval,
+            "watched_rescan_interval": self.watched_rescan_interval,
             "spawn_limit": self.spawn_limit,
             "plugin": plugin,
         }
@@ -150,6 +156,42 @@ def timing_options(*, rescan_interval: float = 30.0, what: str = "session") -> l
             help="Seconds between full rescans (inotify triggers them early).",
         ),
     ]
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``text``: a number of seconds, or a number with one unit
+    (``90s``, ``30m``, ``2.5h``, ``7d``, ``1w``).  ValueError, naming the
+    accepted forms, for anything else -- including negative, infinite and
+    NaN values, which would silently mean "never" or "always"."""
+    raw = text.strip().lower()
+    unit = 1.0
+    if raw and raw[-1] in _UNITS:
+        unit, raw = _UNITS[raw[-1]], raw[:-1]
+    try:
+        value = float(raw) * unit
+    except ValueError:
+        value = float("nan")
+    if not (value >= 0 and value != float("inf")):
+        raise ValueError(
+            f"{text!r} is not a duration (use seconds, or a number with s, m, h, d or w)"
+        )
+    return value
+
+
+def duration_callback(ctx: Any, param: Any, value: Any) -> float | None:
+    """A click ``callback`` turning an option's text into seconds with
+    :func:`parse_duration` (use with ``metavar="DURATION"``)."""
+    import click
+
+    if value is None or isinstance(value, int | float):
+        return None if value is None else float(value)
+    try:
+        return parse_duration(str(value))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
 
 
 class Timing(TypedDict):

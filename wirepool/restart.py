@@ -22,15 +22,17 @@ The rules, and why:
   ``failed`` until it changes or an operator resets it.  The default never
   gives up -- "slow down, don't die" is what users of every supervisor ask for.
 * :class:`SpawnRateLimit` is pool-wide: a token bucket so a mass failure
-  (a shared dependency down) cannot become a fork storm, while a burst large
-  enough for a thousand healthy sessions still comes up within seconds.
+  (a shared dependency down) cannot become a fork storm.  Its burst (1 000,
+  the default capacity of s6-svscan and runsvdir) lets a thousand healthy
+  sessions come up as fast as fork allows -- what a supervisor without a
+  limit does -- and only a wave beyond that is paced.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
 
 import tenacity
 from tenacity import RetryCallState, Retrying
@@ -39,7 +41,9 @@ from tenacity.wait import wait_base, wait_exponential
 
 __all__ = ["RestartPolicy", "SpawnRateLimit", "Streak", "wait_jitter"]
 
-WaitStrategy = wait_base | Any  # tenacity also accepts plain callables(retry_state) -> float
+#: a tenacity wait strategy, or a plain ``retry_state -> seconds`` callable
+#: (tenacity accepts both)
+WaitStrategy = wait_base | Callable[[RetryCallState], float | int]
 
 
 class _ChildFailed(Exception):
@@ -53,7 +57,9 @@ class wait_jitter(wait_base):  # tenacity's naming, so it reads like its sibling
     tests can pin it.
     """
 
-    def __init__(self, wait: Any, spread: float = 0.2, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, wait: WaitStrategy, spread: float = 0.2, rng: random.Random | None = None
+    ) -> None:
         if not 0.0 <= spread < 1.0:
             raise ValueError("spread must be in [0, 1)")
         self.wait = wait
@@ -103,7 +109,7 @@ class RestartPolicy:
 
     def __init__(
         self,
-        wait: Any = None,
+        wait: WaitStrategy | None = None,
         stop: stop_base | None = None,
         *,
         rapid_window: float = 10.0,
@@ -163,12 +169,16 @@ class SpawnRateLimit:
     """A token bucket over every spawn in the pool.
 
     ``burst`` spawns may happen back to back; after that ``rate`` per second.
-    The defaults bring 1 000 sessions up in about 4 s (a fresh process costs
-    a few ms anyway) while a pool-wide crash loop is held to ``rate``.
+    The defaults start 1 000 sessions at once (bring-up is then bounded by
+    fork and exec, as with runit or s6; a burst of 200 held 1 000 sessions
+    to at least 4 s whatever the machine) and hold a pool-wide crash loop
+    to ``rate`` once the burst is spent.  The burst is not what stops a crash
+    loop: each session's own backoff (1 s, 2 s, 4 s ...) does, so a thousand
+    failing sessions cost a thousand spawns once, then fewer each second.
     ``rate <= 0`` disables the limit.
     """
 
-    def __init__(self, rate: float = 200.0, burst: int = 200) -> None:
+    def __init__(self, rate: float = 200.0, burst: int = 1000) -> None:
         self.rate = float(rate)
         self.burst = max(1, int(burst))
         self._tokens = float(self.burst)

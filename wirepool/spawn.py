@@ -9,7 +9,7 @@ Two stock spawners:
   environment is built explicitly: wire's #174 fork storm came from what a
   child was told, and a daemon that inherits ``WIRE_SESSION_ID`` from a
   terminal serves the wrong home.
-* :class:`PythonSpawner` -- a Python callable via ``multiprocess`` with an
+* :class:`CallableSpawner` -- a Python callable via ``multiprocess`` with an
   explicit start method (``forkserver`` on Linux, ``spawn`` elsewhere).  Never
   plain ``fork``: a forked child inherits the supervisor's threads, its
   loguru queue thread and, worst, the open file description that holds the
@@ -37,24 +37,34 @@ import subprocess
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from wirepool._proc import ProcessIdentity, identity_of, open_pidfd, signal_group
+from loguru import logger
+
+from wirepool._proc import (
+    ProcessIdentity,
+    has_marked_ancestor,
+    identity_of,
+    open_pidfd,
+    pids_with_environ,
+    signal_group,
+)
 from wirepool._types import ExitStatus, Session
 
 __all__ = [
     "AdoptedWorker",
+    "CallableSpawner",
     "CommandSpawner",
     "Environment",
-    "PythonSpawner",
     "Spawner",
     "Worker",
     "rotate_log",
     "safe_filename",
+    "validate_template",
 ]
 
 POOL_MARKER = "WIREPOOL_POOL"
@@ -327,10 +337,40 @@ class Environment:
         return env
 
 
+#: the placeholders argv, cwd and environment templates may use
+TEMPLATE_FIELDS = frozenset({"name", "home", "dir", "cwd"})
+
+
+def validate_template(text: str, allowed: Collection[str] = TEMPLATE_FIELDS) -> None:
+    """Raise ValueError unless ``text`` uses only plain ``{field}``
+    placeholders from ``allowed`` (``{{``/``}}`` for literal braces).
+
+    Checked when a plugin is built, so a typo fails ``wirepool run`` at once
+    with the template named -- not every spawn, session by session, later.
+    Attribute and index lookups (``{dir.__class__}``) and conversions are
+    refused: a template is data, not a small program."""
+    import string
+
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise ValueError(f"bad template {text!r}: {exc}") from None
+    for _literal, field_name, spec, conversion in parsed:
+        if field_name is None:
+            continue
+        if field_name not in allowed or spec or conversion:
+            names = ", ".join("{" + f + "}" for f in sorted(allowed))
+            raise ValueError(
+                f"bad placeholder {{{field_name}}} in {text!r}: use {names} "
+                "(and {{ }} for literal braces)"
+            )
+
+
 def _template_values(session: Session) -> dict[str, str]:
     return {
         "name": session.name,
         "home": str(session.home),
+        "dir": str(session.home),
         "cwd": str(session.cwd or session.home),
     }
 
@@ -342,8 +382,8 @@ class CommandSpawner(Spawner):
     """Run an external command per session.
 
     Args:
-        argv: a list whose elements may contain ``{name}``, ``{home}``,
-            ``{cwd}``; or a callable ``session -> list``.
+        argv: a list whose elements may contain ``{name}``, ``{home}`` (or
+            its alias ``{dir}``), ``{cwd}``; or a callable ``session -> list``.
         cwd: working directory template (default: the session's home).
         env: an :class:`Environment`.
         env_for: optional per-session extra variables (applied last).
@@ -395,12 +435,23 @@ class CommandSpawner(Spawner):
         env = self.environment(session)
         cwd = self.cwd.format_map(_template_values(session)) if self.cwd else None
         log_path = self.log_path(session)
+        out: Any = subprocess.DEVNULL
         if log_path is not None:
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            rotate_log(log_path, self.log_max_bytes, self.log_backups)
-            out: Any = open(log_path, "ab", buffering=0)  # noqa: SIM115 -- closed below
-        else:
-            out = subprocess.DEVNULL
+            try:
+                log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                rotate_log(log_path, self.log_max_bytes, self.log_backups)
+                out = os.fdopen(_open_log(log_path), "ab", buffering=0)
+            except OSError as exc:
+                # The child matters more than its log: a read-only or full
+                # state directory (or a symlink planted as the log) must
+                # not stop every start and restart in the pool.
+                logger.warning(
+                    "session {!r}: cannot open its log {} ({}); its output is discarded",
+                    session.name,
+                    log_path,
+                    exc.strerror or exc,
+                )
+                log_path = None
         try:
             proc = subprocess.Popen(
                 argv,
@@ -428,6 +479,16 @@ class CommandSpawner(Spawner):
             rotate_log(path, self.log_max_bytes, self.log_backups, copy_truncate=True)
 
 
+def _open_log(path: Path) -> int:
+    """Owner-only (a daemon's output is nobody else's business), and never
+    through a symlink: a log directory given by the plugin may be shared,
+    and a planted ``x.log -> ~/.bashrc`` would have the child append there.
+    """
+    return os.open(
+        path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+    )
+
+
 def _zombie_start(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
@@ -443,6 +504,7 @@ def _python_child(
     log_path: str | None,
     env: dict[str, str],
     marker_dir: str | None = None,
+    log_format: str | None = None,
 ) -> None:
     """First code run in a Python worker: detach into its own process group,
     leave a marker file (its environment, unlike an exec'd child's, is not
@@ -456,19 +518,41 @@ def _python_child(
         with contextlib.suppress(OSError):
             write_marker(Path(marker_dir), me, env)
     if log_path is not None:
-        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        fd = _open_log(Path(log_path))
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)
         sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    if log_format is not None:
+        _route_loguru(session, log_format)
     with contextlib.suppress(OSError):
         os.chdir(session.cwd or session.home)
     target(session)
 
 
+#: the default line format of a Python worker's loguru messages in its log
+WORKER_LOG_FORMAT = (
+    "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {extra[session]} | {name}:{line} - {message}"
+)
+
+
+def _route_loguru(session: Session, log_format: str) -> None:
+    """Point the worker's loguru at its (redirected) stderr, tagged with the
+    session.  Without this, the handler loguru installed at import time in
+    the forkserver keeps writing wherever that process's stderr went, and
+    the worker's own ``logger.info`` lines never reach the session log.  The
+    supervisor's ``logger.disable("wirepool")`` is lifted too: a worker that
+    uses wirepool itself is a different program."""
+    from loguru import logger
+
+    logger.remove()
+    logger.configure(extra={"session": session.name})
+    logger.add(sys.stderr, format=log_format, level="DEBUG", backtrace=False, diagnose=False)
+
+
 def write_marker(marker_dir: Path, ident: ProcessIdentity, env: Mapping[str, str]) -> Path:
-    marker_dir.mkdir(parents=True, exist_ok=True)
+    marker_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = marker_dir / f"{ident.pid}.json"
     tmp = marker_dir / f".{ident.pid}.tmp"
     data = {k: v for k, v in env.items() if k.startswith("WIREPOOL_")}
@@ -501,6 +585,40 @@ def read_markers(marker_dir: Path) -> dict[int, dict[str, str]]:
     return found
 
 
+def find_children(pool_id: str, marker_dir: Path | None) -> dict[str, list[ProcessIdentity]]:
+    """The live children of pool ``pool_id`` per session, oldest first, found
+    without trusting any state record: exec'd children by their marker
+    variables in ``/proc``, Python workers by their marker files.
+
+    A child is a session leader none of whose ancestors is marked: a
+    daemon's own ``setsid`` helper is a leader too, but under a marked
+    parent, and it is not a second child."""
+    try:
+        found = pids_with_environ([(POOL_MARKER, pool_id)])
+    except OSError:
+        found = {}
+    if marker_dir is not None:
+        found.update(
+            (pid, env)
+            for pid, env in read_markers(marker_dir).items()
+            if env.get(POOL_MARKER) == pool_id
+        )
+    leaders: dict[str, list[ProcessIdentity]] = {}
+    for pid, env in found.items():
+        name = env.get(SESSION_MARKER)
+        try:
+            is_leader = os.getsid(pid) == pid
+        except OSError:
+            continue
+        ident = identity_of(pid)
+        if name is None or ident is None or not is_leader or has_marked_ancestor(pid, found):
+            continue
+        leaders.setdefault(name, []).append(ident)
+    for idents in leaders.values():
+        idents.sort(key=lambda i: i.start)
+    return leaders
+
+
 class _ProcessWorker(Worker):
     def __init__(self, proc: Any, identity: ProcessIdentity, log_path: Path | None) -> None:
         self.proc = proc
@@ -522,13 +640,18 @@ class _ProcessWorker(Worker):
             self.proc.close()
 
 
-class PythonSpawner(Spawner):
+class CallableSpawner(Spawner):
     """Run ``target(session)`` in a fresh Python process via ``multiprocess``.
 
     The target is pickled with dill, so closures work; prefer a small,
     module-level function with the session as its only input (a captured
     lock or socket does not survive the trip).  ``start_method`` defaults to
     ``forkserver`` on Linux and ``spawn`` elsewhere -- never ``fork``.
+
+    The worker's stdout, stderr and loguru messages (``log_format``, or
+    ``None`` to leave loguru alone) go to the per-session log.  Its exit is
+    seen through the process sentinel in the pool's one event loop, so it
+    restarts, backs off, shows in status and stops exactly like a command.
 
     Python workers are always stopped when the supervisor exits, even with
     ``on_exit="leave"``: multiprocess's forkserver and resource tracker live
@@ -547,6 +670,7 @@ class PythonSpawner(Spawner):
         start_method: str | None = None,
         env: Environment | None = None,
         log_dir: Path | None = None,
+        log_format: str | None = WORKER_LOG_FORMAT,
     ) -> None:
         if start_method == "fork":
             raise ValueError(
@@ -559,10 +683,11 @@ class PythonSpawner(Spawner):
         )
         self.env = env or Environment()
         self.log_dir = Path(log_dir) if log_dir is not None else None
+        self.log_format = log_format
         self._ctx: Any = None
 
     def __repr__(self) -> str:
-        return f"PythonSpawner({self.target!r}, start_method={self.start_method!r})"
+        return f"CallableSpawner({self.target!r}, start_method={self.start_method!r})"
 
     def spawn(self, session: Session) -> Worker:
         if self._ctx is None:
@@ -575,11 +700,18 @@ class PythonSpawner(Spawner):
             env[SESSION_MARKER] = session.name
         log_path = self.log_path(session)
         if log_path is not None:
-            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         marker_dir = str(self.marker_dir) if self.marker_dir else None
         proc = self._ctx.Process(
             target=_python_child,
-            args=(self.target, session, str(log_path) if log_path else None, env, marker_dir),
+            args=(
+                self.target,
+                session,
+                str(log_path) if log_path else None,
+                env,
+                marker_dir,
+                self.log_format,
+            ),
             name=f"wirepool:{session.name}",
             daemon=False,
         )

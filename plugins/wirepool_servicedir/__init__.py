@@ -22,7 +22,6 @@ process per service.
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,9 +39,13 @@ from wirepool import (
     SpawnError,
     Verdict,
 )
+from wirepool._store import read_small
+from wirepool.eligibility import executable_problem
 from wirepool.plugin import timing_from, timing_options
 
 __all__ = ["RunScriptCheck", "ServiceDirPlugin", "read_envdir", "servicedir_spec"]
+
+_ENVFILE_LIMIT = 1 << 20
 
 
 class RunScriptCheck(Eligibility):
@@ -67,29 +70,32 @@ class RunScriptCheck(Eligibility):
             except OSError as exc:
                 return Verdict(False, f"cannot stat run: {exc.strerror or exc}")
             mode, uid = st.st_mode, st.st_uid
-        if not stat.S_ISREG(mode):
-            return Verdict(False, "run is not a regular file")
-        if not mode & 0o100:
-            return Verdict(False, "run is not executable")
-        if mode & 0o022:
-            return Verdict(False, f"run is writable by group or others (mode {mode & 0o777:o})")
-        if uid != self.uid:
-            return Verdict(False, f"run is owned by uid {uid}, not {self.uid}")
+        problem = executable_problem(mode, uid, what="run", owners=(self.uid,))
+        if problem is not None:
+            return Verdict(False, problem)
         return Verdict(True, "run is executable")
 
     def __repr__(self) -> str:
         return "RunScriptCheck()"
 
 
-def read_envdir(directory: Path) -> dict[str, str | None]:
+def read_envdir(directory: Path, *, owner: int | None = None) -> dict[str, str | None]:
     """``s6-envdir`` semantics: the first line of each file, trailing blanks
     removed, NULs as newlines; an empty file means "unset this variable".
-    Raises SpawnError naming the file that could not be used."""
+    Raises SpawnError naming the file that could not be used.
+
+    With ``owner``, the directory and every file must belong to that uid and
+    not be writable by group or others -- the rule ``run`` already follows,
+    for the same reason: ``env/LD_PRELOAD`` runs code as surely as ``run``."""
     env: dict[str, str | None] = {}
     try:
         entries = sorted(directory.iterdir())
+        if owner is not None:
+            _check_owner(directory, directory.stat(), owner)
     except FileNotFoundError:
         return env
+    except SpawnError:
+        raise
     except OSError as exc:
         raise SpawnError(f"cannot read {directory}: {exc.strerror or exc}") from None
     for entry in entries:
@@ -97,7 +103,13 @@ def read_envdir(directory: Path) -> dict[str, str | None]:
         if name.startswith(".") or "=" in name or not entry.is_file():
             continue
         try:
-            raw = entry.read_bytes()
+            # Bounded and non-blocking: a FIFO or a huge file swapped in
+            # after the is_file() above must not hang or bloat the loop.
+            raw = read_small(entry, _ENVFILE_LIMIT)
+            if owner is not None:
+                _check_owner(entry, entry.stat(), owner)
+        except SpawnError:
+            raise
         except OSError as exc:
             raise SpawnError(f"cannot read {entry}: {exc.strerror or exc}") from None
         if not raw:
@@ -108,10 +120,19 @@ def read_envdir(directory: Path) -> dict[str, str | None]:
     return env
 
 
+def _check_owner(path: Path, st: os.stat_result, owner: int) -> None:
+    if st.st_uid != owner:
+        raise SpawnError(f"{path} is owned by uid {st.st_uid}, not {owner}; refusing it")
+    if st.st_mode & 0o022:
+        raise SpawnError(
+            f"{path} is writable by group or others (mode {st.st_mode & 0o777:o}); refusing it"
+        )
+
+
 class _EnvDirSpawner(CommandSpawner):
     def environment(self, session: Session) -> dict[str, str]:
         env = super().environment(session)
-        for key, value in read_envdir(session.home / "env").items():
+        for key, value in read_envdir(session.home / "env", owner=os.getuid()).items():
             if value is None:
                 env.pop(key, None)
             else:
@@ -126,7 +147,7 @@ def _run_attrs(path: Path) -> Mapping[str, Any]:
     "changed", which lifts a ``failed`` mark -- the operator fixed it.  A
     ``run`` that cannot be stat'ed raises: the directory is skipped this pass
     (a vanished service, with its grace period)."""
-    st = (path / "run").stat()
+    st = os.stat(f"{path}/run")  # a string, not a Path: this runs per session per rescan
     return {
         "run_mtime": st.st_mtime_ns,
         "run_mode": st.st_mode & 0o7777,
@@ -143,6 +164,7 @@ def servicedir_spec(
     grace: float = 10.0,
     stop_grace: float = 10.0,
     rescan_interval: float = 30.0,
+    watched_rescan_interval: float = 300.0,
 ) -> PoolSpec:
     root = Path(root).absolute()
     return PoolSpec(
@@ -160,6 +182,9 @@ def servicedir_spec(
         grace=grace,
         stop_grace=stop_grace,
         rescan_interval=rescan_interval,
+        # Every verdict comes from `run`, `down` and `env/`, all watched: with
+        # inotify working, the timer rescan is only a net.
+        watched_rescan_interval=watched_rescan_interval,
     )
 
 
@@ -173,7 +198,19 @@ class ServiceDirPlugin(Plugin):
         return [
             click.Argument(["root"], type=click.Path(file_okay=False, path_type=Path)),
             *timing_options(what="service directory"),
+            click.Option(
+                ["--watched-rescan-interval"],
+                type=click.FloatRange(min=0.1),
+                default=300.0,
+                show_default=True,
+                help="Seconds between full rescans while inotify watches every service "
+                "directory (set it to --rescan-interval on a network file system).",
+            ),
         ]
 
     def build(self, options: Mapping[str, Any]) -> PoolSpec:
-        return servicedir_spec(Path(options["root"]), **timing_from(options))
+        return servicedir_spec(
+            Path(options["root"]),
+            **timing_from(options),
+            watched_rescan_interval=float(options.get("watched_rescan_interval", 300.0)),
+        )

@@ -39,6 +39,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -167,6 +168,7 @@ class WireDaemonHealth(HealthCheck):
         self.hung_after = float(hung_after)
         self.interval = max(5.0, self.hung_after / 4)
         self.start_tolerance = start_tolerance
+        self._problems: dict[str, str] = {}
         # The timestamp inside last_sync.json (its mtime if unreadable).
         self._last_sync = HeartbeatCheck(
             "state/wire/last_sync.json", self.hung_after, beat=_last_sync_ts, name="last sync"
@@ -196,10 +198,15 @@ class WireDaemonHealth(HealthCheck):
     def existing(self, session: Session) -> ProcessIdentity | None:
         path = session.home / DAEMON_PID
         record = layout.read_daemon_pid(path)
+        self._problems.pop(session.name, None)
         if record is None:
+            why = layout.daemon_pid_problem(path)
+            if why is not None:
+                self._problems[session.name] = f"ignored unusable {DAEMON_PID}: {why}"
             return None
         ident, why = self.verify(record)
         if ident is None and why != "dead":
+            self._problems[session.name] = f"{DAEMON_PID} named pid {record.pid}, {why}"
             # wire's daemon would see this live pid and skip forever: move the
             # record aside (kept for inspection) so the daemon we start can run.
             target = path.with_name(f"daemon.pid.stale-{int(time.time())}")
@@ -216,6 +223,9 @@ class WireDaemonHealth(HealthCheck):
 
     def probe(self, session: Session, identity: ProcessIdentity, now: float) -> Verdict:
         return self._last_sync.probe(session, identity, now)
+
+    def problem(self, session: Session) -> str | None:
+        return self._problems.get(session.name)
 
 
 def _last_sync_ts(session: Session) -> float | None:
@@ -246,9 +256,19 @@ class SupervisorPidGuard(Guard):
         if holder is not None:
             return holder
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".supervisor.pid.{os.getpid()}.tmp")
-        tmp.write_text(str(os.getpid()))
-        os.replace(tmp, self.path)
+        # mkstemp, not a predictable name: a symlink planted at
+        # ".supervisor.pid.<pid>.tmp" was followed, and the write clobbered
+        # whatever it pointed at (any file, for a root supervisor).
+        fd, tmp = tempfile.mkstemp(prefix=".supervisor.pid.", suffix=".tmp", dir=self.root)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(str(os.getpid()))
+            os.chmod(tmp, 0o644)  # wire's own readers may run as anyone
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         return None
 
     def release(self) -> None:

@@ -92,6 +92,7 @@ __all__ = [
     "by_key_dir_name",
     "card_path",
     "daemon_pid_path",
+    "daemon_pid_problem",
     "display_handle_from_did",
     "is_by_key_name",
     "is_wire_daemon_cmdline",
@@ -306,7 +307,12 @@ def _parse_rust_uint(text: str, maximum: int) -> int | None:
     s = text.strip(_RUST_WS)
     if _UINT_RE.fullmatch(s) is None:
         return None
-    value = int(s)
+    # Out of range either way, and int() refuses more than 4300 digits with
+    # a ValueError no caller expects (Python's CVE-2020-10735 guard).
+    digits = s.lstrip("+").lstrip("0") or "0"
+    if len(digits) > len(str(maximum)):
+        return None
+    value = int(digits)
     return value if value <= maximum else None
 
 
@@ -647,18 +653,20 @@ def parse_rfc3339(text: str) -> datetime | None:
         return None
     year, month, day, hour, minute, second, frac, zulu, sign, oh, om = m.groups()
     micros = int((frac or "")[:6].ljust(6, "0"))
-    if zulu:
-        tz = UTC
-    else:
-        offset = timedelta(hours=int(oh), minutes=int(om))
-        tz = timezone(-offset if sign == "-" else offset)
+    # An offset of 24 h or more, or one that pushes year 1 / 9999 out of
+    # range, is as unparsable as a bad month (ValueError / OverflowError).
     try:
+        if zulu:
+            tz = UTC
+        else:
+            offset = timedelta(hours=int(oh), minutes=int(om))
+            tz = timezone(-offset if sign == "-" else offset)
         dt = datetime(
             int(year), int(month), int(day), int(hour), int(minute), int(second), micros, tz
         )
-    except ValueError:
+        return dt.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    return dt.astimezone(UTC)
 
 
 def read_last_sync(home: Path) -> datetime | None:
@@ -777,6 +785,22 @@ def read_daemon_pid(path: Path) -> DaemonPidRecord | None:
         return None
 
 
+def daemon_pid_problem(path: Path) -> str | None:
+    """Why :func:`read_daemon_pid` gives None for ``path``, in words; None
+    when the file is missing or usable."""
+    try:
+        parse_daemon_pid(_read_small(path, _PIDFILE_LIMIT).decode("utf-8"))
+    except FileNotFoundError:
+        return None
+    except UnicodeDecodeError:
+        return "not UTF-8"
+    except OSError as exc:
+        return str(exc.strerror or exc)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def read_supervisor_pid(root: Path) -> int | None:
     """``<root>/supervisor.pid``: wire's supervisor writes a bare decimal pid.
 
@@ -804,9 +828,10 @@ def version_is_older(running: str, installed: str) -> bool:
         out: list[int] = []
         for part in version.split("."):
             # No trimming: Rust parses each segment as is.
-            if _UINT_RE.fullmatch(part) is None or int(part) > _U32_MAX:
+            value = _parse_rust_uint(part, _U32_MAX) if part == part.strip(_RUST_WS) else None
+            if value is None:
                 return None
-            out.append(int(part))
+            out.append(value)
         return out
 
     a, b = parts(running), parts(installed)

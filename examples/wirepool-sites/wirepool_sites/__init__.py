@@ -1,0 +1,161 @@
+"""wirepool-sites: one static web server per site directory.
+
+The worked example of ``docs/plugins.md``.  ``wirepool run sites ROOT``
+serves every ``ROOT/<site>/`` that holds a ``site.json`` such as
+``{"port": 8001}`` with ``python -m http.server``, and restarts a server
+that dies or stops answering HTTP.  Each of wirepool's four strategy
+families is subclassed once, so the file reads as a template:
+
+* discovery   -- :class:`SiteDiscovery` (a :class:`wirepool.DirectoryScan`
+  that also reads each ``site.json``);
+* eligibility -- :class:`ValidSite`, combined with wirepool's own rules by
+  ``&`` and ``~``;
+* spawn       -- :class:`StaticServer` (a :class:`wirepool.CommandSpawner`
+  whose command depends on the session);
+* health      -- :class:`HttpCheck` (an HTTP probe every few seconds);
+
+and restart timing is a tenacity wait (and, optionally, stop) strategy.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import tenacity
+
+from wirepool import (
+    CommandSpawner,
+    DirectoryScan,
+    Eligibility,
+    HasMarker,
+    HealthCheck,
+    NoDownFile,
+    Plugin,
+    PoolSpec,
+    ProcessIdentity,
+    RestartPolicy,
+    Session,
+    Verdict,
+    wait_jitter,
+)
+from wirepool.plugin import timing_from, timing_options
+
+__all__ = ["HttpCheck", "SiteDiscovery", "SitesPlugin", "StaticServer", "ValidSite", "read_site"]
+
+CONFIG = "site.json"
+
+
+def read_site(directory: Path) -> dict[str, Any]:
+    """The site's settings, or ``{"error": reason}``: a bad ``site.json`` is
+    a reason shown in ``wirepool status``, never an exception in the loop."""
+    try:
+        data = json.loads((directory / CONFIG).read_text())
+    except OSError as exc:
+        return {"error": f"cannot read {CONFIG}: {exc.strerror or exc}"}
+    except ValueError as exc:
+        return {"error": f"{CONFIG} is not JSON: {exc}"}
+    port = data.get("port") if isinstance(data, dict) else None
+    if not isinstance(port, int) or isinstance(port, bool) or not 1024 <= port <= 65535:
+        return {"error": f"{CONFIG} needs a port between 1024 and 65535, not {port!r}"}
+    return {"port": port}
+
+
+class SiteDiscovery(DirectoryScan):
+    """Every ``ROOT/<site>/`` with a ``site.json``; the parsed settings ride
+    along in ``session.attrs``, so the other strategies never re-read it.
+    Only changes to ``site.json`` and ``down`` wake the pool: the server's
+    own writes in the directory do not."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root, marker=CONFIG, attrs=read_site, watch_names=(CONFIG, "down"))
+
+
+class ValidSite(Eligibility):
+    """Eligible when ``site.json`` parsed to a usable port."""
+
+    def check(self, session: Session, now: float) -> Verdict:
+        error = session.attrs.get("error")
+        if error:
+            return Verdict(False, str(error))
+        return Verdict(True, f"port {session.attrs['port']}")
+
+
+class StaticServer(CommandSpawner):
+    """``python -m http.server PORT`` in the site's directory.  Overriding
+    :meth:`command` is how a spawner varies per session; the argv is a list,
+    so a site's name or path never meets a shell."""
+
+    def __init__(self, bind: str) -> None:
+        super().__init__([sys.executable], cwd="{home}")
+        self.bind = bind
+
+    def command(self, session: Session) -> list[str]:
+        port = str(session.attrs["port"])
+        return [sys.executable, "-m", "http.server", port, "--bind", self.bind]
+
+
+class HttpCheck(HealthCheck):
+    """Restart a server that is alive but no longer answers ``HEAD /``."""
+
+    def __init__(self, host: str, interval: float = 5.0, failures: int = 3) -> None:
+        self.host = host
+        self.interval = interval
+        self.failures_before_restart = failures
+
+    def probe(self, session: Session, identity: ProcessIdentity, now: float) -> Verdict:
+        conn = http.client.HTTPConnection(self.host, int(session.attrs["port"]), timeout=2)
+        try:
+            conn.request("HEAD", "/")
+            status = conn.getresponse().status
+        except OSError as exc:
+            return Verdict(False, f"HEAD / failed: {exc}")
+        finally:
+            conn.close()
+        return Verdict(status < 500, f"HEAD / answered {status}")
+
+
+class SitesPlugin(Plugin):
+    """Serve every ROOT/<site>/ that has a site.json."""
+
+    name = "sites"
+    description = "one static web server per ROOT/<site>/site.json (the plugin guide's example)"
+
+    def options(self) -> Sequence[click.Parameter]:
+        return [
+            click.Argument(["root"], type=click.Path(file_okay=False, path_type=Path)),
+            click.Option(["--bind"], default="127.0.0.1", show_default=True),
+            click.Option(
+                ["--max-failures"],
+                type=click.IntRange(min=0),
+                default=0,
+                help="Mark a site failed after this many rapid crashes in a row (0: never).",
+            ),
+            *timing_options(what="site"),
+        ]
+
+    def build(self, options: Mapping[str, Any]) -> PoolSpec:
+        root = Path(options["root"]).absolute()
+        bind = str(options["bind"])
+        max_failures = int(options["max_failures"])
+        return PoolSpec(
+            discovery=SiteDiscovery(root),
+            # wirepool's own rules combine with ours: `down` stops a site, and
+            # so does a `maintenance` marker.
+            eligibility=ValidSite() & NoDownFile() & ~HasMarker("maintenance"),
+            spawner=StaticServer(bind),
+            health=HttpCheck(bind),
+            restart=RestartPolicy(
+                # 0.5 s doubling to 30 s, each wait shortened by up to 20 % so
+                # that sites crashing together do not restart in lockstep.
+                wait=wait_jitter(tenacity.wait_exponential(multiplier=0.5, max=30)),
+                stop=tenacity.stop_after_attempt(max_failures) if max_failures else None,
+            ),
+            state_dir=root / ".wirepool",
+            **timing_from(options),
+        )

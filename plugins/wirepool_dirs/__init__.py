@@ -1,0 +1,338 @@
+"""The dirs plugin: one daemon per directory matching a glob, for *any* daemon.
+
+``wirepool run dirs ROOT --glob '*/.git/..' --cmd 'git-watch --repo {dir}'``
+keeps one ``git-watch`` running per git checkout under ROOT.  The command is
+split like a shell would split it (``shlex``) once, when the plugin is built;
+after that each argument is a template on its own: ``{dir}`` (the absolute
+directory) and ``{name}`` (its path relative to ROOT) are substituted inside
+single arguments, and nothing ever goes through a shell.  A directory named
+``a b; rm -rf ~`` is one argument with spaces and a semicolon in it.
+
+A matched directory is a session when:
+
+* its path relative to ROOT has no hidden component (the pool's own state
+  lives in ``ROOT/.wirepool``; ``*/.git/..`` normalises to the checkout);
+* it resolves inside ROOT -- a symlink to elsewhere is listed with the
+  reason, not followed: whoever can create a link under ROOT should not be
+  able to point the supervisor at a directory outside it;
+* the command's program is safe to run (a regular executable file, not
+  writable by group or others, owned by the supervisor's user or root);
+* ``--marker`` (if given) exists in it, and ``--max-idle`` (if given) has not
+  passed since its last activity (the newest mtime of the directory, its
+  marker, and any ``--activity`` files).
+
+Discovery watches ROOT and the directories on the way down to each match
+(``ROOT/proj`` for ``*/.git/..``), so a new checkout is picked up as soon as
+its ``.git`` appears; a ``**`` pattern falls back to the periodic rescan
+below its first level.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+import click
+
+from wirepool import (
+    ActiveWithin,
+    CommandSpawner,
+    Discovery,
+    Eligibility,
+    Environment,
+    HasMarker,
+    Plugin,
+    PoolSpec,
+    Session,
+    Verdict,
+)
+from wirepool.eligibility import executable_problem
+from wirepool.plugin import duration_callback, timing_from, timing_options
+from wirepool.spawn import validate_template
+
+__all__ = ["CommandCheck", "DirsPlugin", "GlobDiscovery", "dirs_spec", "parse_command"]
+
+#: the placeholders ``--cmd`` and ``--env`` templates may use
+FIELDS = frozenset({"dir", "name"})
+
+#: most directories watched for one pattern; past it, the periodic rescan
+#: is the only way to notice deep changes (inotify watches cost kernel memory)
+MAX_WATCHES = 4096
+
+
+class GlobDiscovery(Discovery):
+    """Every directory ``ROOT.glob(pattern)`` yields, as a session named by
+    its normalised path relative to ROOT.
+
+    A match that resolves outside ROOT is still a session -- with the
+    ``outside_root`` attribute, which :class:`InsideRoot` turns into a
+    reason in status -- so the operator sees why it is not running.
+    """
+
+    __slots__ = ("_levels", "_watch", "marker", "pattern", "root")
+
+    def __init__(self, root: Path | str, pattern: str, *, marker: str | None = None) -> None:
+        self.root = Path(root).absolute()
+        self.marker = marker
+        if not pattern or Path(pattern).is_absolute():
+            raise ValueError(f"--glob must be a relative pattern, not {pattern!r}")
+        self.pattern = pattern
+        parts = Path(pattern).parts
+        # The components that lead down to a match; a change inside a
+        # directory at level i matters when its name matches part i.
+        levels: list[str] = []
+        for part in parts:
+            if part in ("..", ".") or part == "**":
+                break
+            levels.append(part)
+        self._levels = tuple(levels)
+        self._watch: dict[Path, set[str]] = {}
+
+    def discover(self) -> Iterable[Session]:
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"discovery root {self.root} is not a directory")
+        # glob() swallows a PermissionError and yields nothing, which would
+        # read as "every session is gone"; listing the root first makes an
+        # unreadable root an error -- "no change" to the pool.
+        os.listdir(self.root)
+        real_root = os.path.realpath(self.root)
+        sessions: dict[str, Session] = {}
+        for match in self.root.glob(self.pattern):
+            path = Path(os.path.normpath(match))
+            try:
+                rel = path.relative_to(self.root)
+            except ValueError:
+                continue  # `..` climbed above ROOT
+            if not rel.parts or any(p.startswith(".") for p in rel.parts):
+                continue
+            try:
+                if not path.is_dir():
+                    continue
+                real = os.path.realpath(path)
+            except OSError:
+                continue  # vanished or unreadable mid-scan: skip, keep the rest
+            name = rel.as_posix()
+            inside = real == real_root or real.startswith(real_root + os.sep)
+            attrs = {} if inside else {"outside_root": real}
+            sessions[name] = Session(name=name, home=path, attrs=attrs)
+        self._watch = self._watch_dirs(sessions.values())
+        return [sessions[n] for n in sorted(sessions)]
+
+    def _watch_dirs(self, sessions: Iterable[Session]) -> dict[Path, set[str]]:
+        """Each directory on the way down to a match, with the patterns its
+        entries must match to matter (and each session's directory, for its
+        marker)."""
+        found: dict[Path, set[str]] = {}
+        if self.marker:
+            for session in sessions:
+                found.setdefault(session.home, set()).add(Path(self.marker).parts[0])
+        frontier = [self.root]
+        for part in self._levels:
+            for directory in frontier:
+                found.setdefault(directory, set()).add(part)
+            if len(found) >= MAX_WATCHES:
+                break
+            nxt: list[Path] = []
+            for directory in frontier:
+                try:
+                    entries = list(directory.glob(part))
+                except OSError:
+                    continue
+                for entry in entries:
+                    if entry.name.startswith(".") and not part.startswith("."):
+                        continue  # the state dir, editor droppings: never sessions
+                    try:
+                        if entry.is_dir() and not entry.is_symlink():
+                            nxt.append(entry)
+                    except OSError:
+                        continue
+            frontier = nxt[: MAX_WATCHES - len(found)]
+        return found
+
+    def watch_paths(self) -> Sequence[Path]:
+        return list(self._watch) or [self.root]
+
+    def relevant(self, directory: Path, name: str) -> bool:
+        parts = self._watch.get(directory)
+        # A daemon writing in its own directory (the checkout itself is a
+        # watched level for `*/.git/..`) must not set off a rescan each time.
+        return parts is None or any(fnmatchcase(name, part) for part in parts)
+
+    def __repr__(self) -> str:
+        return f"GlobDiscovery({str(self.root)!r}, {self.pattern!r})"
+
+
+class InsideRoot(Eligibility):
+    """Refuses a session whose directory resolves outside the root."""
+
+    __slots__ = ()
+
+    def check(self, session: Session, now: float) -> Verdict:
+        outside = session.attrs.get("outside_root")
+        if outside:
+            return Verdict(False, f"resolves outside the root, to {outside}")
+        return Verdict(True, "inside the root")
+
+
+class CommandCheck(Eligibility):
+    """Eligible when the program the session's command runs is safe to run:
+    found (a relative path against the session's directory, a bare name on
+    the child's ``PATH``), a regular executable file, not writable by group
+    or others, and owned by the supervisor's user or root."""
+
+    __slots__ = ("owners", "spawner")
+
+    def __init__(self, spawner: CommandSpawner, owners: Iterable[int] | None = None) -> None:
+        self.spawner = spawner
+        self.owners = frozenset(owners) if owners is not None else frozenset({os.getuid(), 0})
+
+    def program(self, session: Session) -> Path | None:
+        argv0 = self.spawner.command(session)[0]
+        if "/" in argv0:
+            return session.home / argv0
+        found = shutil.which(argv0, path=self.spawner.environment(session).get("PATH", ""))
+        return Path(found) if found else None
+
+    def check(self, session: Session, now: float) -> Verdict:
+        path = self.program(session)
+        if path is None:
+            return Verdict(False, f"{self.spawner.command(session)[0]}: not found on PATH")
+        try:
+            st = path.stat()
+        except OSError as exc:
+            return Verdict(False, f"cannot stat {path}: {exc.strerror or exc}")
+        problem = executable_problem(st.st_mode, st.st_uid, what=str(path), owners=self.owners)
+        return Verdict(False, problem) if problem else Verdict(True, f"runs {path}")
+
+    def __repr__(self) -> str:
+        return f"CommandCheck({self.spawner!r})"
+
+
+def parse_command(text: str) -> list[str]:
+    """Split ``--cmd`` once, shell-style, and check every argument's
+    placeholders.  ValueError with the reason."""
+    try:
+        argv = shlex.split(text)
+    except ValueError as exc:
+        raise ValueError(f"cannot split --cmd {text!r}: {exc}") from None
+    if not argv:
+        raise ValueError("--cmd is empty")
+    for arg in argv:
+        validate_template(arg, FIELDS)
+    return argv
+
+
+def _parse_env(items: Sequence[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key or "\0" in item:
+            raise ValueError(f"--env wants KEY=VALUE, not {item!r}")
+        validate_template(value, FIELDS)
+        env[key] = value
+    return env
+
+
+def dirs_spec(
+    root: Path,
+    pattern: str,
+    command: str,
+    *,
+    env: Sequence[str] = (),
+    marker: str | None = None,
+    max_idle: float | None = None,
+    activity: Sequence[str] = (),
+    state_dir: Path | None = None,
+    on_exit: str = "leave",
+    grace: float = 10.0,
+    stop_grace: float = 10.0,
+    rescan_interval: float = 30.0,
+) -> PoolSpec:
+    """The pool for ``wirepool run dirs``; ValueError for a bad pattern,
+    command or environment template."""
+    root = Path(root).absolute()
+    spawner = CommandSpawner(
+        parse_command(command), cwd="{dir}", env=Environment(set=_parse_env(env))
+    )
+    eligibility: Eligibility = InsideRoot() & CommandCheck(spawner)
+    if marker:
+        eligibility = eligibility & HasMarker(marker)
+    if max_idle is not None:
+        files = [".", *([marker] if marker else []), *activity]
+        eligibility = eligibility & ActiveWithin(max_idle, files)
+    return PoolSpec(
+        discovery=GlobDiscovery(root, pattern, marker=marker),
+        eligibility=eligibility,
+        spawner=spawner,
+        state_dir=(state_dir or root / ".wirepool").absolute(),
+        on_exit="stop" if on_exit == "stop" else "leave",
+        grace=grace,
+        stop_grace=stop_grace,
+        rescan_interval=rescan_interval,
+    )
+
+
+class DirsPlugin(Plugin):
+    """Supervise one command per directory matching a glob under ROOT."""
+
+    name = "dirs"
+    description = "one daemon per ROOT/<glob> directory, from an argv template (never a shell)"
+
+    def options(self) -> Sequence[click.Parameter]:
+        return [
+            click.Argument(["root"], type=click.Path(file_okay=False, path_type=Path)),
+            click.Option(
+                ["--glob", "pattern"],
+                required=True,
+                help="Which directories are sessions, relative to ROOT ('*', '*/.git/..').",
+            ),
+            click.Option(
+                ["--cmd", "command"],
+                required=True,
+                help="The daemon's command line, split shell-style once; {dir} and {name} "
+                "are substituted inside each argument. Never run through a shell.",
+            ),
+            click.Option(
+                ["--env", "env"],
+                multiple=True,
+                metavar="KEY=VALUE",
+                help="Set a variable in the child's environment ({dir}, {name} allowed).",
+            ),
+            click.Option(
+                ["--marker"], help="Only directories containing this file (relative path)."
+            ),
+            click.Option(
+                ["--max-idle"],
+                callback=duration_callback,
+                metavar="DURATION",
+                help="Skip directories idle longer than this (90s, 30m, 12h, 7d).",
+            ),
+            click.Option(
+                ["--activity"],
+                multiple=True,
+                metavar="PATH",
+                help="Files whose mtime counts as activity for --max-idle "
+                "(besides the directory and its marker).",
+            ),
+            *timing_options(what="directory"),
+        ]
+
+    def build(self, options: Mapping[str, Any]) -> PoolSpec:
+        try:
+            return dirs_spec(
+                Path(options["root"]),
+                str(options["pattern"]),
+                str(options["command"]),
+                env=tuple(options.get("env") or ()),
+                marker=options.get("marker") or None,
+                max_idle=options.get("max_idle"),
+                activity=tuple(options.get("activity") or ()),
+                **timing_from(options),
+            )
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
