@@ -199,8 +199,8 @@ class Owned:
         return None
 
     def retire(self) -> None:
-        self.retired = True
         if self.proc.poll() is None:
+            self.retired = True  # an exit before this one stays its own
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
