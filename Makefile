@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint types check bench bench-servicedir tox clean
+.PHONY: demo test lint types check bench bench-servicedir chaos tox clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,15 @@ check: lint types test
 tox: $(STAMP)
 	PATH="$$(for v in $$(pyenv versions --bare 2>/dev/null | grep -E '^3\.1[1-9]'); do \
 		printf '%s/versions/%s/bin:' "$$(pyenv root)" "$$v"; done)$$PATH" $(BIN)/tox
+
+# The long chaos run: make chaos DURATION=1200 [SEED=7] [SESSIONS=100] [REPORT=x.json]
+# Faults come in bursts of BURST seconds, each followed by a convergence check.
+DURATION ?= 600
+SESSIONS ?= 100
+BURST    ?= 120
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos --duration $(DURATION) --sessions $(SESSIONS) --burst $(BURST) \
+		$(if $(SEED),--seed $(SEED)) $(if $(REPORT),--report $(REPORT))
 
 # The side-by-side comparison (issue 5): installs matplotlib into .venv, the
 # peers (supervisor and circus into benchmarks/.peers-venv; runit and s6 with

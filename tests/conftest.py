@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -128,16 +128,22 @@ class Tracker:
         return pool
 
     def supervisor(
-        self, *args: str, json_events: bool = True, env: dict[str, str] | None = None
+        self,
+        *args: str,
+        json_events: bool = True,
+        env: dict[str, str] | None = None,
+        stderr: IO[str] | int = subprocess.PIPE,
     ) -> Supervisor:
-        """Start ``wirepool run ...`` as a real subprocess."""
+        """Start ``wirepool run ...`` as a real subprocess.  A long-lived
+        supervisor's stderr should go to a file: nobody drains the pipe
+        until the end, and a full pipe blocks the supervisor's logging."""
         argv = [*WIREPOOL, "run", *args]
         if json_events:
             argv.append("--json")
         proc = subprocess.Popen(
             argv,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=stderr,
             text=True,
             env={**os.environ, **(env or {})},
         )

@@ -372,6 +372,7 @@ class SessionPool:
             raise
 
     def _open_locked(self) -> None:
+        self.state.remove_stale_temp_files()
         self._started_at = self.clock.time()
         me = identity_of(os.getpid())
         atomic_write_json(
@@ -1420,10 +1421,15 @@ class SessionPool:
             self._snap_cond.notify_all()
 
     def _final_publish(self, stopped_children: bool) -> None:
+        for slot in self._slots.values():
+            if slot.worker is not None and not stopped_children:
+                slot.dirty = True  # records keep the identity for the next one
+            elif not slot.dirty and not _record_readable(slot.record_path):
+                # Torn by someone else since we last wrote it: the next
+                # supervisor would have to set it aside and lose the
+                # session's streak, so leave it a whole one.
+                slot.dirty = True
         if not stopped_children:
-            for slot in self._slots.values():
-                if slot.worker is not None:
-                    slot.dirty = True  # records keep the identity for the next one
             self._status_dirty = True
             self._publish(force=True)
             return
@@ -1542,6 +1548,18 @@ class SessionPool:
             self._errors_seen.clear()
         self._errors_seen.add(key)
         logger.warning(message, *args)
+
+
+def _record_readable(path: Path | None) -> bool:
+    if path is None:
+        return True
+    try:
+        data = read_json(path)
+    except FileNotFoundError:
+        return True  # never written: nothing was torn
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("schema") == RECORD_SCHEMA
 
 
 def _raise_fd_limit() -> None:

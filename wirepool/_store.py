@@ -158,6 +158,25 @@ class StateDir:
             if st.st_mode & 0o077:
                 os.chmod(d, 0o700)
 
+    def remove_stale_temp_files(self) -> int:
+        """Delete what a writer killed between ``mkstemp`` and ``os.replace``
+        left behind.  Call only while holding the lock: supervisors are the
+        writers here, so every temp file then present is an earlier one's
+        (``requests/`` is left alone: ``wirepool reset`` writes there without
+        the lock)."""
+        removed = 0
+        for directory in (self.root, self.records_dir):
+            try:
+                entries = list(directory.iterdir())
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+                    with contextlib.suppress(OSError):
+                        entry.unlink()
+                        removed += 1
+        return removed
+
     def iter_records(self) -> Iterator[Path]:
         try:
             entries = sorted(self.records_dir.iterdir())
@@ -204,6 +223,32 @@ def acquire_lock(state: StateDir, attempts: int = 5) -> int:
     info = state.read_supervisor() or {}
     pid = info.get("pid") if isinstance(info.get("pid"), int) else None
     raise LockHeldError(state.root, pid)
+
+
+def lock_holder(state: StateDir) -> int | None:
+    """The pid holding the pool's lock, as the kernel's lock table
+    (``/proc/locks``) names it; None when nobody does or it cannot tell
+    (not Linux, no /proc).  Unlike ``supervisor.json`` this cannot be stale,
+    truncated or pointed at someone else."""
+    try:
+        st = os.stat(state.lock_path)
+        with open("/proc/locks", encoding="ascii", errors="replace") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    want = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in lines:
+        # "1: FLOCK  ADVISORY  WRITE 1234 fe:00:2146840 0 EOF"; a waiter's
+        # line carries "->" and holds nothing
+        fields = line.split()
+        if (
+            len(fields) >= 6
+            and fields[1:4] == ["FLOCK", "ADVISORY", "WRITE"]
+            and fields[5] == want
+            and fields[4].isdigit()
+        ):
+            return int(fields[4])
+    return None
 
 
 def lock_is_held(state: StateDir) -> bool:

@@ -37,6 +37,7 @@ from wirepool._store import (
     StateDir,
     acquire_lock,
     atomic_write_json,
+    lock_holder,
     lock_is_held,
     read_json,
 )
@@ -463,12 +464,7 @@ def _stop_action(
     children = bool(verb.get("children"))
     timeout = float(verb.get("timeout") or (spec.stop_grace + 20))
     if lock_is_held(state):
-        info = state.read_supervisor() or {}
-        pid, start = info.get("pid"), info.get("process_start")
-        if not isinstance(pid, int) or (
-            isinstance(start, int) and identity_of(pid) != ProcessIdentity(pid, start)
-        ):
-            raise CliError(f"the supervisor holding {state.lock_path} could not be identified")
+        pid = _running_supervisor(state)
         # ProcessLookupError: it exited by itself meanwhile; the loop sees that
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGUSR1 if children else signal.SIGTERM)
@@ -501,6 +497,27 @@ def _stop_action(
         os.close(lock_fd)
     click.echo(f"no supervisor is running; stopped {stopped} recorded child(ren)")
     return EXIT_OK
+
+
+def _running_supervisor(state: StateDir) -> int:
+    """The pid of the supervisor holding the lock, to signal.
+
+    The kernel's lock table names it where there is one.  Otherwise
+    ``supervisor.json`` must name a live process by pid *and* start time: a
+    bare pid there (hand-edited, half-written, or outlived by its process)
+    could be anyone's, and a stop must never signal a stranger."""
+    holder = lock_holder(state)
+    if holder is not None and identity_of(holder) is not None:
+        return holder
+    info = state.read_supervisor() or {}
+    pid, start = info.get("pid"), info.get("process_start")
+    if (
+        isinstance(pid, int)
+        and isinstance(start, int)
+        and identity_of(pid) == ProcessIdentity(pid, start)
+    ):
+        return pid
+    raise CliError(f"the supervisor holding {state.lock_path} could not be identified")
 
 
 def _stop_recorded_children(state: StateDir, grace: float) -> int:
@@ -564,14 +581,7 @@ def _reset_action(
     state = StateDir(spec.state_dir)
     names: list[str] = list(verb.get("sessions") or ())
     if lock_is_held(state):
-        info = state.read_supervisor() or {}
-        pid, start = info.get("pid"), info.get("process_start")
-        if (
-            not isinstance(pid, int)
-            or not isinstance(start, int)
-            or (identity_of(pid) != ProcessIdentity(pid, start))
-        ):
-            raise CliError("the running supervisor could not be identified")
+        pid = _running_supervisor(state)
         state.requests_dir.mkdir(parents=True, exist_ok=True)
         for session in names:
             request = state.requests_dir / f"reset-{time.time_ns()}-{os.getpid()}.json"

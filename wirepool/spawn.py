@@ -134,6 +134,12 @@ class _PopenWorker(Worker):
         return self._fd
 
     def poll(self) -> ExitStatus | None:
+        if self.proc.returncode is None and _exited_unreaped(self.proc.pid):
+            # What the child left in its group (a helper it forked) dies with
+            # it, or it outlives every later stop: nothing would signal that
+            # group again.  Safe only before reaping: the zombie pins its pid,
+            # so the group id cannot yet name anyone else's processes.
+            _kill_leftover_group(self.proc.pid)
         rc = self.proc.poll()
         return None if rc is None else ExitStatus.from_returncode(rc)
 
@@ -152,6 +158,19 @@ class _PopenWorker(Worker):
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _exited_unreaped(pid: int) -> bool:
+    try:
+        result = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except (ChildProcessError, AttributeError, OSError):
+        return False
+    return result is not None
+
+
+def _kill_leftover_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 class AdoptedWorker(Worker):
@@ -175,6 +194,7 @@ class AdoptedWorker(Worker):
         self.owned = owned
         self.log_path = log_path
         self.started_at = started_at if started_at is not None else time.time()
+        self._group_cleared = False
         self._fd = open_pidfd(identity)
 
     def fileno(self) -> int | None:
@@ -183,6 +203,12 @@ class AdoptedWorker(Worker):
     def poll(self) -> ExitStatus | None:
         if identity_of(self.identity.pid) == self.identity:
             return None
+        if self.owned and not self._group_cleared:
+            # As for a child of ours (see _PopenWorker.poll), but the leader
+            # was reaped by someone else: rely on the rule signal_group relies
+            # on, that a group id is not reused while any member lives.
+            self._group_cleared = True
+            signal_group(self.identity, signal.SIGKILL)
         return ExitStatus()
 
     def send_signal(self, sig: int) -> bool:
