@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 from conftest import Tracker, alive, cli, status_sessions, wait_for
-from wirepool_dirs import GlobDiscovery, dirs_spec, parse_command
+from wirepool_dirs import CommandCheck, GlobDiscovery, dirs_spec, parse_command
 
-from wirepool import Session, SessionPool
+from wirepool import CommandSpawner, Session, SessionPool
 from wirepool.eligibility import as_eligibility
 from wirepool.testing import ProcessLedger, assert_no_leaks, assert_one_child_per_session
 
@@ -260,3 +260,23 @@ def test_a_vanished_root_is_no_change_not_every_session_gone(root: Path) -> None
     root.rename(root.with_name("moved"))
     with pytest.raises(FileNotFoundError):
         discovery.discover()
+
+
+def test_program_owned_by_another_user_is_refused(root: Path) -> None:
+    session_dir = root / "svc"
+    session_dir.mkdir()
+    program = session_dir / "serve.sh"
+    program.write_text("#!/bin/sh\nexec sleep 1000\n")
+    program.chmod(0o755)
+    spawner = dirs_spec(root, "*", "./serve.sh").spawner
+    assert isinstance(spawner, CommandSpawner)
+    session = Session("svc", session_dir)
+    # allowed owners that exclude the file's real owner: as if another user
+    # owned it (no root needed to test the rule itself)
+    stranger = CommandCheck(spawner, owners={program.stat().st_uid + 4242})
+    verdict = stranger(session, time.time())
+    assert not verdict.eligible
+    assert f"is owned by uid {program.stat().st_uid}, not {program.stat().st_uid + 4242}" in (
+        verdict.reason
+    )
+    assert CommandCheck(spawner)(session, time.time()).eligible  # ours: fine

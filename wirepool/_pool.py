@@ -142,7 +142,8 @@ class SessionPool:
             log rotation) -- a net under the event path, not the engine.
         spawn_limit: the pool-wide spawn rate limit.
         clock: time source (:class:`wirepool.testing.MockClock` in tests).
-        durable: fsync state writes (turn off only for throwaway pools).
+        durable: fsync the state writes that must survive a power loss (a
+            session's ``failed`` mark); off only for throwaway pools.
         plugin: name recorded in ``status.json``.
         status_extra: adds plugin-specific fields to the ``status.json``
             document (called with the document, edits it in place).
