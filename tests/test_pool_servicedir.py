@@ -13,8 +13,9 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import tenacity
@@ -439,15 +440,21 @@ def test_backoff_waits_in_virtual_time_with_a_mock_clock(tmp_path: Path, tracker
 def counting_pool(
     services: Services, tracker: Tracker, **kwargs: Any
 ) -> tuple[SessionPool, type[DirectoryScan]]:
-    """A pool over ``services`` whose discovery counts its passes
-    (``Counting.passes``)."""
+    """A pool over ``services`` whose discovery counts its full passes
+    (``Counting.passes``) and records the names of its partial ones
+    (``Counting.partial``)."""
 
     class Counting(DirectoryScan):
         passes = 0
+        partial: ClassVar[list[set[str]]] = []
 
         def discover(self) -> list[Session]:  # type: ignore[override]
             Counting.passes += 1
             return list(super().discover())
+
+        def rediscover(self, names: Collection[str]) -> list[Session]:  # type: ignore[override]
+            Counting.partial.append(set(names))
+            return list(super().rediscover(names))
 
     scan = Counting(services.root, marker="run", watch_names=("run", "down"))
     pool = tracker.attach(
@@ -472,14 +479,19 @@ def test_daemon_writes_in_its_own_directory_do_not_trigger_rescans(
         pool.wait_until(lambda s: running(s, "busy"))
         time.sleep(0.3)  # the follow-up pass after adding watches
         before = Counting.passes
+        partial = len(Counting.partial)
         for i in range(30):
             (d / f"noise-{i}").write_text("x")  # a pidfile, a socket, state...
             time.sleep(0.01)
         time.sleep(0.5)
         assert Counting.passes == before
-        (d / "down").touch()  # this one matters
+        assert len(Counting.partial) == partial
+        (d / "down").touch()  # this one matters: a look at this session alone
         pool.wait_until(lambda s: s["busy"].state == "ineligible", timeout=10)
-        assert Counting.passes > before
+        assert Counting.passes == before
+        assert Counting.partial[partial:] and all(
+            names == {"busy"} for names in Counting.partial[partial:]
+        )
 
 
 def test_timer_rescans_slow_down_while_every_directory_is_watched(
@@ -497,3 +509,69 @@ def test_timer_rescans_slow_down_while_every_directory_is_watched(
         assert Counting.passes == before
         services.add("two")  # an event still rescans at once
         pool.wait_until(lambda s: running(s, "two"), timeout=10)
+        assert Counting.passes == before  # ...but only of "two"
+        assert any("two" in names for names in Counting.partial)
+
+
+def test_a_change_is_looked_at_alone_and_touches_no_other_session(
+    services: Services, tracker: Tracker
+) -> None:
+    """A new, a removed and a renamed directory in a pool of twenty: each
+    is discovered alone (no full rescan), and no other child is touched."""
+    names = [f"s{i:02d}" for i in range(20)]
+    for name in names:
+        services.add(name)
+    pool, Counting = counting_pool(services, tracker, grace=0.0)
+    with pool:
+        snap = pool.wait_until(lambda s: running(s, *names), timeout=60)
+        pids = {name: snap[name].pid for name in names}
+        time.sleep(0.5)  # the follow-up pass after adding watches
+        before, partial = Counting.passes, len(Counting.partial)
+
+        services.add("new")  # the directory first, then its run file
+        pool.wait_until(lambda s: running(s, "new"), timeout=30)
+        shutil.rmtree(services.root / "s00")
+        (services.root / "s01").rename(services.root / "s01-renamed")
+        snap = pool.wait_until(
+            lambda s: "s00" not in s and "s01" not in s and running(s, "s01-renamed"),
+            timeout=30,
+        )
+
+        assert Counting.passes == before
+        looked_at = set().union(*Counting.partial[partial:])
+        assert looked_at == {"new", "s00", "s01", "s01-renamed"}
+        for name in names[2:]:
+            assert snap[name].pid == pids[name]
+        assert not alive(pids["s00"]) and not alive(pids["s01"])
+
+
+def test_a_discovery_that_cannot_rediscover_falls_back_to_a_full_rescan(
+    services: Services, tracker: Tracker
+) -> None:
+    class Broken(DirectoryScan):
+        full = 0
+
+        def discover(self) -> list[Session]:  # type: ignore[override]
+            Broken.full += 1
+            return list(super().discover())
+
+        def rediscover(self, names: Collection[str]) -> list[Session]:  # type: ignore[override]
+            raise OSError("simulated: cannot look at one directory")
+
+    services.add("one")
+    pool = tracker.attach(
+        SessionPool(
+            Broken(services.root, marker="run"),
+            NoDownFile(),
+            CommandSpawner(["sleep", "1000"]),
+            state_dir=services.state_dir,
+            durable=False,
+        )
+    )
+    with pool:
+        pool.wait_until(lambda s: running(s, "one"))
+        time.sleep(0.5)
+        before = Broken.full
+        services.add("two")
+        pool.wait_until(lambda s: running(s, "one", "two"), timeout=30)
+        assert Broken.full > before

@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -216,11 +216,14 @@ class SessionPool:
         self._spawn_deferred_until: float | None = None
         self._wake_at: float | None = None
         self._replan = True
-        # Sessions whose child exited since the last plan.  An exit changes
-        # nothing about any other session, so these alone are planned (the
-        # planner decides each session on its own inputs): a restart in a
-        # pool of a thousand must not wait for a pass over all of them.
-        self._exited: set[str] = set()
+        # Sessions whose child exited, or whose directory changed, since the
+        # last plan.  That changes nothing about any other session, so these
+        # alone are planned (the planner decides each session on its own
+        # inputs): a restart in a pool of a thousand must not wait for a pass
+        # over all of them.
+        self._plan_only: set[str] = set()
+        # Sessions a watch event named, for a discovery of just them.
+        self._rediscover: set[str] = set()
         self.publish_interval = 0.1
         self._publish_due: float | None = None
         self._last_publish = float("-inf")
@@ -445,15 +448,15 @@ class SessionPool:
             if tag == "wake":
                 self._drain_wake()
             elif tag == "watch":
-                assert self._watcher is not None
-                if self._watcher.drain(self.discovery.relevant):
-                    self._next_rescan = 0.0
+                self._on_watch_event()
             else:
                 self._on_fd_ready(int(key.fd))
         self._handle_commands()
 
     def _timeout(self) -> float | None:
         now = self.clock.monotonic()
+        if self._rediscover:
+            return 0.0
         deadlines = [self._next_rescan, self._next_sweep]
         if self._wake_at is not None:
             deadlines.append(self._wake_at)
@@ -473,6 +476,8 @@ class SessionPool:
         if now >= self._next_rescan:
             self._discover_pass()
             self._replan = True
+        elif self._rediscover:
+            self._rediscover_pass()
         if now >= self._next_sweep:
             self._sweep()
             self._replan = True
@@ -488,16 +493,16 @@ class SessionPool:
             # Cleared first: acting on the plan may ask for another one (an
             # existing daemon that died between check and adoption).
             self._replan = False
-            self._exited.clear()
+            self._plan_only.clear()
             try:
                 self._reconcile(now)
             except BaseException:
                 self._replan = True
                 raise
-        elif self._exited:
-            exited, self._exited = self._exited, set()
+        elif self._plan_only:
+            only, self._plan_only = self._plan_only, set()
             try:
-                self._reconcile(now, only=exited)
+                self._reconcile(now, only=only)
             except BaseException:
                 self._replan = True
                 raise
@@ -738,7 +743,7 @@ class SessionPool:
         slot.next_start = now + decision.delay
         slot.dirty = True
         if decision.delay <= 0:
-            self._exited.add(slot.session.name)  # plan it (alone) at once
+            self._plan_only.add(slot.session.name)  # plan it (alone) at once
         elif self._wake_at is None or slot.next_start < self._wake_at:
             self._wake_at = slot.next_start
         if decision.give_up:
@@ -781,7 +786,7 @@ class SessionPool:
         self._on_exit(slot, status)
 
     def _on_exit(self, slot: _Slot, status: ExitStatus) -> None:
-        self._exited.add(slot.session.name)
+        self._plan_only.add(slot.session.name)
         now = self.clock.monotonic()
         worker = self._unwatch(slot)
         assert worker is not None
@@ -872,10 +877,28 @@ class SessionPool:
 
     # ------------------------------------------------------------ discovery
 
+    def _on_watch_event(self) -> None:
+        assert self._watcher is not None
+        changes = self._watcher.drain(self.discovery.relevant)
+        if not changes:
+            return
+        names: Collection[str] | None = None
+        if not changes.everything:
+            try:
+                names = self.discovery.affected(changes.paths)
+            except Exception as exc:
+                self._log_once(
+                    f"affected:{exc}", "discovery cannot place a change ({}); rescanning", exc
+                )
+        if names is None:
+            self._next_rescan = 0.0
+        else:
+            self._rediscover.update(names)
+
     def _discover_pass(self) -> None:
         now = self.clock.monotonic()
-        wall = self.clock.time()
         self._next_rescan = now + self.rescan_interval
+        self._rediscover.clear()
         self._read_requests()
         try:
             found = list(self.discovery.discover())
@@ -884,11 +907,43 @@ class SessionPool:
                 f"discover:{exc}", "discovery failed ({}); keeping the sessions we know", exc
             )
             return
+        if self._absorb(found, None, now):
+            # A marker created in a new directory before its watch existed
+            # raised no event: look once more, now.
+            self._next_rescan = now
+
+    def _rediscover_pass(self) -> None:
+        """Discovery of just the sessions a watch event named; their plans
+        follow alone (``_plan_only``), as after an exit."""
+        now = self.clock.monotonic()
+        names, self._rediscover = self._rediscover, set()
+        try:
+            found = list(self.discovery.rediscover(names))
+        except Exception as exc:
+            self._log_once(
+                f"rediscover:{type(exc).__name__}",
+                "discovery of {} changed session(s) failed ({}); rescanning all",
+                len(names),
+                exc,
+            )
+            self._next_rescan = 0.0
+            return
+        if self._absorb(found, set(names), now):
+            self._rediscover.update(names)  # as in a full pass: look once more
+        self._plan_only.update(name for name in names if name in self._slots)
+
+    def _absorb(self, found: list[Session], scope: set[str] | None, now: float) -> int:
+        """Bring the slots in line with what discovery ``found`` (among the
+        names in ``scope``: everything when None).  Returns how many
+        directories began to be watched."""
+        wall = self.clock.time()
         self._errors_seen = {e for e in self._errors_seen if not e.startswith("discover:")}
         try:
             unreadable = dict(self.discovery.unreadable())
         except Exception:
             unreadable = {}
+        if scope is not None:
+            unreadable = {name: why for name, why in unreadable.items() if name in scope}
         # Seen but unreadable: kept exactly as they were ("no change"), and
         # marked; a new one is shown, ineligible, with why.
         seen: set[str] = set(unreadable)
@@ -902,10 +957,10 @@ class SessionPool:
             if slot.scan_error != why:
                 slot.scan_error, slot.dirty = why, True
         for session in found:
-            if session.name in seen:
+            if session.name in seen or (scope is not None and session.name not in scope):
                 self._log_once(
                     f"dup:{session.name}",
-                    "discovery reported session {!r} twice; keeping the first",
+                    "discovery reported session {!r} twice (or unasked); keeping the first",
                     session.name,
                 )
                 continue
@@ -930,8 +985,10 @@ class SessionPool:
             if slot.vanished_at is not None:
                 slot.vanished_at = None
                 slot.dirty = True
-        for name, slot in self._slots.items():
-            if name not in seen and slot.vanished_at is None:
+        gone = self._slots.keys() - seen if scope is None else scope - seen
+        for name in gone:
+            slot = self._slots.get(name)
+            if slot is not None and slot.vanished_at is None:
                 slot.vanished_at = now
                 slot.dirty = True
                 logger.info(
@@ -939,21 +996,26 @@ class SessionPool:
                 )
         for name in seen - unreadable.keys():
             self._check(self._slots[name], wall)
-        if self._watcher is not None and self._watcher.available:
-            try:
-                if self._watcher.update(self.discovery.watch_paths()):
-                    # A marker created in a new directory before its watch
-                    # existed raised no event: look once more, now.
-                    self._next_rescan = now
-                elif self.watched_rescan_interval is not None and self._watcher.complete:
-                    # Every change that matters raises an event: the timer
-                    # is only a net.  A full rescan costs ~25 ms of CPU at a
-                    # thousand sessions; every 30 s that was most of the
-                    # idle pool's CPU.
-                    interval = max(self.rescan_interval, self.watched_rescan_interval)
-                    self._next_rescan = now + interval
-            except Exception as exc:
-                self._log_once(f"watch:{exc}", "cannot update watches: {}", exc)
+        return self._update_watches(now, full=scope is None)
+
+    def _update_watches(self, now: float, *, full: bool) -> int:
+        if self._watcher is None or not self._watcher.available:
+            return 0
+        try:
+            added = self._watcher.update(self.discovery.watch_paths())
+        except Exception as exc:
+            self._log_once(f"watch:{exc}", "cannot update watches: {}", exc)
+            return 0
+        if not self._watcher.complete:
+            # A change in a directory we could not watch raises no event.
+            self._next_rescan = min(self._next_rescan, now + self.rescan_interval)
+        elif full and self.watched_rescan_interval is not None and not added:
+            # Every change that matters raises an event: the timer is only a
+            # net.  A full rescan costs ~25 ms of CPU at a thousand sessions;
+            # every 30 s that was most of the idle pool's CPU.
+            interval = max(self.rescan_interval, self.watched_rescan_interval)
+            self._next_rescan = now + interval
+        return added
 
     def _check(self, slot: _Slot, wall: float) -> None:
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,18 @@ try:  # pragma: no cover - platform dependent
     import inotify_simple as _inotify
 except ImportError:  # pragma: no cover
     _inotify = None
+
+
+@dataclass(slots=True)
+class Changes:
+    """What a :meth:`Watcher.drain` saw: entries (watched directory, name)
+    that changed, or ``everything`` (look at it all again)."""
+
+    everything: bool = False
+    paths: set[tuple[Path, str]] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return self.everything or bool(self.paths)
 
 
 class Watcher:
@@ -86,30 +99,39 @@ class Watcher:
                     self._warned = True
         return added
 
-    def drain(self, relevant: Callable[[Path, str], bool] | None = None) -> bool:
-        """Consume pending events; True if any of them is ``relevant(dir,
-        name)`` (every event is, without a filter; so is a queue overflow)."""
+    def drain(self, relevant: Callable[[Path, str], bool] | None = None) -> Changes:
+        """Consume pending events: the ``relevant(dir, name)`` ones (every
+        one, without a filter), or ``Changes.everything`` after a queue
+        overflow (events were lost)."""
+        changes = Changes()
         if self._ino is None:
-            return False
+            return changes
         try:
             events = self._ino.read(timeout=0)
         except OSError:
-            return False
+            return changes
         flags = _inotify.flags
-        hit = False
         for ev in events:
             path = self._paths.get(ev.wd)
+            if ev.mask & flags.Q_OVERFLOW:
+                changes.everything = True
+                continue
+            if path is None:
+                # A watch we removed (its IN_IGNORED, or events queued before
+                # the removal): its directory stopped mattering, and if it
+                # comes back its parent's watch says so.
+                continue
             if ev.mask & flags.IGNORED:
                 # the kernel dropped this watch (directory deleted): forget it
-                if path is not None:
-                    self._paths.pop(ev.wd, None)
-                    self._wds.pop(path, None)
-                hit = True
-            elif ev.mask & (flags.Q_OVERFLOW | flags.DELETE_SELF | flags.MOVE_SELF):
-                hit = True
-            elif not hit:
-                hit = relevant is None or path is None or relevant(path, ev.name)
-        return hit
+                self._paths.pop(ev.wd, None)
+                self._wds.pop(path, None)
+            if ev.mask & (flags.IGNORED | flags.DELETE_SELF | flags.MOVE_SELF):
+                # The directory itself went: named as an entry of its parent,
+                # never filtered (the parent may be the root of everything).
+                changes.paths.add((path.parent, path.name))
+            elif relevant is None or relevant(path, ev.name):
+                changes.paths.add((path, ev.name))
+        return changes
 
     def close(self) -> None:
         if self._ino is not None:

@@ -9,6 +9,10 @@ disappears for a moment (a checkout being switched, an rsync) costs nothing.
 ``watch_paths()`` is an accelerator, not the source of truth: the pool
 rescans on a timer anyway (correct on NFS, immune to a missed event), and an
 inotify event on a watched path only makes the next scan happen now.
+
+A discovery that can tell which sessions an event concerns (``affected``)
+lets the pool look at just those (``rediscover``): a new directory in a pool
+of a thousand was a full rescan, 25 ms of CPU, before its child started.
 """
 
 from __future__ import annotations
@@ -52,6 +56,20 @@ class Discovery(ABC):
         (pidfiles, sockets, state); each rescan costs a pass over every
         session, so a busy pool must not rescan for them."""
         return True
+
+    def affected(self, changes: Collection[tuple[Path, str]]) -> Collection[str] | None:
+        """The names of the sessions these changes (a watched directory and
+        the name of an entry in it, each one :meth:`relevant`) can concern,
+        for :meth:`rediscover` to look at alone; None, the default, means
+        "cannot tell" and costs a full :meth:`discover`."""
+        return None
+
+    def rediscover(self, names: Collection[str]) -> Iterable[Session]:
+        """:meth:`discover` for just ``names`` (what :meth:`affected`
+        returned): those of them that are sessions now.  :meth:`unreadable`
+        and :meth:`watch_paths` must then be up to date for these names.
+        Raise to mean "I cannot tell" (the pool keeps what it knew)."""
+        raise NotImplementedError(f"{type(self).__name__} has no rediscover()")
 
 
 DiscoveryLike = Discovery | Callable[[], Iterable[Session]]
@@ -152,7 +170,7 @@ class DirectoryScan(Discovery):
         self.marker = marker
         self.attrs = attrs
         self.watch_children = watch_children
-        self._last: tuple[Path, ...] = ()
+        self._last: dict[str, Path] = {}
         self._unreadable: dict[str, str] = {}
 
     def _candidates(self) -> list[Path]:
@@ -188,22 +206,64 @@ class DirectoryScan(Discovery):
     def discover(self) -> Iterable[Session]:
         candidates = self._candidates()
         # Watch candidates too: a directory is often created before its marker.
-        self._last = tuple(candidates)
-        sessions = []
+        self._last = {path.name: path for path in candidates}
         self._unreadable = {}
-        for path in candidates:
-            try:
-                if self.marker is not None and not _marker_exists(f"{path}/{self.marker}"):
-                    continue
-                extra: Mapping[str, Any] = self.attrs(path) if self.attrs is not None else {}
-            except (FileNotFoundError, NotADirectoryError):
-                continue  # gone mid-scan: a vanished session, with its grace
-            except OSError as exc:
-                # There but unreadable (EACCES, EIO, ELOOP inside): not the
-                # same as gone, and not a reason to stop its child.
-                self._unreadable[path.name] = f"cannot read {path}: {exc.strerror or exc}"
+        return [s for s in map(self._session, candidates) if s is not None]
+
+    def _session(self, path: Path) -> Session | None:
+        """The session at candidate ``path``, or None; one that cannot be
+        read is noted in ``_unreadable``."""
+        try:
+            if self.marker is not None and not _marker_exists(f"{path}/{self.marker}"):
+                return None
+            extra: Mapping[str, Any] = self.attrs(path) if self.attrs is not None else {}
+        except (FileNotFoundError, NotADirectoryError):
+            return None  # gone mid-scan: a vanished session, with its grace
+        except OSError as exc:
+            # There but unreadable (EACCES, EIO, ELOOP inside): not the
+            # same as gone, and not a reason to stop its child.
+            self._unreadable[path.name] = f"cannot read {path}: {exc.strerror or exc}"
+            return None
+        return Session(name=path.name, home=path, attrs=extra)
+
+    def _is_candidate(self, name: str) -> bool:
+        """What :meth:`_candidates` would say of entry ``name``."""
+        if name.startswith(".") or "/" in name or name in ("", ".."):
+            return False
+        if "/" in self.pattern:
+            if not (self.root / name).match(self.pattern):
+                return False
+        elif not fnmatch.fnmatchcase(name, self.pattern):
+            return False
+        try:
+            return os.path.isdir(f"{self.root}/{name}")
+        except (OSError, ValueError):
+            return False
+
+    def affected(self, changes: Collection[tuple[Path, str]]) -> Collection[str] | None:
+        names = set()
+        for directory, name in changes:
+            if directory == self.root:
+                names.add(name)
+            elif directory.parent == self.root:
+                names.add(directory.name)
+            else:
+                return None  # the root itself moved or went: look at it all
+        return names
+
+    def rediscover(self, names: Collection[str]) -> Iterable[Session]:
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"discovery root {self.root} is not a directory")
+        sessions = []
+        for name in names:
+            self._unreadable.pop(name, None)
+            if not self._is_candidate(name):
+                self._last.pop(name, None)
                 continue
-            sessions.append(Session(name=path.name, home=path, attrs=extra))
+            path = self._last.setdefault(name, self.root / name)
+            session = self._session(path)
+            if session is not None:
+                sessions.append(session)
         return sessions
 
     def unreadable(self) -> Mapping[str, str]:
@@ -212,7 +272,7 @@ class DirectoryScan(Discovery):
     def watch_paths(self) -> Sequence[Path]:
         # The entries of the last scan: the pool asks right after discover(),
         # and listing a thousand directories twice per pass is waste.
-        return [self.root, *self._last] if self.watch_children else [self.root]
+        return [self.root, *self._last.values()] if self.watch_children else [self.root]
 
     def relevant(self, directory: Path, name: str) -> bool:
         if directory == self.root or self.watch_names is None:
