@@ -8,6 +8,7 @@ killed at teardown if it is still alive -- never by a name pattern.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -27,6 +28,22 @@ BIN = Path(sys.executable).parent
 WIREPOOL = [sys.executable, "-m", "wirepool"]
 
 SLEEPER = "#!/bin/sh\nexec sleep 1000\n"
+
+PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 24, 1, 2
+# Loaded here, in the parent: dlopen in a child forked from a threaded
+# process could deadlock on the loader's lock.
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+
+
+def drop_dac_override() -> None:
+    """A ``preexec_fn``: as root, leave the bounding set without the two
+    capabilities that let root ignore file modes, so the program exec'd
+    next meets permissions as any user would."""
+    if os.geteuid() != 0:
+        return
+    for cap in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
+        if _PRCTL(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02) -> Any:

@@ -575,3 +575,24 @@ def test_a_discovery_that_cannot_rediscover_falls_back_to_a_full_rescan(
         services.add("two")
         pool.wait_until(lambda s: running(s, "one", "two"), timeout=30)
         assert Broken.full > before
+
+
+def test_swapped_directories_are_not_mistaken_for_each_other(
+    services: Services, tracker: Tracker
+) -> None:
+    """A watch follows its directory, not its name: after ``a`` and ``b``
+    swap places, a change in ``b`` must be put down to ``b``."""
+    a, b = services.add("a"), services.add("b")
+    pool, Counting = counting_pool(services, tracker)
+    with pool:
+        snap = pool.wait_until(lambda s: running(s, "a", "b"))
+        time.sleep(0.5)  # the follow-up pass after adding watches
+        before = Counting.passes
+        a.rename(services.root / ".swap")
+        b.rename(a)
+        (services.root / ".swap").rename(b)
+        time.sleep(0.5)
+        (b / "down").touch()
+        snap = pool.wait_until(lambda s: s["b"].state == "ineligible", timeout=20)
+        assert snap["a"].state == "running"
+        assert Counting.passes == before

@@ -3,13 +3,17 @@ only those are looked at again.  Real directories and real inotify."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+from collections.abc import Collection
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
+from conftest import drop_dac_override, wait_for
 
-from wirepool import DirectoryScan
+from wirepool import DirectoryScan, Session
 from wirepool._watch import Changes, Watcher
 
 
@@ -99,3 +103,52 @@ def test_watcher_names_changed_entries_and_a_removed_directory(tmp_path: Path) -
         assert watcher.update([tmp_path, d]) == 1
     finally:
         watcher.close()
+
+
+def test_a_subclass_that_filters_discover_gets_full_rescans(tmp_path: Path) -> None:
+    class OnlyEven(DirectoryScan):
+        def discover(self) -> list[Session]:  # type: ignore[override]
+            return [s for s in super().discover() if s.name[-1] in "02468"]
+
+    class Both(OnlyEven):
+        def rediscover(self, names: Collection[str]) -> list[Session]:  # type: ignore[override]
+            return [s for s in super().rediscover(names) if s.name[-1] in "02468"]
+
+    changes = {(tmp_path, "svc-1")}
+    assert OnlyEven(tmp_path).affected(changes) is None
+    assert Both(tmp_path).affected(changes) == {"svc-1"}
+
+
+_SAME_VERDICT = """
+import json, sys
+from wirepool import DirectoryScan
+scan = DirectoryScan(sys.argv[1], marker="run")
+full = sorted(s.name for s in scan.discover()), dict(scan.unreadable())
+partial = sorted(s.name for s in scan.rediscover(["svc-a"])), dict(scan.unreadable())
+print(json.dumps([full, partial]))
+"""
+
+
+def test_an_unsearchable_root_is_cannot_tell_in_both_scans(tmp_path: Path) -> None:
+    """Root readable but not searchable: the listing names ``svc-a``, its
+    marker cannot be looked at.  A partial look must say "unreadable" as the
+    full scan does, not "gone" (which would stop its child)."""
+    root = tmp_path / "root"
+    root.mkdir()
+    add(root, "svc-a")
+    root.chmod(0o644)  # readable, not searchable
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", _SAME_VERDICT, str(root)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+            preexec_fn=drop_dac_override,
+        ).stdout
+    finally:
+        root.chmod(0o755)
+    full, partial = json.loads(out)
+    assert full[0] == partial[0] == []
+    assert "svc-a" in full[1]
+    assert partial[1] == full[1]

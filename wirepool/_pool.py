@@ -883,7 +883,9 @@ class SessionPool:
         if not changes:
             return
         names: Collection[str] | None = None
-        if not changes.everything:
+        # Out of watches, a change may raise no event at all: the full
+        # rescans of old, and no partial pass retrying every missing watch.
+        if not changes.everything and self._watcher.complete:
             try:
                 names = self.discovery.affected(changes.paths)
             except Exception as exc:
@@ -907,6 +909,7 @@ class SessionPool:
                 f"discover:{exc}", "discovery failed ({}); keeping the sessions we know", exc
             )
             return
+        self._errors_seen = {e for e in self._errors_seen if not e.startswith("discover:")}
         if self._absorb(found, None, now):
             # A marker created in a new directory before its watch existed
             # raised no event: look once more, now.
@@ -928,7 +931,13 @@ class SessionPool:
             )
             self._next_rescan = 0.0
             return
-        if self._absorb(found, set(names), now):
+        self._errors_seen = {e for e in self._errors_seen if not e.startswith("rediscover:")}
+        try:
+            added = self._absorb(found, set(names), now)
+        except BaseException:
+            self._next_rescan = 0.0  # these names must not wait for the timer
+            raise
+        if added:
             self._rediscover.update(names)  # as in a full pass: look once more
         self._plan_only.update(name for name in names if name in self._slots)
 
@@ -937,7 +946,6 @@ class SessionPool:
         names in ``scope``: everything when None).  Returns how many
         directories began to be watched."""
         wall = self.clock.time()
-        self._errors_seen = {e for e in self._errors_seen if not e.startswith("discover:")}
         try:
             unreadable = dict(self.discovery.unreadable())
         except Exception:
@@ -974,7 +982,7 @@ class SessionPool:
                 self._errors_seen = {
                     e for e in self._errors_seen if not e.startswith(f"unreadable:{session.name}:")
                 }
-            elif slot.session != session:
+            if slot.session != session:
                 slot.session = session
                 slot.dirty = True
                 if slot.failed:

@@ -4,6 +4,9 @@ inotify (through ``inotify_simple``: one ctypes module, no thread) on Linux;
 elsewhere nothing, and the pool's periodic rescan does the job alone.  The
 watcher only ever *hastens* a rescan: it carries no state the scan relies on,
 so an overflowed queue or a missed event costs latency, not correctness.
+But an event names what changed, and the pool looks again at just that
+session, so each watch's name must be right: a watch follows its inode, and
+a directory moved away is unwatched at once, not left under its old name.
 """
 
 from __future__ import annotations
@@ -88,6 +91,11 @@ class Watcher:
         for path in wanted - set(self._wds):
             try:
                 wd = self._ino.add_watch(os.fspath(path), mask)
+                # The same inode under another name (moved while we were not
+                # looking): one watch, so one name, the current one.
+                stale = self._paths.get(wd)
+                if stale is not None and stale != path:
+                    self._wds.pop(stale, None)
                 self._wds[path] = wd
                 self._paths[wd] = path
                 added += 1
@@ -121,10 +129,17 @@ class Watcher:
                 # the removal): its directory stopped mattering, and if it
                 # comes back its parent's watch says so.
                 continue
-            if ev.mask & flags.IGNORED:
-                # the kernel dropped this watch (directory deleted): forget it
+            if ev.mask & (flags.IGNORED | flags.MOVE_SELF):
+                # Deleted: the kernel dropped the watch.  Moved: the watch
+                # follows the inode, so its name is wrong from now on and
+                # a change in it would be put down to the wrong session.
+                # Forget it either way; the next update() watches whatever
+                # is at that path now, and says it added a watch.
                 self._paths.pop(ev.wd, None)
                 self._wds.pop(path, None)
+                if not ev.mask & flags.IGNORED:
+                    with contextlib.suppress(OSError):
+                        self._ino.rm_watch(ev.wd)
             if ev.mask & (flags.IGNORED | flags.DELETE_SELF | flags.MOVE_SELF):
                 # The directory itself went: named as an entry of its parent,
                 # never filtered (the parent may be the root of everything).

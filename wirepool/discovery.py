@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import fnmatch
 import os
+import stat
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -236,16 +237,29 @@ class DirectoryScan(Discovery):
         elif not fnmatch.fnmatchcase(name, self.pattern):
             return False
         try:
-            return os.path.isdir(f"{self.root}/{name}")
-        except (OSError, ValueError):
+            return stat.S_ISDIR(os.stat(f"{self.root}/{name}").st_mode)
+        except OSError as exc:
+            # Gone is "not a candidate"; anything else is "cannot tell",
+            # which a full scan (the type from the listing) would have
+            # taken for a candidate and then found unreadable: so do we.
+            return exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
+        except ValueError:
             return False
 
     def affected(self, changes: Collection[tuple[Path, str]]) -> Collection[str] | None:
+        cls = type(self)
+        if (
+            cls.discover is not DirectoryScan.discover
+            and cls.rediscover is DirectoryScan.rediscover
+        ):
+            # A subclass's discover() may filter or rename what the scan
+            # finds; a rediscover() that bypassed it would disagree with it.
+            return None
         names = set()
         for directory, name in changes:
-            if directory == self.root:
+            if directory == self.root and name:
                 names.add(name)
-            elif directory.parent == self.root:
+            elif directory.parent == self.root and directory != self.root:
                 names.add(directory.name)
             else:
                 return None  # the root itself moved or went: look at it all

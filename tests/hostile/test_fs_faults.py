@@ -14,7 +14,6 @@ EROFS/ENOSPC: the same ``OSError`` path in the engine).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import json
 import os
@@ -31,6 +30,7 @@ from conftest import (
     Services,
     Supervisor,
     Tracker,
+    drop_dac_override,
     read_status,
     status_sessions,
     wait_for,
@@ -41,22 +41,6 @@ from wirepool import SessionPool, Snapshot
 from wirepool._proc import ProcessIdentity, is_alive
 
 ROOT = os.geteuid() == 0
-PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 24, 1, 2
-
-
-# Loaded here, in the parent: dlopen in a child forked from a threaded
-# process could deadlock on the loader's lock.
-_PRCTL = ctypes.CDLL(None, use_errno=True).prctl
-
-
-def _drop_dac_override() -> None:
-    """In the child, before exec: as root, leave the bounding set without
-    the two capabilities that let root ignore file modes."""
-    if os.geteuid() != 0:
-        return
-    for cap in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
-        if _PRCTL(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
 
 def _running(state: Path, *names: str) -> bool:
@@ -78,7 +62,7 @@ def test_regression_unreadable_session_dir_keeps_its_child_and_says_why(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_drop_dac_override,  # noqa: PLW1509 -- one prctl call, no locks
+        preexec_fn=drop_dac_override,  # noqa: PLW1509 -- one prctl call, no locks
     )
     tracker.procs.append(proc)
     sup = Supervisor(proc, tracker)
