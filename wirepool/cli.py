@@ -17,6 +17,7 @@ Exit codes (stable; scripts may rely on them):
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import math
 import os
@@ -195,6 +196,12 @@ def _run_action(plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mappin
     finally:
         if guard is not None:
             guard.release()
+    # The process ends now, and every child is stopped or left as asked.
+    # The interpreter's final collection walks every object the pool ever
+    # made: 80 ms of a 0.25 s stop of 200 children.  Frozen objects are
+    # skipped; the kernel takes the memory back anyway, and files are still
+    # flushed as their modules are torn down.
+    gc.freeze()
     return EXIT_OK
 
 
