@@ -596,3 +596,26 @@ def test_swapped_directories_are_not_mistaken_for_each_other(
         snap = pool.wait_until(lambda s: s["b"].state == "ineligible", timeout=20)
         assert snap["a"].state == "running"
         assert Counting.passes == before
+
+
+def test_a_session_symlinked_under_a_second_name_leaves_the_pool_idle(
+    services: Services, tracker: Tracker
+) -> None:
+    """Two session names for one directory share one inotify watch; the
+    pool must not take that for a new watch on every pass and look again
+    for ever (a busy loop), and a change in it must reach both sessions."""
+    a = services.add("a")
+    (services.root / "b").symlink_to(a)
+    pool, Counting = counting_pool(services, tracker)
+    with pool:
+        pool.wait_until(lambda s: running(s, "a", "b"))
+        time.sleep(0.5)  # the follow-up pass after adding watches
+        before, partial = Counting.passes, len(Counting.partial)
+        time.sleep(1.0)
+        assert (Counting.passes, len(Counting.partial)) == (before, partial)
+        (a / "down").touch()
+        snap = pool.wait_until(
+            lambda s: s["a"].state == "ineligible" and s["b"].state == "ineligible", timeout=20
+        )
+        assert snap["a"].reason == snap["b"].reason == "down file present"
+        assert Counting.passes == before

@@ -152,3 +152,28 @@ def test_an_unsearchable_root_is_cannot_tell_in_both_scans(tmp_path: Path) -> No
     assert full[0] == partial[0] == []
     assert "svc-a" in full[1]
     assert partial[1] == full[1]
+
+
+def test_two_paths_to_one_directory_share_a_watch_and_both_hear_of_it(tmp_path: Path) -> None:
+    """A session directory symlinked under a second name: one inode, one
+    watch.  A change in it concerns both sessions, and watching both must
+    be stable (re-adding one on every pass would make every pass look
+    once more, for ever)."""
+    scan = scan_of(tmp_path)
+    a = add(tmp_path, "svc-a")
+    b = tmp_path / "svc-b"
+    b.symlink_to(a)
+    scan.discover()
+    watcher = Watcher()
+    try:
+        assert watcher.update(scan.watch_paths()) == 3
+        assert watcher.update(scan.watch_paths()) == 0
+        (a / "down").touch()
+        seen = drain_until(watcher, scan, {(a, "down"), (b, "down")})
+        assert scan.affected(seen.paths) == {"svc-a", "svc-b"}
+        # unwatching one name leaves the other's watch in place
+        assert watcher.update([tmp_path, a]) == 0
+        (a / "down").unlink()
+        drain_until(watcher, scan, {(a, "down")})
+    finally:
+        watcher.close()

@@ -44,7 +44,9 @@ class Watcher:
     def __init__(self) -> None:
         self._ino: Any = None
         self._wds: dict[Path, int] = {}
-        self._paths: dict[int, Path] = {}
+        # A watch is per inode: two watched paths to one directory (a
+        # symlinked session) share it, and an event in it concerns both.
+        self._paths: dict[int, set[Path]] = {}
         self._warned = False
         #: every path of the last :meth:`update` is watched
         self.complete = False
@@ -83,21 +85,19 @@ class Watcher:
         wanted = set(paths)
         for gone in set(self._wds) - wanted:
             wd = self._wds.pop(gone)
-            self._paths.pop(wd, None)
-            with contextlib.suppress(OSError):
-                self._ino.rm_watch(wd)
+            sharing = self._paths.get(wd, set())
+            sharing.discard(gone)
+            if not sharing:  # else another wanted path still needs it
+                self._paths.pop(wd, None)
+                with contextlib.suppress(OSError):
+                    self._ino.rm_watch(wd)
         added = 0
         self.complete = True
         for path in wanted - set(self._wds):
             try:
                 wd = self._ino.add_watch(os.fspath(path), mask)
-                # The same inode under another name (moved while we were not
-                # looking): one watch, so one name, the current one.
-                stale = self._paths.get(wd)
-                if stale is not None and stale != path:
-                    self._wds.pop(stale, None)
                 self._wds[path] = wd
-                self._paths[wd] = path
+                self._paths.setdefault(wd, set()).add(path)
                 added += 1
             except OSError as exc:
                 self.complete = False
@@ -120,32 +120,35 @@ class Watcher:
             return changes
         flags = _inotify.flags
         for ev in events:
-            path = self._paths.get(ev.wd)
             if ev.mask & flags.Q_OVERFLOW:
                 changes.everything = True
                 continue
-            if path is None:
+            paths = self._paths.get(ev.wd)
+            if not paths:
                 # A watch we removed (its IN_IGNORED, or events queued before
                 # the removal): its directory stopped mattering, and if it
                 # comes back its parent's watch says so.
                 continue
+            gone = ev.mask & (flags.IGNORED | flags.DELETE_SELF | flags.MOVE_SELF)
             if ev.mask & (flags.IGNORED | flags.MOVE_SELF):
                 # Deleted: the kernel dropped the watch.  Moved: the watch
-                # follows the inode, so its name is wrong from now on and
+                # follows the inode, so its names are wrong from now on and
                 # a change in it would be put down to the wrong session.
                 # Forget it either way; the next update() watches whatever
-                # is at that path now, and says it added a watch.
-                self._paths.pop(ev.wd, None)
-                self._wds.pop(path, None)
+                # is at those paths now, and says it added a watch.
+                del self._paths[ev.wd]
+                for path in paths:
+                    self._wds.pop(path, None)
                 if not ev.mask & flags.IGNORED:
                     with contextlib.suppress(OSError):
                         self._ino.rm_watch(ev.wd)
-            if ev.mask & (flags.IGNORED | flags.DELETE_SELF | flags.MOVE_SELF):
-                # The directory itself went: named as an entry of its parent,
-                # never filtered (the parent may be the root of everything).
-                changes.paths.add((path.parent, path.name))
-            elif relevant is None or relevant(path, ev.name):
-                changes.paths.add((path, ev.name))
+            for path in paths:
+                if gone:
+                    # The directory itself went: named as an entry of its
+                    # parent, never filtered (the parent may be the root).
+                    changes.paths.add((path.parent, path.name))
+                elif relevant is None or relevant(path, ev.name):
+                    changes.paths.add((path, ev.name))
         return changes
 
     def close(self) -> None:
