@@ -619,3 +619,30 @@ def test_a_session_symlinked_under_a_second_name_leaves_the_pool_idle(
         )
         assert snap["a"].reason == snap["b"].reason == "down file present"
         assert Counting.passes == before
+
+
+def test_a_symlinked_session_follows_its_target_appearing_and_changing(
+    services: Services, tracker: Tracker
+) -> None:
+    """``b`` is a symlink.  Its target appearing, or the link being pointed
+    elsewhere, raises no event on ``b`` itself; a partial pass must still
+    look at ``b``, and watch what it points at now."""
+    (services.root / "b").symlink_to("c")  # dangling: not a session yet
+    services.add("a")
+    pool, Counting = counting_pool(services, tracker)
+    with pool:
+        pool.wait_until(lambda s: running(s, "a"))
+        time.sleep(0.5)  # the follow-up pass after adding watches
+        before = Counting.passes
+        services.add("c")
+        pool.wait_until(lambda s: running(s, "a", "b", "c"), timeout=20)
+        # point b at a instead (atomically, as `ln -sfn` does)
+        (services.root / ".b.new").symlink_to("a")
+        (services.root / ".b.new").rename(services.root / "b")
+        time.sleep(0.5)
+        (services.root / "a" / "down").touch()
+        snap = pool.wait_until(
+            lambda s: s["a"].state == "ineligible" and s["b"].state == "ineligible", timeout=20
+        )
+        assert snap["c"].state == "running"
+        assert Counting.passes == before

@@ -177,3 +177,55 @@ def test_two_paths_to_one_directory_share_a_watch_and_both_hear_of_it(tmp_path: 
         drain_until(watcher, scan, {(a, "down")})
     finally:
         watcher.close()
+
+
+def test_a_symlink_into_an_unsearchable_directory_is_cannot_tell_in_both_scans(
+    tmp_path: Path,
+) -> None:
+    """The listing says "symlink"; following it fails with EACCES.  Both
+    scans must call that unreadable: a full scan that called it gone would
+    stop the child a partial one kept."""
+    root = tmp_path / "root"
+    root.mkdir()
+    locked = tmp_path / "locked"
+    target = add(locked.parent, "locked") / "target"
+    target.mkdir()
+    (root / "svc-a").symlink_to(target)
+    locked.chmod(0)
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", _SAME_VERDICT, str(root)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+            preexec_fn=drop_dac_override,
+        ).stdout
+    finally:
+        locked.chmod(0o755)
+    full, partial = json.loads(out)
+    assert full[0] == partial[0] == []
+    assert "svc-a" in full[1]
+    assert partial[1] == full[1]
+
+
+def test_a_full_update_rewatches_a_directory_replaced_behind_its_watch(tmp_path: Path) -> None:
+    """The IN_IGNORED of a replaced directory can be lost (a queue overflow
+    drops events); the watch then names a dead inode.  A full update checks
+    every watch again and moves it to the directory there now."""
+    scan = scan_of(tmp_path)
+    d = add(tmp_path, "svc-a")
+    scan.discover()
+    watcher = Watcher()
+    try:
+        assert watcher.update(scan.watch_paths()) == 2
+        (d / "run").unlink()
+        d.rmdir()
+        d.mkdir()  # not drained: as if the events had overflowed
+        assert watcher.update(scan.watch_paths(), refresh=[tmp_path]) == 0  # not rechecked
+        assert watcher.update(scan.watch_paths()) == 1  # rechecked: a new inode
+        assert watcher.update(scan.watch_paths()) == 0  # and stable
+        (d / "run").write_text("#!/bin/sh\n")
+        drain_until(watcher, scan, {(d, "run")})
+    finally:
+        watcher.close()

@@ -1004,13 +1004,19 @@ class SessionPool:
                 )
         for name in seen - unreadable.keys():
             self._check(self._slots[name], wall)
-        return self._update_watches(now, full=scope is None)
+        return self._update_watches(now, scope)
 
-    def _update_watches(self, now: float, *, full: bool) -> int:
+    def _update_watches(self, now: float, scope: set[str] | None) -> int:
+        """Watch what discovery asks for; re-check the watches of what was
+        just looked at (all of them after a full pass).  Returns how many
+        watches were added."""
         if self._watcher is None or not self._watcher.available:
             return 0
+        full = scope is None
         try:
-            added = self._watcher.update(self.discovery.watch_paths())
+            paths = self.discovery.watch_paths()
+            refresh = None if scope is None else [p for p in paths if p.name in scope]
+            added = self._watcher.update(paths, refresh)
         except Exception as exc:
             self._log_once(f"watch:{exc}", "cannot update watches: {}", exc)
             return 0

@@ -12,6 +12,7 @@ a directory moved away is unwatched at once, not left under its old name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -36,6 +37,20 @@ class Changes:
 
     def __bool__(self) -> bool:
         return self.everything or bool(self.paths)
+
+
+def _watch_mask() -> int:
+    flags = _inotify.flags
+    return int(
+        flags.CREATE
+        | flags.DELETE
+        | flags.MOVED_FROM
+        | flags.MOVED_TO
+        | flags.ATTRIB
+        | flags.CLOSE_WRITE
+        | flags.DELETE_SELF
+        | flags.MOVE_SELF
+    )
 
 
 class Watcher:
@@ -64,48 +79,56 @@ class Watcher:
     def fileno(self) -> int | None:
         return self._ino.fileno() if self._ino is not None else None
 
-    def update(self, paths: Iterable[Path]) -> int:
+    def update(self, paths: Iterable[Path], refresh: Iterable[Path] | None = None) -> int:
         """Make the watched set exactly ``paths`` (cheap when unchanged).
         Returns how many watches were added: a change inside a directory
         before its watch existed was not seen, so the caller should look
-        once more."""
+        once more.
+
+        Paths in ``refresh`` (every path, when None) that are already watched
+        are checked again: a watch follows an inode, and the directory at a
+        path can change with no event on the watch (a symlink retargeted,
+        something mounted over it, an IN_IGNORED lost to a queue overflow).
+        The kernel answers with the same watch for the same inode, so this
+        costs a system call and adds nothing when nothing changed."""
         if self._ino is None:
             return 0
-        flags = _inotify.flags
-        mask = (
-            flags.CREATE
-            | flags.DELETE
-            | flags.MOVED_FROM
-            | flags.MOVED_TO
-            | flags.ATTRIB
-            | flags.CLOSE_WRITE
-            | flags.DELETE_SELF
-            | flags.MOVE_SELF
-        )
         wanted = set(paths)
         for gone in set(self._wds) - wanted:
-            wd = self._wds.pop(gone)
-            sharing = self._paths.get(wd, set())
-            sharing.discard(gone)
-            if not sharing:  # else another wanted path still needs it
-                self._paths.pop(wd, None)
-                with contextlib.suppress(OSError):
-                    self._ino.rm_watch(wd)
+            self._unwatch(gone)
         added = 0
         self.complete = True
-        for path in wanted - set(self._wds):
+        recheck = wanted & set(self._wds) if refresh is None else wanted & set(refresh)
+        for path in (wanted - set(self._wds)) | recheck:
             try:
-                wd = self._ino.add_watch(os.fspath(path), mask)
-                self._wds[path] = wd
-                self._paths.setdefault(wd, set()).add(path)
-                added += 1
+                wd = self._ino.add_watch(os.fspath(path), _watch_mask())
             except OSError as exc:
+                if path in self._wds and exc.errno == errno.ENOENT:
+                    self._unwatch(path)  # gone: a later event or pass says so
+                    continue
                 self.complete = False
                 # ENOSPC: out of watches. Say it once; rescans still work.
                 if not self._warned:
                     logger.warning("cannot watch {} ({}); relying on periodic rescans", path, exc)
                     self._warned = True
+                continue
+            if self._wds.get(path) == wd:
+                continue
+            if path in self._wds:
+                self._unwatch(path)
+            self._wds[path] = wd
+            self._paths.setdefault(wd, set()).add(path)
+            added += 1
         return added
+
+    def _unwatch(self, path: Path) -> None:
+        wd = self._wds.pop(path)
+        sharing = self._paths.get(wd, set())
+        sharing.discard(path)
+        if not sharing:  # else another watched path still needs it
+            self._paths.pop(wd, None)
+            with contextlib.suppress(OSError):
+                self._ino.rm_watch(wd)
 
     def drain(self, relevant: Callable[[Path, str], bool] | None = None) -> Changes:
         """Consume pending events: the ``relevant(dir, name)`` ones (every

@@ -116,6 +116,10 @@ class StaticDiscovery(Discovery):
         return f"StaticDiscovery({len(self._sessions)} sessions)"
 
 
+#: errors that mean "not there", as opposed to "cannot tell"
+_GONE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
+
+
 def _marker_exists(path: str) -> bool:
     """Whether a marker is there; raises when that cannot be told.
 
@@ -126,7 +130,7 @@ def _marker_exists(path: str) -> bool:
     try:
         os.stat(path)
     except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+        if exc.errno in _GONE:
             return False
         raise
     return True
@@ -144,6 +148,7 @@ class DirectoryScan(Discovery):
 
     __slots__ = (
         "_last",
+        "_links",
         "_unreadable",
         "attrs",
         "marker",
@@ -172,6 +177,9 @@ class DirectoryScan(Discovery):
         self.attrs = attrs
         self.watch_children = watch_children
         self._last: dict[str, Path] = {}
+        #: entries that are symlinks: what they name can change with no
+        #: event of theirs (their target appears, goes, or is replaced)
+        self._links: set[str] = set()
         self._unreadable: dict[str, str] = {}
 
     def _candidates(self) -> list[Path]:
@@ -186,6 +194,7 @@ class DirectoryScan(Discovery):
             raise FileNotFoundError(f"discovery root {self.root} is not a directory")
         simple = "/" not in self.pattern  # then Path.match is fnmatch on the name
         names = []
+        links = set()
         with os.scandir(self.root) as entries:
             for entry in entries:
                 name = entry.name
@@ -197,10 +206,16 @@ class DirectoryScan(Discovery):
                 elif not Path(entry.path).match(self.pattern):
                     continue
                 try:
+                    if entry.is_symlink():
+                        links.add(name)
                     if entry.is_dir():  # follows symlinks, as Path.is_dir does
                         names.append(name)
-                except OSError:
-                    continue
+                except OSError as exc:
+                    # A symlink into a directory we may not search: "cannot
+                    # tell" (kept, marked unreadable), not "gone".
+                    if exc.errno not in _GONE:
+                        names.append(name)
+        self._links = links
         names.sort()
         return [self.root / name for name in names]
 
@@ -228,7 +243,8 @@ class DirectoryScan(Discovery):
         return Session(name=path.name, home=path, attrs=extra)
 
     def _is_candidate(self, name: str) -> bool:
-        """What :meth:`_candidates` would say of entry ``name``."""
+        """What :meth:`_candidates` would say of entry ``name`` (and, as it
+        does, note whether it is a symlink)."""
         if name.startswith(".") or "/" in name or name in ("", ".."):
             return False
         if "/" in self.pattern:
@@ -236,21 +252,26 @@ class DirectoryScan(Discovery):
                 return False
         elif not fnmatch.fnmatchcase(name, self.pattern):
             return False
+        path = f"{self.root}/{name}"
+        if os.path.islink(path):
+            self._links.add(name)
+        else:
+            self._links.discard(name)
         try:
-            return stat.S_ISDIR(os.stat(f"{self.root}/{name}").st_mode)
+            return stat.S_ISDIR(os.stat(path).st_mode)
         except OSError as exc:
             # Gone is "not a candidate"; anything else is "cannot tell",
             # which a full scan (the type from the listing) would have
             # taken for a candidate and then found unreadable: so do we.
-            return exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
+            return exc.errno not in _GONE
         except ValueError:
             return False
 
     def affected(self, changes: Collection[tuple[Path, str]]) -> Collection[str] | None:
-        cls = type(self)
-        if (
-            cls.discover is not DirectoryScan.discover
-            and cls.rediscover is DirectoryScan.rediscover
+        own = type(self)
+        if own.rediscover is DirectoryScan.rediscover and any(
+            getattr(own, m) is not getattr(DirectoryScan, m)
+            for m in ("discover", "_candidates", "_session")
         ):
             # A subclass's discover() may filter or rename what the scan
             # finds; a rediscover() that bypassed it would disagree with it.
@@ -259,6 +280,8 @@ class DirectoryScan(Discovery):
         for directory, name in changes:
             if directory == self.root and name:
                 names.add(name)
+                # A symlink's target may be the entry that changed.
+                names.update(self._links)
             elif directory.parent == self.root and directory != self.root:
                 names.add(directory.name)
             else:
