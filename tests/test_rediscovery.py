@@ -129,14 +129,11 @@ print(json.dumps([full, partial]))
 """
 
 
-def test_an_unsearchable_root_is_cannot_tell_in_both_scans(tmp_path: Path) -> None:
-    """Root readable but not searchable: the listing names ``svc-a``, its
-    marker cannot be looked at.  A partial look must say "unreadable" as the
-    full scan does, not "gone" (which would stop its child)."""
-    root = tmp_path / "root"
-    root.mkdir()
-    add(root, "svc-a")
-    root.chmod(0o644)  # readable, not searchable
+def assert_unreadable_in_both_scans(root: Path, locked: Path, mode: int) -> None:
+    """With ``locked`` at ``mode`` and root's power to ignore modes dropped,
+    ``svc-a`` under ``root`` is "unreadable" to a full scan and a partial
+    one alike: never "gone", which would stop its child."""
+    locked.chmod(mode)
     try:
         out = subprocess.run(
             [sys.executable, "-c", _SAME_VERDICT, str(root)],
@@ -147,11 +144,21 @@ def test_an_unsearchable_root_is_cannot_tell_in_both_scans(tmp_path: Path) -> No
             preexec_fn=drop_dac_override,
         ).stdout
     finally:
-        root.chmod(0o755)
+        locked.chmod(0o755)
     full, partial = json.loads(out)
     assert full[0] == partial[0] == []
     assert "svc-a" in full[1]
     assert partial[1] == full[1]
+
+
+def test_an_unsearchable_root_is_cannot_tell_in_both_scans(tmp_path: Path) -> None:
+    """Root readable but not searchable: the listing names ``svc-a``, its
+    marker cannot be looked at.  A partial look must say "unreadable" as the
+    full scan does, not "gone" (which would stop its child)."""
+    root = tmp_path / "root"
+    root.mkdir()
+    add(root, "svc-a")
+    assert_unreadable_in_both_scans(root, root, 0o644)  # readable, not searchable
 
 
 def test_two_paths_to_one_directory_share_a_watch_and_both_hear_of_it(tmp_path: Path) -> None:
@@ -191,22 +198,7 @@ def test_a_symlink_into_an_unsearchable_directory_is_cannot_tell_in_both_scans(
     target = add(locked.parent, "locked") / "target"
     target.mkdir()
     (root / "svc-a").symlink_to(target)
-    locked.chmod(0)
-    try:
-        out = subprocess.run(
-            [sys.executable, "-c", _SAME_VERDICT, str(root)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-            preexec_fn=drop_dac_override,
-        ).stdout
-    finally:
-        locked.chmod(0o755)
-    full, partial = json.loads(out)
-    assert full[0] == partial[0] == []
-    assert "svc-a" in full[1]
-    assert partial[1] == full[1]
+    assert_unreadable_in_both_scans(root, locked, 0)
 
 
 def test_a_full_update_rewatches_a_directory_replaced_behind_its_watch(tmp_path: Path) -> None:
