@@ -99,9 +99,10 @@ class Watcher:
         added = 0
         self.complete = True
         recheck = wanted & set(self._wds) if refresh is None else wanted & set(refresh)
+        mask = _watch_mask()
         for path in (wanted - set(self._wds)) | recheck:
             try:
-                wd = self._ino.add_watch(os.fspath(path), _watch_mask())
+                wd = self._ino.add_watch(os.fspath(path), mask)
             except OSError as exc:
                 if path in self._wds and exc.errno == errno.ENOENT:
                     self._unwatch(path)  # gone: a later event or pass says so
