@@ -182,6 +182,20 @@ class DirectoryScan(Discovery):
         self._links: set[str] = set()
         self._unreadable: dict[str, str] = {}
 
+    def _require_root(self) -> None:
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"discovery root {self.root} is not a directory")
+
+    def _matches(self, name: str) -> bool:
+        """An entry name the scan considers: not hidden, matching the
+        pattern (on the name alone when it has no ``/``: fnmatch, which
+        is all ``Path.match`` would do, without pathlib's parsing)."""
+        if not name or name.startswith("."):
+            return False
+        if "/" in self.pattern:
+            return (self.root / name).match(self.pattern)
+        return fnmatch.fnmatchcase(name, self.pattern)
+
     def _candidates(self) -> list[Path]:
         """Directories that are, or may become (once their marker appears),
         sessions.  Listing an unreadable or vanished root raises: that
@@ -190,20 +204,13 @@ class DirectoryScan(Discovery):
         ``os.scandir`` and plain strings, not ``Path.iterdir``/``match``/
         ``is_dir``: this runs on every rescan over every entry, and pathlib's
         parsing was most of a rescan's cost at a thousand sessions."""
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"discovery root {self.root} is not a directory")
-        simple = "/" not in self.pattern  # then Path.match is fnmatch on the name
+        self._require_root()
         names = []
         links = set()
         with os.scandir(self.root) as entries:
             for entry in entries:
                 name = entry.name
-                if name.startswith("."):
-                    continue
-                if simple:
-                    if not fnmatch.fnmatchcase(name, self.pattern):
-                        continue
-                elif not Path(entry.path).match(self.pattern):
+                if not self._matches(name):
                     continue
                 try:
                     if entry.is_symlink():
@@ -245,12 +252,7 @@ class DirectoryScan(Discovery):
     def _is_candidate(self, name: str) -> bool:
         """What :meth:`_candidates` would say of entry ``name`` (and, as it
         does, note whether it is a symlink)."""
-        if name.startswith(".") or "/" in name or name in ("", ".."):
-            return False
-        if "/" in self.pattern:
-            if not (self.root / name).match(self.pattern):
-                return False
-        elif not fnmatch.fnmatchcase(name, self.pattern):
+        if "/" in name or not self._matches(name):
             return False
         path = f"{self.root}/{name}"
         if os.path.islink(path):
@@ -289,8 +291,7 @@ class DirectoryScan(Discovery):
         return names
 
     def rediscover(self, names: Collection[str]) -> Iterable[Session]:
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"discovery root {self.root} is not a directory")
+        self._require_root()
         sessions = []
         for name in names:
             self._unreadable.pop(name, None)
