@@ -1,5 +1,5 @@
 """``python -m wirepool`` is the ``wirepool`` command."""
 
-from wirepool.cli import main
+from wirepool.cli import entry
 
-main(prog_name="wirepool")
+entry()

@@ -21,7 +21,6 @@ import gc
 import json
 import math
 import os
-import re
 import signal
 import sys
 import time
@@ -32,6 +31,7 @@ from typing import Any
 import click
 from loguru import logger
 
+from wirepool import _term
 from wirepool._proc import ProcessIdentity, identity_of, is_alive
 from wirepool._store import (
     STATUS_SCHEMA,
@@ -70,12 +70,27 @@ def configure_logging(verbosity: int) -> None:
     logger.add(
         sys.stderr,
         level=level,
-        format="{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <7} {message}",
+        format=_log_format,
         backtrace=False,
         diagnose=False,
     )
     for name in ("wirepool", "wirepool_servicedir", "wirepool_wire"):
         logger.enable(name)
+
+
+def _log_format(record: Any) -> str:
+    # A message quotes names, paths and reasons from outside: escaped whole,
+    # so an embedded newline cannot forge a second log line either.
+    record["extra"]["_escaped"] = _term.escape(record["message"])
+    return "{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <7} {extra[_escaped]}\n{exception}"
+
+
+def entry() -> None:
+    """The ``wirepool`` command: everything it prints goes through one
+    escaping layer (:mod:`wirepool._term`), installed before click parses a
+    single argument, so even a usage error quoting a hostile name is safe."""
+    _term.install()
+    main(prog_name="wirepool")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -429,23 +444,20 @@ def render_table(doc: Mapping[str, Any]) -> str:
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
     lines.append(f"{len(rows)} sessions" + (f": {summary}" if summary else ""))
     for problem in doc.get("degraded", []) or []:
-        lines.append(f"degraded: {_printable(str(problem))}")
+        lines.append(f"degraded: {problem}")
     for err in doc.get("errors", []) or []:
-        lines.append(f"error: {_printable(str(err))}")
+        lines.append(f"error: {err}")
     for line in doc.get("notes", []) or []:
-        lines.append(_printable(str(line)))
-    return "\n".join(lines)
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]|[\ud800-\udfff]")
+        lines.append(str(line))
+    # Every line whole, for what was not a cell: the state dir, a pid or a
+    # state read from a damaged status.json, the summary's state names.
+    return "\n".join(_printable(line) for line in lines)
 
 
 def _printable(text: str) -> str:
-    """Names and reasons come from session directories and files anyone with
-    write access there controls: escape sequences in them must not reach
-    the operator's terminal (they can retitle it, rewrite earlier lines,
-    or hide a session), and a newline must not forge a table row."""
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+    """A table cell, escaped before layout so its width is that of what the
+    terminal shows (the output stream escapes again, which changes nothing)."""
+    return _term.escape(text)
 
 
 def _status_action(
