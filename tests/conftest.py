@@ -22,7 +22,7 @@ from typing import IO, Any
 import pytest
 
 from wirepool import Event, Session, SessionPool
-from wirepool._proc import ProcessIdentity, identity_of, is_alive, signal_group
+from wirepool._proc import ProcessIdentity, cmdline, identity_of, is_alive, signal_group
 
 BIN = Path(sys.executable).parent
 WIREPOOL = [sys.executable, "-m", "wirepool"]
@@ -56,6 +56,17 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+def wait_exec(*pids: int | None, program: str = "sleep") -> None:
+    """Wait until each child has exec'd ``program`` (SLEEPER's ``exec sleep``).
+    A pool reports a child running once it is spawned, but ``sh`` opens
+    ``./run`` a moment later: a test that removes the service directory in
+    between makes the child exit 2 on its own, a different story than the
+    one it means to tell."""
+    for pid in pids:
+        assert pid is not None
+        wait_for(lambda pid=pid: (cmdline(pid) or [""])[0].endswith(program))
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import pytest
 import tenacity
-from conftest import Services, Tracker, alive, status_sessions, wait_for
+from conftest import Services, Tracker, alive, status_sessions, wait_exec, wait_for
 from wirepool_servicedir import servicedir_spec
 
 from wirepool import (
@@ -145,6 +145,9 @@ def test_new_directory_is_picked_up_and_removed_one_stopped_after_grace(
         snap = pool.wait_until(lambda s: running(s, "a", "b"), timeout=30)
         bpid = snap["b"].pid
         assert bpid is not None
+        # `sh` opens ./run after the spawn: removing the directory before it
+        # has exec'd sleep makes b exit 2 ("cannot open ./run"), a real exit.
+        wait_exec(bpid)
         shutil.rmtree(services.root / "b")
         # still up during the grace period...
         assert alive(bpid)

@@ -33,6 +33,7 @@ from conftest import (
     drop_dac_override,
     read_status,
     status_sessions,
+    wait_exec,
     wait_for,
 )
 from wirepool_servicedir import servicedir_spec
@@ -149,6 +150,7 @@ def test_session_directory_deleted_while_being_scanned(
     with pool:
         snap = pool.wait_until(_all_running("a", "b", "c"))
         a = snap["a"].pid
+        wait_exec(*(snap[n].pid for n in ("a", "b", "c")))
         armed["on"] = True
         pool.rescan()
         pool.wait_until(lambda s: "c" not in s, timeout=20)  # gone, after its grace
@@ -165,6 +167,7 @@ def test_session_directories_replaced_by_symlinks_and_loops(
     with _pool(services, tracker) as pool:
         snap = pool.wait_until(_all_running("a", "b", "c", "d"))
         a = snap["a"].pid
+        wait_exec(*(snap[n].pid for n in ("a", "b", "c", "d")))
         shutil.rmtree(services.root / "b")
         (services.root / "b").symlink_to("b")  # a loop in place of a service
         shutil.rmtree(services.root / "c")
