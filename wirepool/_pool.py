@@ -50,6 +50,7 @@ from wirepool._proc import (
     identity_of,
     is_alive,
 )
+from wirepool._reaper import OrphanReaper
 from wirepool._status import SessionStatus, Snapshot
 from wirepool._store import (
     RECORD_SCHEMA,
@@ -198,6 +199,7 @@ class SessionPool:
         self.pool_id = hashlib.sha256(os.fsencode(os.path.realpath(self.state.root))).hexdigest()[
             :16
         ]
+        self._reaper = OrphanReaper(self.pool_id, self.stop_grace)
 
         self._slots: dict[str, _Slot] = {}
         self._fd_owner: dict[int, str] = {}
@@ -300,7 +302,9 @@ class SessionPool:
         previous: dict[signal.Signals, Any] = {}
 
         def on_signal(signum: int, _frame: object) -> None:
-            if signum == signal.SIGHUP:
+            if signum == signal.SIGCHLD:
+                self._post("reap", None)
+            elif signum == signal.SIGHUP:
                 self._post("rescan", None)
             elif signum == signal.SIGUSR1:
                 self._post("stop", True)
@@ -309,9 +313,14 @@ class SessionPool:
 
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             previous[sig] = signal.signal(sig, on_signal)
+        # This process is the supervisor and nothing else: orphans of its
+        # children are its to stop and reap (see wirepool._reaper).
+        if self._reaper.enable():
+            previous[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, on_signal)
         try:
             self._run()
         finally:
+            self._reaper.disable()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         if self._loop_error is not None:
@@ -458,6 +467,9 @@ class SessionPool:
         if self._rediscover:
             return 0.0
         deadlines = [self._next_rescan, self._next_sweep]
+        orphan_kill = self._reaper.next_deadline()
+        if orphan_kill is not None:
+            deadlines.append(orphan_kill)
         if self._wake_at is not None:
             deadlines.append(self._wake_at)
         if self._spawn_deferred_until is not None:
@@ -482,6 +494,8 @@ class SessionPool:
             self._sweep()
             self._replan = True
         self._escalate(now)
+        if self._reaper.pending:
+            self._reaper.escalate(now)
         self._after_wall_step(self.clock.time() - now, now)
         self._probe(now)
         for deadline in (self._wake_at, self._spawn_deferred_until):
@@ -796,6 +810,9 @@ class SessionPool:
             lived: float | None = now - slot.spawned_mono
         else:
             lived = max(0.0, self.clock.time() - worker.started_at)
+        if worker.owned:
+            # What it left behind outside its process group goes with it.
+            self._reaper.stop(self._worker_pids(), now, slot.session.name)
         slot.last_exit = status
         slot.last_exit_at = self.clock.time()
         stop_reason, slot.stop_reason = slot.stop_reason, None
@@ -841,6 +858,8 @@ class SessionPool:
                 self._next_rescan = 0.0
             elif command == "reset":
                 self._reset(str(arg))
+            elif command == "reap":
+                self._reaper.reap(self._worker_pids())
 
     def _reset(self, name: str) -> None:
         slot = self._slots.get(name)
@@ -1583,6 +1602,28 @@ class SessionPool:
                     status = found.worker.poll()
                     if status is not None:
                         self._on_exit(found, status)
+        self._stop_orphans()
+
+    def _stop_orphans(self) -> None:
+        """Every orphan still below us, markers or not, goes with the
+        children (SIGTERM, the grace, SIGKILL), and is reaped."""
+        reaper = self._reaper
+        if not reaper.enabled or not reaper.stop(self._worker_pids(), time.monotonic()):
+            return
+        deadline = time.monotonic() + self.stop_grace
+        while reaper.pending and time.monotonic() < deadline:
+            time.sleep(0.05)
+            reaper.reap(self._worker_pids())
+            reaper.escalate(time.monotonic())
+        reaper.escalate(math.inf)
+        for _ in range(40):  # a SIGKILLed process needs a moment to become a zombie
+            reaper.reap(self._worker_pids())
+            if not reaper.orphans(self._worker_pids()):
+                break
+            time.sleep(0.05)
+
+    def _worker_pids(self) -> set[int]:
+        return {s.worker.pid for s in self._slots.values() if s.worker is not None}
 
     # -------------------------------------------------------------- misc
 

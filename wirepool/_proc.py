@@ -57,27 +57,32 @@ class ProcessIdentity:
         return cls(pid, start)
 
 
-def _linux_stat(pid: int) -> tuple[str, int] | None:
+def stat_fields(pid: int) -> list[bytes] | None:
+    """The fields of ``/proc/PID/stat`` from the state on (field 3: state,
+    4: ppid, 6: session, 22: start time are items 0, 1, 3 and 19), or None."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             raw = fh.read()
     except OSError:
         return None
     # comm (field 2) may hold spaces and parentheses: split after the last ')'.
-    tail = raw[raw.rfind(b")") + 2 :].split()
+    return raw[raw.rfind(b")") + 2 :].split()
+
+
+def _linux_stat(pid: int) -> tuple[str, int] | None:
+    tail = stat_fields(pid)
     try:
-        return tail[0].decode(), int(tail[19])
+        return (tail[0].decode(), int(tail[19])) if tail is not None else None
     except (IndexError, ValueError):
         return None
 
 
 def parent_pid(pid: int) -> int | None:
     if _LINUX:
+        tail = stat_fields(pid)
         try:
-            with open(f"/proc/{pid}/stat", "rb") as fh:
-                raw = fh.read()
-            return int(raw[raw.rfind(b")") + 2 :].split()[1])
-        except (OSError, IndexError, ValueError):
+            return int(tail[1]) if tail is not None else None
+        except (IndexError, ValueError):
             return None
     import psutil  # off Linux only: importing it costs ~2.5 MB in every supervisor
 
