@@ -4,7 +4,9 @@ on real processes."""
 
 from __future__ import annotations
 
+import gc
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -355,3 +357,34 @@ def test_fake_daemon_command_line_runs_without_importing_wirepool(tmp_path: Path
     assert "site" in modules  # the import log is there...
     assert not [m for m in modules if m.split(".")[0] == "wirepool"]  # ...without wirepool
     assert sys.executable == argv[0]
+
+
+# ------------------------------------------------------- temporary state dir
+
+
+def test_a_state_dir_the_pool_made_is_removed_when_it_stops_its_children(tmp_path: Path) -> None:
+    sessions = StaticDiscovery([Session("a", tmp_path)])
+    with SessionPool(sessions, spawner=CommandSpawner(["sleep", "1000"])) as pool:
+        state = pool.state_dir
+        pid = pool.wait_until(lambda s: "a" in s.pids()).pids()["a"]
+        assert (state / "logs").is_dir()
+    assert not alive(pid)
+    assert not state.exists()
+
+    # Children left running keep it: their logs and records are in it
+    leave = SessionPool(sessions, spawner=CommandSpawner(["sleep", "1000"]), on_exit="leave")
+    with leave:
+        pid = leave.wait_until(lambda s: "a" in s.pids()).pids()["a"]
+    try:
+        assert alive(pid) and (leave.state_dir / "sessions").is_dir()
+    finally:
+        os.killpg(pid, 9)
+        shutil.rmtree(leave.state_dir)
+
+    # A pool never started leaves nothing once dropped
+    unused = SessionPool(sessions, spawner=CommandSpawner(["true"]))
+    path = unused.state_dir
+    assert path.is_dir()
+    del unused
+    gc.collect()
+    assert not path.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -23,8 +24,15 @@ def embedding_example() -> str:
 def test_readme_embedding_example_is_ten_lines_and_runs_as_written(tmp_path: Path) -> None:
     code = embedding_example()
     assert len([ln for ln in code.splitlines() if ln.strip()]) <= 10
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "TMPDIR": str(tmp)},
     )
     assert result.returncode == 0, result.stderr
     line = result.stdout.strip()
@@ -33,3 +41,4 @@ def test_readme_embedding_example_is_ten_lines_and_runs_as_written(tmp_path: Pat
     assert set(pids) == {"alpha", "beta"}
     assert all(isinstance(p, int) for p in pids.values())
     assert not any(alive(p) for p in pids.values())  # the with-block stopped them
+    assert list(tmp.iterdir()) == []  # and left no temporary directory behind

@@ -28,11 +28,13 @@ import hashlib
 import math
 import os
 import selectors
+import shutil
 import signal
 import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -180,8 +182,13 @@ class SessionPool:
         self.spawner = spawner
         self.health = health or NoHealthCheck()
         self.restart = restart or RestartPolicy()
+        # A state directory the pool made for itself is nobody else's: it is
+        # removed when the pool stops its children (or is dropped unused).
+        self._temp_state: _TempState | None = None
         if state_dir is None:
             state_dir = tempfile.mkdtemp(prefix="wirepool-")
+            self._temp_state = _TempState(Path(state_dir))
+            weakref.finalize(self, self._temp_state.remove_if_unused)
         self.state = StateDir(Path(state_dir).absolute())
         self.on_exit: OnExit = on_exit
         self.grace = float(grace)
@@ -374,6 +381,8 @@ class SessionPool:
                     os.write(self._wake_w, b"\0")
 
     def _open(self) -> None:
+        if self._temp_state is not None:
+            self._temp_state.used = True
         _raise_fd_limit()
         self.state.ensure()
         self._lock_fd = acquire_lock(self.state)
@@ -1513,6 +1522,8 @@ class SessionPool:
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # the kernel drops the flock with it
             self._lock_fd = None
+        if self._temp_state is not None and stop_children:
+            self._temp_state.remove()
         with self._snap_cond:
             self._snap_cond.notify_all()
 
@@ -1666,6 +1677,19 @@ class SessionPool:
             self._errors_seen.clear()
         self._errors_seen.add(key)
         logger.warning(message, *args)
+
+
+@dataclass
+class _TempState:
+    path: Path
+    used: bool = False
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def remove_if_unused(self) -> None:
+        if not self.used:
+            self.remove()
 
 
 def _record_readable(path: Path | None) -> bool:
