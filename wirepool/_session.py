@@ -1,0 +1,613 @@
+"""One session's lifecycle, as a pure state machine.
+
+h11 and wsproto are the model: no I/O here, no clock, no process.  The
+shell (:mod:`wirepool._pool`) turns what happens -- a verdict, a spawn, an
+exit, a probe, an operator's request, a deadline -- into an *event*, calls
+:func:`step` with the session's current :class:`SessionState`, stores the
+state it gets back and performs the *actions*: spawn a child, terminate or
+kill it, release or forget it, wake at a time, emit an event.  This module
+is the one place that writes a session's phase and reason.
+
+::
+
+    pending ─► running ─(exit)─► backoff ─(due)─► running ...
+       │          │                  └─(give up)─► failed ─(reset/change)─► pending
+       │          ├─(ineligible, gone, unhealthy, operator)─► stopping ─(exit)─► stopped
+       │          └─(found a live daemon)─► adopted
+       └─► ineligible / stopped (vanished, in its grace period) / down
+
+What stays pool-wide lives in the shell: the order in which due spawns run
+and the spawn-rate limit (a spawn the limit holds back is the
+:class:`Deferred` event here).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from wirepool._types import ExitStatus, Verdict
+from wirepool.restart import RestartPolicy, Streak
+
+__all__ = [
+    "Action",
+    "Event",
+    "Phase",
+    "Policy",
+    "Running",
+    "SessionState",
+    "TwoChildrenError",
+    "step",
+]
+
+
+class Phase(enum.StrEnum):
+    """What status shows as a session's ``state`` (the JSON value is the
+    member's value: output unchanged from when these were bare strings)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    ADOPTED = "adopted"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    BACKOFF = "backoff"
+    FAILED = "failed"
+    INELIGIBLE = "ineligible"
+    DOWN = "down"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The pool's settings a transition depends on."""
+
+    restart: RestartPolicy = field(default_factory=RestartPolicy)
+    grace: float = 10.0  # a vanished session keeps its child this long
+    stop_grace: float = 10.0  # SIGTERM to SIGKILL
+    failures_before_restart: int = 3  # failed probes before an owned child is restarted
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """The child (or adopted daemon) the session has now."""
+
+    owned: bool = True  # ours to signal; a daemon found by a health check is not
+    adopted: bool = False
+    spawned_at: float | None = None  # monotonic; None when adopted
+    stop_reason: str | None = None  # set once a stop is under way
+    stop_as_failure: bool = False  # an unhealthy child's stop counts as a failure
+    restart_after: bool = False  # an operator's restart: start again at once
+    kill_at: float | None = None  # when SIGKILL follows the SIGTERM
+    health_failures: int = 0
+    unhealthy: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionState:
+    phase: Phase = Phase.PENDING
+    reason: str = ""
+    verdict: Verdict = field(default_factory=lambda: Verdict(False, "not checked yet"))
+    checked: bool = False  # a verdict was reached (or a vanish seen) this run
+    vanished_at: float | None = None  # monotonic; discovery stopped reporting it
+    running: Running | None = None
+    streak: Streak = field(default_factory=Streak)
+    next_start: float = 0.0  # monotonic; 0 = may start now
+    failed: bool = False  # gave up: waits for a reset or a change
+    down: bool = False  # held down by the operator
+    down_since: float | None = None  # wall time
+    restarts: int = 0
+    starts: int = 0
+    last_exit: ExitStatus | None = None
+    last_exit_at: float | None = None  # wall time
+
+    @property
+    def known(self) -> bool:
+        """Discovery has confirmed or denied the session this run; one known
+        only from its record is left exactly as it is (no change, not gone)."""
+        return self.checked or self.vanished_at is not None
+
+
+# ------------------------------------------------------------------ events
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """An eligibility verdict."""
+
+    verdict: Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class CheckFailed:
+    """The eligibility check raised: a session with a verdict keeps it (a
+    running child is not stopped for a failing check); one without is
+    ineligible with the reason."""
+
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Changed:
+    """Discovery reports the session with new data (the operator edited it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """Discovery reports the session (again)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Vanished:
+    """Discovery no longer reports the session."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Decide: start, stop, release or forget, by the session's inputs."""
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """A due spawn waits for the pool-wide spawn-rate limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class Spawned:
+    """A child was started."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpawnFailed:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Adopted:
+    """A live process is now watched as the session's child."""
+
+    owned: bool
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class AdoptFailed:
+    """The process to adopt died in between: decide again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Exited:
+    status: ExitStatus
+    lived: float | None  # seconds; None when it never really started
+    wall: float  # when, on the wall clock (for status)
+
+
+@dataclass(frozen=True, slots=True)
+class StopRequested:
+    reason: str
+    as_failure: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AlreadyGone:
+    """The SIGTERM found no process: finish the stop at the next deadline."""
+
+
+@dataclass(frozen=True, slots=True)
+class KillDue:
+    """The grace after SIGTERM is over and the child is still there."""
+
+
+@dataclass(frozen=True, slots=True)
+class Probed:
+    healthy: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class WallStepped:
+    """The wall clock jumped: heartbeats are judged afresh."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reset:
+    """The operator lifts a ``failed`` mark and the backoff."""
+
+
+@dataclass(frozen=True, slots=True)
+class Restart:
+    """The operator asks for a new child now (not counted as a failure)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Down:
+    """The operator holds the session down (its child is stopped)."""
+
+    wall: float
+
+
+@dataclass(frozen=True, slots=True)
+class Up:
+    """The operator lets the session run again."""
+
+
+Event = (
+    Checked
+    | CheckFailed
+    | Changed
+    | Seen
+    | Vanished
+    | Tick
+    | Deferred
+    | Spawned
+    | SpawnFailed
+    | Adopted
+    | AdoptFailed
+    | Exited
+    | StopRequested
+    | AlreadyGone
+    | KillDue
+    | Probed
+    | WallStepped
+    | Reset
+    | Restart
+    | Down
+    | Up
+)
+
+
+# ----------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True, slots=True)
+class Spawn:
+    """Start a child (or adopt the daemon already serving the session);
+    ``priority``: due spawns run in this order (the longest-waiting first)."""
+
+    priority: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Terminate:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Kill:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """Stop watching a daemon that is not ours (it keeps running)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Forget:
+    """The session is gone and nothing runs: drop it and its record."""
+
+
+@dataclass(frozen=True, slots=True)
+class WakeAt:
+    at: float  # monotonic
+
+
+@dataclass(frozen=True, slots=True)
+class PlanNow:
+    """Decide for this session again, at once (a restart owed no delay)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    kind: str
+    reason: str = ""
+    data: dict[str, Any] | None = None
+
+
+Action = Spawn | Terminate | Kill | Release | Forget | WakeAt | PlanNow | Emit
+
+
+# --------------------------------------------------------------- transition
+
+
+def step(
+    state: SessionState, event: Event, now: float, policy: Policy
+) -> tuple[SessionState, list[Action]]:
+    """The session's next state and what the shell must do, for ``event``
+    at monotonic time ``now``.  Pure: the same inputs give the same outputs
+    (but for a restart policy with jitter, which draws a random number)."""
+    out: list[Action] = []
+    new = _step(state, event, now, policy, out)
+    return new, out
+
+
+def _step(
+    s: SessionState, event: Event, now: float, policy: Policy, out: list[Action]
+) -> SessionState:
+    match event:
+        case Checked(verdict):
+            was_eligible = s.checked and s.verdict.eligible
+            if was_eligible and not verdict.eligible and s.running is None:
+                out.append(Emit("ineligible", verdict.reason))
+            return replace(s, verdict=verdict, checked=True)
+        case CheckFailed(why):
+            if s.checked or s.running is not None:
+                return replace(s, reason=why)
+            return _step(s, Checked(Verdict(False, why)), now, policy, out)
+        case Changed():
+            if s.failed:
+                return replace(
+                    s,
+                    failed=False,
+                    streak=Streak(),
+                    next_start=0.0,
+                    reason="session changed; trying again",
+                )
+            return s
+        case Seen():
+            return replace(s, vanished_at=None) if s.vanished_at is not None else s
+        case Vanished():
+            return replace(s, vanished_at=now) if s.vanished_at is None else s
+        case Tick():
+            return _decide(s, now, policy, out)
+        case Deferred():
+            return _phase(s, Phase.BACKOFF, "waiting for the pool-wide spawn rate limit")
+        case Spawned():
+            _no_child_yet(s, event)
+            s = replace(
+                s,
+                restarts=s.restarts + (1 if s.starts > 0 else 0),
+                starts=s.starts + 1,
+                running=Running(owned=True, adopted=False, spawned_at=now),
+            )
+            out.append(Emit("spawned", data={"restarts": s.restarts}))
+            return _phase(s, Phase.RUNNING, "started")
+        case SpawnFailed(reason):
+            return _after_failure(s, None, now, reason, policy, out)
+        case Adopted(owned, why):
+            _no_child_yet(s, event)
+            s = replace(s, running=Running(owned=owned, adopted=True))
+            out.append(Emit("adopted", why, {"owned": owned}))
+            return _phase(s, Phase.ADOPTED, why)
+        case AdoptFailed():
+            out.append(PlanNow())
+            return s
+        case Exited(status, lived, wall):
+            return _exited(s, status, lived, wall, now, policy, out)
+        case StopRequested(reason, as_failure):
+            return _stop(s, reason, now, policy, out, as_failure=as_failure)
+        case AlreadyGone():
+            if s.running is None or s.running.stop_reason is None:
+                return s
+            out.append(WakeAt(now))
+            return replace(s, running=replace(s.running, kill_at=now))
+        case KillDue():
+            run = s.running
+            if run is None or run.kill_at is None or now < run.kill_at:
+                return s
+            out.append(Kill())
+            # again shortly, in case the exit event is lost
+            kill_at = now + max(1.0, policy.stop_grace / 4)
+            out.append(WakeAt(kill_at))
+            return replace(s, running=replace(run, kill_at=kill_at))
+        case Probed(healthy, reason):
+            return _probed(s, healthy, reason, now, policy, out)
+        case WallStepped():
+            if s.running is None or s.running.health_failures == 0:
+                return s
+            return replace(s, running=replace(s.running, health_failures=0))
+        case Reset():
+            out.append(Emit("reset"))
+            out.append(PlanNow())
+            return replace(
+                s, failed=False, streak=Streak(), next_start=0.0, reason="reset by operator"
+            )
+        case Restart():
+            if s.running is None:
+                out.append(PlanNow())
+                return replace(s, streak=Streak(), next_start=0.0, failed=False)
+            if not s.running.owned:
+                return s  # not ours to stop; the shell refuses it first
+            s = _stop(s, "restart requested by the operator", now, policy, out)
+            assert s.running is not None
+            return replace(s, running=replace(s.running, restart_after=True))
+        case Down(wall):
+            if s.down:
+                return s
+            s = replace(s, down=True, down_since=wall)
+            out.append(Emit("down"))
+            out.append(PlanNow())
+            return s
+        case Up():
+            if not s.down:
+                return s
+            out.append(Emit("up"))
+            out.append(PlanNow())
+            return replace(s, down=False, down_since=None, streak=Streak(), next_start=0.0)
+    raise TypeError(f"not a session event: {event!r}")  # pragma: no cover
+
+
+class TwoChildrenError(RuntimeError):
+    """The shell reported a second child for a session that has one: a bug
+    in the shell, refused here so it cannot go unnoticed."""
+
+
+def _no_child_yet(s: SessionState, event: Event) -> None:
+    if s.running is not None:
+        raise TwoChildrenError(f"{event!r} for a session that already has a child")
+
+
+def _phase(s: SessionState, phase: Phase, reason: str) -> SessionState:
+    if s.phase == phase and (not reason or s.reason == reason):
+        return s
+    return replace(s, phase=phase, reason=reason or s.reason)
+
+
+def _decide(s: SessionState, now: float, policy: Policy, out: list[Action]) -> SessionState:
+    """The planner's rule for one session: what its inputs call for now."""
+    if not s.known:
+        return s
+    gone = s.vanished_at is not None and now - s.vanished_at >= policy.grace
+    if s.vanished_at is not None and not gone:
+        out.append(WakeAt(s.vanished_at + policy.grace))
+    run = s.running
+    if run is not None:
+        if run.stop_reason is not None:
+            return s
+        if gone:
+            if run.owned:
+                return _stop(s, "session gone", now, policy, out)
+            out.append(Emit("released", "session gone"))
+            out.append(Release())
+            return _phase(replace(s, running=None), Phase.STOPPED, "session gone")
+        if s.down:
+            if run.owned:
+                return _stop(s, "down by operator", now, policy, out)
+            return _phase(s, Phase.ADOPTED, "not ours to stop: down by operator")
+        if not s.verdict.eligible:
+            if run.owned:
+                return _stop(s, s.verdict.reason, now, policy, out)
+            return _phase(s, Phase.ADOPTED, f"not ours to stop: {s.verdict.reason}")
+        if run.unhealthy is not None and run.owned:
+            return _stop(s, run.unhealthy, now, policy, out, as_failure=True)
+        return s
+    if gone:
+        out.append(Emit("forgotten", "session gone"))
+        out.append(Forget())
+        return s
+    if s.vanished_at is not None:
+        return _phase(s, Phase.STOPPED, "session vanished; waiting out the grace period")
+    if s.down:
+        return _phase(s, Phase.DOWN, "down by operator")
+    if not s.verdict.eligible:
+        return _phase(s, Phase.INELIGIBLE, s.verdict.reason)
+    if s.failed:
+        return _phase(s, Phase.FAILED, s.reason)
+    if s.next_start > now:
+        out.append(WakeAt(s.next_start))
+        return _phase(s, Phase.BACKOFF, s.reason)
+    out.append(Spawn(priority=s.next_start))
+    return s
+
+
+def _stop(
+    s: SessionState,
+    reason: str,
+    now: float,
+    policy: Policy,
+    out: list[Action],
+    *,
+    as_failure: bool = False,
+) -> SessionState:
+    run = s.running
+    if run is None or run.stop_reason is not None:
+        return s
+    kill_at = now + policy.stop_grace
+    s = replace(
+        s,
+        running=replace(run, stop_reason=reason, stop_as_failure=as_failure, kill_at=kill_at),
+    )
+    out.append(Terminate(reason))
+    out.append(WakeAt(kill_at))
+    if not s.verdict.eligible and s.vanished_at is None and not s.down:
+        out.append(Emit("ineligible", reason))
+    return _phase(s, Phase.STOPPING, reason)
+
+
+def _exited(
+    s: SessionState,
+    status: ExitStatus,
+    lived: float | None,
+    wall: float,
+    now: float,
+    policy: Policy,
+    out: list[Action],
+) -> SessionState:
+    run = s.running
+    if run is None:
+        return s
+    out.append(PlanNow())
+    stop_reason = run.stop_reason
+    out.append(
+        Emit(
+            "exited",
+            stop_reason or "",
+            {
+                **status.to_json(),
+                "lived": round(lived, 3) if lived is not None else None,
+                "owned": run.owned,
+            },
+        )
+    )
+    s = replace(s, running=None, last_exit=status, last_exit_at=wall)
+    if not run.owned:
+        # Not our daemon and not our failure: take over now.
+        why = "the daemon we were watching exited; taking over"
+        return _phase(replace(s, next_start=now), Phase.PENDING, why)
+    if run.restart_after:
+        return _phase(
+            replace(s, next_start=now, streak=Streak()), Phase.PENDING, "restarted by operator"
+        )
+    if stop_reason is not None and not run.stop_as_failure:
+        out.append(Emit("stopped", stop_reason))
+        return _phase(s, Phase.STOPPED, stop_reason)
+    return _after_failure(s, lived, now, stop_reason or status.describe(), policy, out)
+
+
+def _after_failure(
+    s: SessionState,
+    lived: float | None,
+    now: float,
+    reason: str,
+    policy: Policy,
+    out: list[Action],
+) -> SessionState:
+    decision = policy.restart.on_exit(s.streak, lived, now)
+    s = replace(s, streak=decision.streak, next_start=now + decision.delay)
+    if decision.delay <= 0:
+        out.append(PlanNow())
+    else:
+        out.append(WakeAt(s.next_start))
+    if decision.give_up:
+        why = f"gave up after {decision.streak.failures} rapid failures: {reason}"
+        out.append(Emit("failed", why))
+        return _phase(replace(s, failed=True), Phase.FAILED, why)
+    if decision.delay > 0:
+        why = f"{reason}; rapid failure #{decision.streak.failures}, retry in {decision.delay:.1f}s"
+        out.append(
+            Emit(
+                "backoff",
+                why,
+                {"delay": round(decision.delay, 3), "streak": decision.streak.failures},
+            )
+        )
+        return _phase(s, Phase.BACKOFF, why)
+    return replace(s, reason=reason)
+
+
+def _probed(
+    s: SessionState,
+    healthy: bool,
+    reason: str,
+    now: float,
+    policy: Policy,
+    out: list[Action],
+) -> SessionState:
+    run = s.running
+    if run is None or run.stop_reason is not None:
+        return s
+    if healthy:
+        return replace(s, running=replace(run, health_failures=0)) if run.health_failures else s
+    failures = run.health_failures + 1
+    s = replace(s, running=replace(run, health_failures=failures))
+    limit = policy.failures_before_restart
+    if failures < limit:
+        return s
+    if run.owned:
+        unhealthy = f"unhealthy: {reason}"
+        assert s.running is not None
+        s = replace(s, running=replace(s.running, unhealthy=unhealthy))
+        out.append(Emit("unhealthy", reason))
+        return _stop(s, unhealthy, now, policy, out, as_failure=True)
+    if failures == limit:
+        out.append(Emit("unhealthy", f"{reason} (not ours to restart)"))
+    return s
