@@ -581,7 +581,7 @@ def _after_failure(
             )
         )
         return _phase(s, Phase.BACKOFF, why)
-    return replace(s, reason=reason)
+    return _phase(s, Phase.PENDING, reason)
 
 
 def _probed(
