@@ -93,50 +93,49 @@ def as_eligibility(value: EligibilityLike) -> Eligibility:
     raise TypeError(f"not an eligibility check: {value!r}")
 
 
-class _AllOf(Eligibility):
+class _Combined(Eligibility):
+    """``a & b & c`` or ``a | b | c``: the parts are flattened (so a long
+    chain is one loop, not a deep recursion), checked in order, and the
+    first verdict that decides the whole is the reason -- later, possibly
+    costly, probes are not run for a session that is already decided."""
+
     __slots__ = ("parts",)
     parts: tuple[Eligibility, ...]
+    decides_on: bool  # the verdict that ends the loop: False for &, True for |
+    joiner: str
 
     def __init__(self, parts: Sequence[Eligibility]) -> None:
         flat: list[Eligibility] = []
         for part in parts:
-            flat.extend(part.parts if isinstance(part, _AllOf) else (part,))
+            flat.extend(part.parts if isinstance(part, type(self)) else (part,))
         self.parts = tuple(flat)
 
     def check(self, session: Session, now: float) -> Verdict:
-        # Short-circuit: the first failing rule is the reason, and later
-        # (possibly costly) probes are not run for a session that is out anyway.
-        verdict = Verdict(True, "")
+        verdict = Verdict(not self.decides_on, "")
         for part in self.parts:
-            verdict = verdict & part.check(session, now)
-            if not verdict:
+            found = part.check(session, now)
+            verdict = (verdict | found) if self.decides_on else (verdict & found)
+            if bool(verdict) == self.decides_on:
                 return verdict
         return verdict
 
     def __repr__(self) -> str:
-        return " & ".join(repr(p) for p in self.parts)
+        return self.joiner.join(repr(p) for p in self.parts)
 
 
-class _AnyOf(Eligibility):
-    __slots__ = ("parts",)
-    parts: tuple[Eligibility, ...]
+class _AllOf(_Combined):
+    __slots__ = ()
+    decides_on = False
+    joiner = " & "
 
-    def __init__(self, parts: Sequence[Eligibility]) -> None:
-        flat: list[Eligibility] = []
-        for part in parts:
-            flat.extend(part.parts if isinstance(part, _AnyOf) else (part,))
-        self.parts = tuple(flat)
 
-    def check(self, session: Session, now: float) -> Verdict:
-        verdict = Verdict(False, "")
-        for part in self.parts:
-            verdict = verdict | part.check(session, now)
-            if verdict:
-                return verdict
-        return verdict
+class _AnyOf(_Combined):
+    __slots__ = ()
+    decides_on = True
+    joiner = " | "
 
     def __repr__(self) -> str:
-        return "(" + " | ".join(repr(p) for p in self.parts) + ")"
+        return f"({super().__repr__()})"
 
 
 class _Not(Eligibility):
