@@ -141,11 +141,15 @@ def test_new_directory_is_picked_up_and_removed_one_stopped_after_grace(
     services.add("a")
     with make_pool(services, tracker, grace=3.0) as pool:
         pool.wait_until(lambda s: running(s, "a"))
-        services.add("b")  # inotify: no rescan interval needed (it is 30 s)
+        # inotify: no rescan interval needed (it is 30 s)
+        b = services.add("b", "#!/bin/sh\ntouch ready\nexec sleep 1000\n")
         snap = pool.wait_until(lambda s: running(s, "a", "b"), timeout=30)
         bpid = snap["b"].pid
         assert bpid is not None
-        shutil.rmtree(services.root / "b")
+        # The shell opens `run` after the exec: deleted before that, it
+        # exits 2 on its own and is never "stopped" (a race of the test).
+        wait_for((b / "ready").exists)
+        shutil.rmtree(b)
         # still up during the grace period...
         assert alive(bpid)
         # ...then stopped and forgotten
