@@ -271,12 +271,18 @@ def test_program_owned_by_another_user_is_refused(root: Path) -> None:
     spawner = dirs_spec(root, "*", "./serve.sh").spawner
     assert isinstance(spawner, CommandSpawner)
     session = Session("svc", session_dir)
-    # allowed owners that exclude the file's real owner: as if another user
-    # owned it (no root needed to test the rule itself)
-    stranger = CommandCheck(spawner, owners={program.stat().st_uid + 4242})
+    # allowed owners that exclude our uid: as if another user owned the
+    # directory and the program (no root needed to test the rule itself)
+    me = program.stat().st_uid
+    stranger = CommandCheck(spawner, owners={me + 4242})
     verdict = stranger(session, time.time())
     assert not verdict.eligible
-    assert f"is owned by uid {program.stat().st_uid}, not {program.stat().st_uid + 4242}" in (
-        verdict.reason
+    # the session directory is ours as well, and is judged first
+    assert (
+        verdict.reason == f"session directory {session_dir} is owned by uid {me}, not {me + 4242}"
     )
     assert CommandCheck(spawner)(session, time.time()).eligible  # ours: fine
+    if os.geteuid() == 0:  # the program alone another user's, for real
+        os.chown(program, me + 4242, -1)
+        verdict = CommandCheck(spawner)(session, time.time())
+        assert verdict.reason == f"{program} is owned by uid {me + 4242}, not root"

@@ -29,9 +29,14 @@ __all__ = [
     "EligibilityLike",
     "HasMarker",
     "NoDownFile",
+    "TrustedDirectory",
     "as_eligibility",
+    "directory_problem",
     "executable_problem",
     "newest_mtime",
+    "ownership_problem",
+    "session_dir_problem",
+    "symlink_problem",
 ]
 
 CheckFn = Callable[[Session, float], "Verdict | bool"]
@@ -229,6 +234,26 @@ class NoDownFile(Eligibility):
         return f"NoDownFile({self.relpath!r})"
 
 
+def _owners_text(owners: Collection[int]) -> str:
+    return " or ".join("root" if o == 0 else str(o) for o in sorted(owners, reverse=True))
+
+
+def ownership_problem(mode: int, uid: int, *, what: str, owners: Collection[int]) -> str | None:
+    """Why a file or directory (by its ``st_mode`` and ``st_uid``) cannot be
+    trusted, or None if it can: it must be owned by one of ``owners`` and
+    not be writable by group or others.
+
+    Whoever can write what the supervisor runs or reads its instructions
+    from can run code as the supervisor's user.  The sticky bit does not
+    help: in a mode-1777 directory anyone may still create what is not
+    there yet (a ``Makefile`` next to a ``run`` that execs ``make``)."""
+    if mode & 0o022:
+        return f"{what} is writable by group or others (mode {mode & 0o7777:o})"
+    if uid not in owners:
+        return f"{what} is owned by uid {uid}, not {_owners_text(owners)}"
+    return None
+
+
 def executable_problem(mode: int, uid: int, *, what: str, owners: Collection[int]) -> str | None:
     """Why a file (by its ``st_mode`` and ``st_uid``) must not be executed by
     the supervisor, or None if it may.
@@ -241,12 +266,99 @@ def executable_problem(mode: int, uid: int, *, what: str, owners: Collection[int
         return f"{what} is not a regular file"
     if not mode & 0o111:
         return f"{what} is not executable"
-    if mode & 0o022:
-        return f"{what} is writable by group or others (mode {mode & 0o777:o})"
+    return ownership_problem(mode, uid, what=what, owners=owners)
+
+
+def directory_problem(mode: int, uid: int, *, what: str, owners: Collection[int]) -> str | None:
+    """Why a directory (by the ``st_mode`` and ``st_uid`` of a ``stat`` that
+    followed any symlink) must not hold what the supervisor runs, nor be a
+    child's working directory, or None if it may.
+
+    Whoever can write the directory a child runs in can run code as the
+    supervisor's user without touching the program: swap the program
+    between the check and the exec, link in another one, or plant what the
+    program reads from its working directory (``make`` reads a
+    ``Makefile``)."""
+    if not stat.S_ISDIR(mode):
+        return f"{what} is not a directory"
+    return ownership_problem(mode, uid, what=what, owners=owners)
+
+
+def symlink_problem(uid: int, *, what: str, owners: Collection[int]) -> str | None:
+    """Why a symlink (by its ``lstat`` ``st_uid``) must not be followed to a
+    session's directory, or None if it may.
+
+    Only who placed a link decides where it points: one placed by the
+    supervisor's user or root is the operator's choice (an s6 scan directory
+    is made of such links); one planted by anyone else is theirs, even when
+    it points at a directory that would pass :func:`directory_problem`."""
     if uid not in owners:
-        allowed = " or ".join("root" if o == 0 else str(o) for o in sorted(owners, reverse=True))
-        return f"{what} is owned by uid {uid}, not {allowed}"
+        return f"{what} is a symlink owned by uid {uid}, not {_owners_text(owners)}; not followed"
     return None
+
+
+def session_dir_problem(
+    path: str,
+    mode: int,
+    uid: int,
+    *,
+    link_uid: int | None,
+    what: str,
+    owners: Collection[int],
+) -> str | None:
+    """Why the directory at ``path`` cannot be trusted to run a child in, or
+    None.  ``mode`` and ``uid`` are its ``stat`` (through any symlink);
+    ``link_uid`` is the ``lstat`` owner when ``path`` is a symlink, else
+    None.  The symlink must pass :func:`symlink_problem`, and the directory
+    :func:`directory_problem`; a reason names the resolved directory."""
+    if link_uid is not None:
+        problem = symlink_problem(link_uid, what=path, owners=owners)
+        if problem is not None:
+            return problem
+    problem = directory_problem(mode, uid, what=f"{what} {path}", owners=owners)
+    if problem is not None and link_uid is not None:
+        # Resolved only now: most of the time nothing is wrong, and this
+        # runs per session per rescan.
+        real = f"{what} {os.path.realpath(path)} (linked from {path})"
+        problem = directory_problem(mode, uid, what=real, owners=owners)
+    return problem
+
+
+class TrustedDirectory(Eligibility):
+    """Eligible while the session's directory may be a child's working
+    directory (:func:`session_dir_problem`): owned by one of ``owners``
+    (default: the supervisor's user and root), not writable by group or
+    others, and reached through a symlink only if that link's owner is one
+    of ``owners`` too.  One ``lstat`` per check, and a ``stat`` for a link."""
+
+    __slots__ = ("owners", "what")
+
+    def __init__(
+        self, what: str = "session directory", owners: Collection[int] | None = None
+    ) -> None:
+        self.what = what
+        self.owners = frozenset(owners) if owners is not None else frozenset({os.getuid(), 0})
+
+    def check(self, session: Session, now: float) -> Verdict:
+        path = str(session.home)
+        try:
+            entry = os.lstat(path)
+            target = os.stat(path) if stat.S_ISLNK(entry.st_mode) else entry
+        except OSError as exc:
+            return Verdict(False, f"cannot stat {path}: {exc.strerror or exc}")
+        link_uid = entry.st_uid if stat.S_ISLNK(entry.st_mode) else None
+        problem = session_dir_problem(
+            path,
+            target.st_mode,
+            target.st_uid,
+            link_uid=link_uid,
+            what=self.what,
+            owners=self.owners,
+        )
+        return Verdict(False, problem) if problem else Verdict(True, f"{self.what} is trusted")
+
+    def __repr__(self) -> str:
+        return f"TrustedDirectory({self.what!r})"
 
 
 def newest_mtime(paths: Sequence[Path]) -> float | None:

@@ -15,8 +15,14 @@ A matched directory is a session when:
 * it resolves inside ROOT -- a symlink to elsewhere is listed with the
   reason, not followed: whoever can create a link under ROOT should not be
   able to point the supervisor at a directory outside it;
+* it is owned by the supervisor's user or root and not writable by group
+  or others (the command runs in it, and programs read their working
+  directory: ``make`` runs the ``Makefile`` there); a symlink to it must
+  have been placed by the supervisor's user or root;
 * the command's program is safe to run (a regular executable file, not
-  writable by group or others, owned by the supervisor's user or root);
+  writable by group or others, owned by the supervisor's user or root; for
+  a path relative to the directory, every directory it is looked up through
+  is held to the rule above);
 * ``--marker`` (if given) exists in it, and ``--max-idle`` (if given) has not
   passed since its last activity (the newest mtime of the directory, its
   marker, and any ``--activity`` files).
@@ -29,9 +35,12 @@ below its first level.
 
 from __future__ import annotations
 
+import errno
 import os
 import shlex
 import shutil
+import stat
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -49,9 +58,11 @@ from wirepool import (
     Plugin,
     PoolSpec,
     Session,
+    SpawnError,
     Verdict,
+    Worker,
 )
-from wirepool.eligibility import executable_problem
+from wirepool.eligibility import TrustedDirectory, directory_problem, executable_problem
 from wirepool.plugin import duration_callback, timing_from, timing_options
 from wirepool.spawn import validate_template
 
@@ -180,16 +191,28 @@ class InsideRoot(Eligibility):
 
 
 class CommandCheck(Eligibility):
-    """Eligible when the program the session's command runs is safe to run:
-    found (a relative path against the session's directory, a bare name on
-    the child's ``PATH``), a regular executable file, not writable by group
-    or others, and owned by the supervisor's user or root."""
+    """Eligible when the session's directory is trusted and the program its
+    command runs is safe to run.
 
-    __slots__ = ("owners", "spawner")
+    The directory is the child's working directory, and programs read their
+    working directory (``make`` runs the ``Makefile`` it finds there): it
+    must pass :class:`~wirepool.eligibility.TrustedDirectory`'s rule (owned
+    by the supervisor's user or root, not writable by group or others; a
+    symlink to it placed by one of those).  The program is found (a
+    relative path against the session's directory, a bare name on the
+    child's ``PATH``) and must be a regular executable file, not writable by
+    group or others, owned by the supervisor's user or root.  A relative
+    path is resolved as the kernel will resolve it, and every directory a
+    name is looked up in on the way (through ``..`` and symlinks) must pass
+    the directory rule too: whoever can write one of them can put another
+    program in this one's place."""
+
+    __slots__ = ("directory", "owners", "spawner")
 
     def __init__(self, spawner: CommandSpawner, owners: Iterable[int] | None = None) -> None:
         self.spawner = spawner
         self.owners = frozenset(owners) if owners is not None else frozenset({os.getuid(), 0})
+        self.directory = TrustedDirectory("session directory", self.owners)
 
     def program(self, session: Session) -> Path | None:
         argv0 = self.spawner.command(session)[0]
@@ -199,18 +222,96 @@ class CommandCheck(Eligibility):
         return Path(found) if found else None
 
     def check(self, session: Session, now: float) -> Verdict:
+        trusted = self.directory.check(session, now)
+        if not trusted.eligible:
+            return trusted
+        home = str(session.home)
+        argv0 = self.spawner.command(session)[0]
         path = self.program(session)
         if path is None:
-            return Verdict(False, f"{self.spawner.command(session)[0]}: not found on PATH")
+            return Verdict(False, f"{argv0}: not found on PATH")
+        shown = str(path)
         try:
-            st = path.stat()
+            if "/" in argv0 and not argv0.startswith("/"):
+                real_home = os.path.realpath(home)
+                real, lookups = resolve(real_home, argv0)
+                for directory in lookups:
+                    if directory == real_home:
+                        continue  # judged above, as the session directory
+                    st = os.stat(directory)
+                    problem = directory_problem(
+                        st.st_mode,
+                        st.st_uid,
+                        what=f"directory {directory} (on the way to {argv0})",
+                        owners=self.owners,
+                    )
+                    if problem is not None:
+                        return Verdict(False, problem)
+                if real != os.path.normpath(path):
+                    shown = f"{path} (resolved to {real})"
+                st = os.stat(real)
+            else:
+                st = path.stat()
         except OSError as exc:
             return Verdict(False, f"cannot stat {path}: {exc.strerror or exc}")
-        problem = executable_problem(st.st_mode, st.st_uid, what=str(path), owners=self.owners)
+        problem = executable_problem(st.st_mode, st.st_uid, what=shown, owners=self.owners)
         return Verdict(False, problem) if problem else Verdict(True, f"runs {path}")
 
     def __repr__(self) -> str:
         return f"CommandCheck({self.spawner!r})"
+
+
+#: symlinks followed while resolving one path, as Linux allows (``ELOOP`` past it)
+_MAX_LINKS = 40
+
+
+def resolve(start: str, relpath: str) -> tuple[str, list[str]]:
+    """Resolve ``relpath`` against the directory ``start`` (itself free of
+    symlinks) as the kernel does: ``(the path it names, free of symlinks,
+    every directory a name was looked up in on the way, in order)``.
+
+    Those directories are the ones whose writers decide what the path
+    names; the rest of each one's ancestry does not matter (a symlink is a
+    jump, not a climb).  Raises ``OSError`` as a lookup would."""
+    lookups: list[str] = []
+    current = start
+    todo = list(reversed(relpath.split("/")))
+    links = 0
+    while todo:
+        part = todo.pop()
+        if part in ("", "."):
+            continue
+        if current not in lookups:
+            lookups.append(current)
+        if part == "..":
+            current = os.path.dirname(current)
+            continue
+        path = os.path.join(current, part)
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            links += 1
+            if links > _MAX_LINKS:
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+            target = os.readlink(path)
+            if target.startswith("/"):
+                current = "/"
+            todo.extend(reversed(target.split("/")))
+            continue
+        if todo and not stat.S_ISDIR(st.st_mode):
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
+        current = path
+    return current, lookups
+
+
+class _CheckedSpawner(CommandSpawner):
+    def spawn(self, session: Session) -> Worker:
+        # Judged again right before the exec: a restart after a backoff
+        # reuses the verdict of the last pass, and a directory on the way
+        # may have been replaced since.
+        verdict = CommandCheck(self).check(session, time.time())
+        if not verdict.eligible:
+            raise SpawnError(verdict.reason)
+        return super().spawn(session)
 
 
 def parse_command(text: str) -> list[str]:
@@ -256,7 +357,7 @@ def dirs_spec(
     """The pool for ``wirepool run dirs``; ValueError for a bad pattern,
     command or environment template."""
     root = Path(root).absolute()
-    spawner = CommandSpawner(
+    spawner = _CheckedSpawner(
         parse_command(command), cwd="{dir}", env=Environment(set=_parse_env(env))
     )
     eligibility: Eligibility = InsideRoot() & CommandCheck(spawner)

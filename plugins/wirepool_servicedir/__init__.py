@@ -7,10 +7,13 @@ subdirectory as its working directory).  A ``down`` file keeps a service down (a
 running one); an ``env/`` directory supplies one variable per file, as
 ``s6-envdir`` reads it.
 
-A ``run`` that is writable by group or others, or owned by another user, is
-refused with the reason: whoever can write it can run code as the
-supervisor's user, and an operator should hear about that rather than find
-out later.
+A ``run`` that is writable by group or others, owned by another user, or a
+symlink is refused with the reason, and so is a service directory that is
+writable by group or others or owned by anyone but the supervisor's user or
+root: whoever can write either can run code as the supervisor's user, and
+an operator should hear about that rather than find out later.  A ROOT
+entry may be a symlink to a service directory elsewhere (an s6 scan
+directory), if the supervisor's user or root placed it.
 
 Differences from runit and s6, deliberately: a vanished directory is stopped
 after a grace period (runit stops at once, s6 never does); restarts back off
@@ -22,6 +25,7 @@ process per service.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,45 +42,94 @@ from wirepool import (
     Session,
     SpawnError,
     Verdict,
+    Worker,
 )
 from wirepool._store import read_small
-from wirepool.eligibility import executable_problem
+from wirepool.eligibility import executable_problem, ownership_problem, session_dir_problem
 from wirepool.plugin import timing_from, timing_options
 
 __all__ = ["RunScriptCheck", "ServiceDirPlugin", "read_envdir", "servicedir_spec"]
 
 _ENVFILE_LIMIT = 1 << 20
 
+#: who may own a service directory, or a ROOT symlink to one, besides the
+#: supervisor's user
+_OWNERS = frozenset({os.getuid(), 0})
+
 
 class RunScriptCheck(Eligibility):
-    """Eligible when ``run`` is a safe, executable regular file."""
+    """Eligible when the service directory is trusted and ``run`` is a safe,
+    executable regular file in it.
 
-    __slots__ = ("uid",)
+    The directory must be owned by the supervisor's user or root and not be
+    writable by group or others: whoever can write it can put their own
+    ``run`` there, link a program of ours in as ``run`` (``/usr/bin/make``,
+    with their ``Makefile`` next to it), or swap ``run`` between this check
+    and the exec.  A ROOT entry that is a symlink (an s6 scan directory is
+    made of them) is followed only if its owner is the supervisor's user or
+    root; the directory it leads to is then held to the same rule.  ``run``
+    itself is never followed through a symlink: it must be a regular file
+    owned by the supervisor's user, so what is judged is what runs."""
+
+    __slots__ = ("owners", "uid")
 
     def __init__(self, uid: int | None = None) -> None:
         self.uid = os.getuid() if uid is None else uid
+        #: who may own the service directory, or a symlink to it
+        self.owners = frozenset({self.uid, 0})
 
     def check(self, session: Session, now: float) -> Verdict:
-        # Judge the `run` that discovery saw (its stat is in the session's
-        # attrs): a second stat here could see a `run` deleted in between
-        # and stop the child at once, instead of after the grace period a
-        # vanished service gets.
-        mode, uid = session.attrs.get("run_st_mode"), session.attrs.get("run_uid")
-        if not isinstance(mode, int) or not isinstance(uid, int):
+        # Judge what discovery saw (its stats are in the session's attrs):
+        # a second stat here could see a `run` deleted in between and stop
+        # the child at once, instead of after the grace period a vanished
+        # service gets.
+        attrs = session.attrs
+        if not _has_stats(attrs):
             try:
-                st = (session.home / "run").stat()
+                attrs = _run_attrs(session.home)
             except FileNotFoundError:
                 return Verdict(False, "no run file")
             except OSError as exc:
                 return Verdict(False, f"cannot stat run: {exc.strerror or exc}")
-            mode, uid = st.st_mode, st.st_uid
-        problem = executable_problem(mode, uid, what="run", owners=(self.uid,))
+        problem = _service_problem(str(session.home), attrs, self.uid, self.owners)
         if problem is not None:
             return Verdict(False, problem)
         return Verdict(True, "run is executable")
 
     def __repr__(self) -> str:
         return "RunScriptCheck()"
+
+
+def _has_stats(attrs: Mapping[str, Any]) -> bool:
+    link_uid = attrs.get("link_uid")
+    return (link_uid is None or isinstance(link_uid, int)) and all(
+        isinstance(attrs.get(key), int)
+        for key in ("run_st_mode", "run_uid", "dir_st_mode", "dir_uid")
+    )
+
+
+def _service_problem(
+    home: str, attrs: Mapping[str, Any], uid: int, owners: frozenset[int]
+) -> str | None:
+    """Why the service at ``home`` must not run, from the stats of
+    :func:`_run_attrs`; the directory first: if it is not trusted, nothing
+    in it can be."""
+    problem = session_dir_problem(
+        home,
+        attrs["dir_st_mode"],
+        attrs["dir_uid"],
+        link_uid=attrs.get("link_uid"),
+        what="service directory",
+        owners=owners,
+    )
+    if problem is not None:
+        return problem
+    if stat.S_ISLNK(attrs["run_st_mode"]):
+        # Followed, the link's target would be judged and something else
+        # might run: a link swapped in between, or a trusted program (make,
+        # an interpreter) run with input from wherever it sits.
+        return "run is a symlink, which is not followed; make it a regular file"
+    return executable_problem(attrs["run_st_mode"], attrs["run_uid"], what="run", owners=(uid,))
 
 
 def read_envdir(directory: Path, *, owner: int | None = None) -> dict[str, str | None]:
@@ -121,15 +174,26 @@ def read_envdir(directory: Path, *, owner: int | None = None) -> dict[str, str |
 
 
 def _check_owner(path: Path, st: os.stat_result, owner: int) -> None:
-    if st.st_uid != owner:
-        raise SpawnError(f"{path} is owned by uid {st.st_uid}, not {owner}; refusing it")
-    if st.st_mode & 0o022:
-        raise SpawnError(
-            f"{path} is writable by group or others (mode {st.st_mode & 0o777:o}); refusing it"
-        )
+    problem = ownership_problem(st.st_mode, st.st_uid, what=str(path), owners=(owner,))
+    if problem is not None:
+        raise SpawnError(f"{problem}; refusing it")
 
 
 class _EnvDirSpawner(CommandSpawner):
+    def spawn(self, session: Session) -> Worker:
+        # Judged again right before the exec: a restart after a backoff
+        # reuses the session of the last discovery pass, and whoever can
+        # rename entries of ROOT (mode 0777, no sticky bit) could have put
+        # their own directory in the trusted one's place since.
+        try:
+            attrs = _run_attrs(session.home)
+        except OSError as exc:
+            raise SpawnError(f"cannot stat {session.home}/run: {exc.strerror or exc}") from None
+        problem = _service_problem(str(session.home), attrs, os.getuid(), _OWNERS)
+        if problem is not None:
+            raise SpawnError(problem)
+        return super().spawn(session)
+
     def environment(self, session: Session) -> dict[str, str]:
         env = super().environment(session)
         for key, value in read_envdir(session.home / "env", owner=os.getuid()).items():
@@ -141,18 +205,31 @@ class _EnvDirSpawner(CommandSpawner):
 
 
 def _run_attrs(path: Path) -> Mapping[str, Any]:
-    """One stat of ``run`` per pass, shared by discovery and eligibility.
+    """The stats a service is judged by, taken once per pass and shared by
+    discovery and eligibility: an ``lstat`` of ``run`` (never followed), an
+    ``lstat`` of the ROOT entry, and a ``stat`` of the directory only when
+    that entry is a symlink.
 
-    Part of the session's identity: editing ``run`` makes the session
-    "changed", which lifts a ``failed`` mark -- the operator fixed it.  A
-    ``run`` that cannot be stat'ed raises: the directory is skipped this pass
-    (a vanished service, with its grace period)."""
-    st = os.stat(f"{path}/run")  # a string, not a Path: this runs per session per rescan
+    Part of the session's identity: editing ``run`` (or fixing the
+    directory's owner or mode) makes the session "changed", which lifts a
+    ``failed`` mark -- the operator fixed it.  A ``run`` that cannot be
+    stat'ed raises: the directory is skipped this pass (a vanished service,
+    with its grace period)."""
+    home = str(path)  # a string, not a Path: this runs per session per rescan
+    run = os.lstat(f"{home}/run")
+    entry = os.lstat(home)
+    if stat.S_ISLNK(entry.st_mode):
+        target, link_uid = os.stat(home), entry.st_uid
+    else:
+        target, link_uid = entry, None
     return {
-        "run_mtime": st.st_mtime_ns,
-        "run_mode": st.st_mode & 0o7777,
-        "run_st_mode": st.st_mode,
-        "run_uid": st.st_uid,
+        "run_mtime": run.st_mtime_ns,
+        "run_mode": run.st_mode & 0o7777,
+        "run_st_mode": run.st_mode,
+        "run_uid": run.st_uid,
+        "dir_st_mode": target.st_mode,
+        "dir_uid": target.st_uid,
+        "link_uid": link_uid,
     }
 
 

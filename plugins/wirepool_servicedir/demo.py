@@ -63,6 +63,10 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="wirepool-demo-"))
     root = workdir / "services"
     shutil.copytree(_find_example(), root)
+    # A checkout made under umask 002 is group-writable, and the pool
+    # refuses a service directory, `run` or `env/` others may write.
+    for path in (root, *root.rglob("*")):
+        path.chmod(path.stat().st_mode & 0o755)
     for run in root.glob("*/run"):
         run.chmod(0o755)
     spec = servicedir_spec(root, on_exit="stop", grace=2.0, stop_grace=3.0)
@@ -94,7 +98,7 @@ def main() -> int:
 
         _say("creating a new service directory 'late' while the pool runs")
         late = root / "late"
-        late.mkdir()
+        late.mkdir(mode=0o755)  # never group-writable, whatever the umask
         (late / "run").write_text('#!/bin/sh\necho "late: hello"\nexec sleep 3600\n')
         (late / "run").chmod(0o755)
         t0 = time.monotonic()

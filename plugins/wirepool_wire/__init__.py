@@ -66,8 +66,10 @@ from wirepool import (
     Session,
     SpawnError,
     Verdict,
+    Worker,
 )
 from wirepool._proc import cmdline, create_time, identity_of
+from wirepool.eligibility import TrustedDirectory
 from wirepool.plugin import timing_from, timing_options
 from wirepool_wire import layout
 
@@ -140,6 +142,31 @@ class WireDiscovery(Discovery):
 
     def watch_paths(self) -> Sequence[Path]:
         return [p for p in (self.root, self.root / layout.BY_KEY_DIR) if p.is_dir()]
+
+
+class _TrustedHomeSpawner(CommandSpawner):
+    def spawn(self, session: Session) -> Worker:
+        # Judged again right before the exec: a restart after a backoff
+        # reuses the verdict of the last pass, and whoever can rename
+        # entries of the sessions root could have swapped the home since.
+        verdict = TRUSTED_HOME.check(session, time.time())
+        if not verdict.eligible:
+            raise SpawnError(verdict.reason)
+        return super().spawn(session)
+
+
+#: A home must be trusted before a daemon runs in it.  wire's daemon runs
+#: no program named in its home, but it runs as the supervisor's user with
+#: the home as its working directory and ``WIRE_HOME``: it takes its
+#: identity, relay and peers from ``config/wire/``, and writes its pidfile,
+#: cursors and logs under ``state/wire/`` by name, following any symlink
+#: planted there.  Whoever can write a home (or plant a symlink to one) can
+#: so make the supervisor's user write any file it may write -- for a root
+#: supervisor, a way to code execution -- so a home owned by another user,
+#: or writable by group or others, is refused with the reason, as a service
+#: directory is.  The directories inside a trusted home could only have
+#: been made by its trusted owner, so they are not stat'ed on every pass.
+TRUSTED_HOME = TrustedDirectory("home")
 
 
 def wire_eligibility(max_idle: float | None) -> Eligibility:
@@ -411,8 +438,8 @@ def wire_spec(
     discovery = WireDiscovery(root)
     spec = PoolSpec(
         discovery=discovery,
-        eligibility=wire_eligibility(max_idle),
-        spawner=CommandSpawner(
+        eligibility=TRUSTED_HOME & wire_eligibility(max_idle),
+        spawner=_TrustedHomeSpawner(
             argv,
             cwd="{home}",
             env=Environment(strip_prefixes=("WIRE_",), set={"WIRE_HOME": "{home}"}),
