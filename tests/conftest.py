@@ -24,6 +24,12 @@ import pytest
 from wirepool import Event, Session, SessionPool
 from wirepool._proc import ProcessIdentity, cmdline, identity_of, is_alive, signal_group
 
+# The suite's files get the modes the tests mean, whatever umask the
+# machine runs it under: with 002, every service directory and env/ file
+# would be group-writable -- refused, and rightly (tests that want a lax
+# umask set one themselves).
+os.umask(0o022)
+
 BIN = Path(sys.executable).parent
 WIREPOOL = [sys.executable, "-m", "wirepool"]
 
