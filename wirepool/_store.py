@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import stat
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wirepool.errors import LockHeldError
+from wirepool.errors import LockHeldError, UnsafeStateDirError
 
 STATUS_SCHEMA = "wirepool.status/1"
 RECORD_SCHEMA = "wirepool.record/1"
@@ -78,9 +79,27 @@ def read_small(path: Path, limit: int, *, follow: bool = True) -> bytes:
         os.close(fd)
 
 
-def read_json(path: Path) -> Any:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+#: Caps on what is read of each state file.  status.json of 10 000 sessions
+#: is about 4 MB; records, requests and supervisor.json are a few hundred
+#: bytes.  A file over its cap is refused unread: 110 MB of status.json cost
+#: ``wirepool status`` 2.9 s and 290 MB of memory.
+STATUS_LIMIT = 32 << 20
+RECORD_LIMIT = 1 << 20
+SMALL_STATE_LIMIT = 64 << 10
+
+
+def read_json(path: Path, limit: int = RECORD_LIMIT) -> Any:
+    """Parse a JSON state file: a regular file, not a symlink, at most
+    ``limit`` bytes (OSError otherwise; ValueError for bad JSON).
+
+    Through :func:`read_small` because a FIFO planted as a record hung
+    ``wirepool run`` at start-up -- deaf to SIGTERM, inside ``open`` -- and
+    one as ``status.json`` hung ``wirepool status``."""
+    raw = read_small(path, limit, follow=False)
+    try:
+        return json.loads(raw)
+    except RecursionError:  # "[[[[...": one documented error for every caller
+        raise ValueError("JSON nested too deeply") from None
 
 
 def quarantine(path: Path) -> Path | None:
@@ -129,34 +148,74 @@ class StateDir:
         """Operator requests (``wirepool reset``) for a running supervisor."""
         return self.root / "requests"
 
-    def ensure(self) -> None:
-        """Create the state directory owner-only, and refuse one that is not.
+    @property
+    def markers_dir(self) -> Path:
+        """Marker files of Python workers (see ``spawn.write_marker``)."""
+        return self.root / "markers"
+
+    @property
+    def pool_id(self) -> str:
+        """The identity every child of this pool carries in its marker
+        variables: a hash of the state directory's real path, so it is the
+        same for every supervisor, ``stop`` and ``status`` of the pool."""
+        return hashlib.sha256(os.fsencode(os.path.realpath(self.root))).hexdigest()[:16]
+
+    def verify(self, *, missing_ok: bool = False) -> bool:
+        """Check that only we can write the state directory, changing nothing.
 
         Whoever can write here can plant a record naming any live process
         as "our child", and the supervisor would adopt -- and on stop,
-        signal -- it; with a root supervisor that is anyone's process.  So
-        a state directory owned by another user, or writable by group or
-        others, is refused; one of ours that is merely readable (made by an
-        older version, or under a lax umask) is tightened to 0700.
+        signal -- it; with a root supervisor that is anyone's process.  The
+        same planted directory fools the verbs that only read it: a lock
+        someone else holds made ``status`` say "supervisor: running", and
+        ``stop --children`` killed what their records named.  So every
+        verb checks first: the state directory and each directory under it
+        that exists must be a directory owned by us and not writable by
+        group or others, or :class:`UnsafeStateDirError` is raised.
+
+        Returns False when the state directory does not exist and
+        ``missing_ok`` (``status`` then falls back to discovery); a
+        missing one is FileNotFoundError otherwise.
         """
-        for d in (self.root, self.records_dir, self.logs_dir, self.requests_dir):
-            d.mkdir(mode=0o700, parents=True, exist_ok=True)
-            st = d.stat()
+        for d in (self.root, *self._subdirs):
+            try:
+                st = os.stat(d)
+            except FileNotFoundError:
+                if d != self.root:
+                    continue
+                if missing_ok:
+                    return False
+                raise
+            if not stat.S_ISDIR(st.st_mode):
+                raise UnsafeStateDirError(d, "is not a directory")
             if st.st_uid != os.geteuid():
-                raise PermissionError(
-                    errno.EPERM,
-                    f"state directory is owned by uid {st.st_uid}, not {os.geteuid()}; refusing",
-                    str(d),
+                raise UnsafeStateDirError(d, f"is owned by uid {st.st_uid}, not {os.geteuid()}")
+            if st.st_mode & 0o022:
+                raise UnsafeStateDirError(
+                    d, f"is writable by group or others (mode {st.st_mode & 0o777:o})"
                 )
-            if st.st_mode & 0o022 and d == self.root:
-                raise PermissionError(
-                    errno.EPERM,
-                    f"state directory is writable by group or others "
-                    f"(mode {st.st_mode & 0o777:o}); refusing",
-                    str(d),
-                )
-            if st.st_mode & 0o077:
-                os.chmod(d, 0o700)
+        return True
+
+    def ensure(self) -> None:
+        """Create the state directory owner-only, and refuse one that is not.
+
+        :meth:`verify` decides what is refused, before anything is created
+        in it or changed; one of ours that is merely readable by others
+        (made by an older version, or under a lax umask) is then tightened
+        to 0700.
+        """
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.verify()
+        for d in (self.records_dir, self.logs_dir, self.requests_dir):
+            d.mkdir(mode=0o700, exist_ok=True)
+        for d in (self.root, *self._subdirs):
+            with contextlib.suppress(FileNotFoundError):  # markers/: made on demand
+                if os.stat(d).st_mode & 0o077:
+                    os.chmod(d, 0o700)
+
+    @property
+    def _subdirs(self) -> tuple[Path, ...]:
+        return (self.records_dir, self.logs_dir, self.requests_dir, self.markers_dir)
 
     def remove_stale_temp_files(self) -> int:
         """Delete what a writer killed between ``mkstemp`` and ``os.replace``
@@ -188,15 +247,17 @@ class StateDir:
 
     def read_supervisor(self) -> dict[str, Any] | None:
         try:
-            data = read_json(self.supervisor_path)
+            data = read_json(self.supervisor_path, SMALL_STATE_LIMIT)
         except (OSError, ValueError):
             return None
         return data if isinstance(data, dict) else None
 
     def read_status(self) -> dict[str, Any] | None:
+        """``status.json``, or None when there is none.  A file that is
+        there but unusable raises OSError or ValueError saying why."""
         try:
-            data = read_json(self.status_path)
-        except (OSError, ValueError):
+            data = read_json(self.status_path, STATUS_LIMIT)
+        except FileNotFoundError:
             return None
         return data if isinstance(data, dict) else None
 
@@ -208,7 +269,7 @@ def acquire_lock(state: StateDir, attempts: int = 5) -> int:
     shared lock to ask whether anyone holds it.
     """
     state.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(state.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    fd = _open_lock(state.lock_path, os.O_RDWR | os.O_CREAT)
     for attempt in range(attempts):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -225,13 +286,27 @@ def acquire_lock(state: StateDir, attempts: int = 5) -> int:
     raise LockHeldError(state.root, pid)
 
 
+def _open_lock(path: Path, flags: int) -> int:
+    """The lock file, never through a symlink (a planted ``lock -> ~/x``
+    would be created or locked in our name) and only a regular file: a
+    FIFO opened without ``O_NONBLOCK`` blocks until a writer comes."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def lock_holder(state: StateDir) -> int | None:
     """The pid holding the pool's lock, as the kernel's lock table
     (``/proc/locks``) names it; None when nobody does or it cannot tell
     (not Linux, no /proc).  Unlike ``supervisor.json`` this cannot be stale,
     truncated or pointed at someone else."""
     try:
-        st = os.stat(state.lock_path)
+        st = os.lstat(state.lock_path)  # the file acquire_lock locks, not a link's target
         with open("/proc/locks", encoding="ascii", errors="replace") as fh:
             lines = fh.read().splitlines()
     except OSError:
@@ -255,7 +330,7 @@ def lock_is_held(state: StateDir) -> bool:
     """Whether some process holds the pool's lock right now (a supervisor
     is alive).  Asks the kernel, so it cannot be fooled by a stale pidfile."""
     try:
-        fd = os.open(state.lock_path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = _open_lock(state.lock_path, os.O_RDONLY)
     except OSError:
         return False
     try:
