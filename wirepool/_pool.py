@@ -423,6 +423,7 @@ class SessionPool:
                 "argv": sys.argv,
             },
             durable=self.durable,
+            strict=True,
         )
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector = selectors.DefaultSelector()
@@ -1487,7 +1488,7 @@ class SessionPool:
             except Exception as exc:
                 self._log_once(f"extra:{exc}", "plugin status extra failed: {}", exc)
         try:
-            atomic_write_json(self.state.status_path, doc, durable=False, indent=None)
+            atomic_write_json(self.state.status_path, doc, durable=False, indent=None, strict=True)
         except OSError as exc:
             self._status_dirty = True
             self._log_once(f"status:{exc.errno}", "cannot write status.json ({})", _describe(exc))

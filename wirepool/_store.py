@@ -14,16 +14,18 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
 import fcntl
 import hashlib
 import json
 import os
+import re
 import stat
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,10 +37,14 @@ RECORD_SCHEMA = "wirepool.record/1"
 
 
 def atomic_write_json(
-    path: Path, data: Any, *, durable: bool = True, indent: int | None = 1
+    path: Path, data: Any, *, durable: bool = True, indent: int | None = 1, strict: bool = False
 ) -> None:
+    """``strict``: for documents other programs read (``status.json``), as
+    :func:`dumps_strict` writes them.  Records stay as Python reads them
+    back, names exact."""
     separators = (",", ":") if indent is None else None
-    payload = json.dumps(data, indent=indent, separators=separators, default=str).encode()
+    dumps = dumps_strict if strict else json.dumps
+    payload = dumps(data, indent=indent, separators=separators, default=str).encode()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -51,6 +57,119 @@ def atomic_write_json(
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+# A lone surrogate: what ``surrogateescape`` makes of a byte that is not
+# UTF-8 (U+DC80..U+DCFF), or what a JSON ``\\udXXX`` escape without its
+# pair decodes to.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_BYTES_SUFFIX = "_bytes"
+_MAX_DEPTH = 64  # our documents nest less than 30 deep (attrs stop at 20)
+
+
+def dumps_strict(
+    value: Any,
+    *,
+    indent: int | None = None,
+    separators: tuple[str, str] | None = None,
+    default: Callable[[Any], Any] | None = None,
+) -> str:
+    """``json.dumps`` whose output every strict JSON parser takes.
+
+    Session names come from directory entries, which are bytes; one that is
+    not UTF-8 reaches Python as lone surrogates, which ``json.dumps`` writes
+    as ``"\\udce9"``: Python reads that back, strict parsers (serde_json,
+    for one) refuse the whole document.  So, as :func:`strict_json` says,
+    each undecodable byte is written as the four characters ``\\xNN`` and
+    a string that needed it gets a sibling ``<key>_bytes`` with its exact
+    bytes in base64.  The output is ASCII (``ensure_ascii``).  Documents
+    without a surrogate pay one ``json.dumps`` and a substring test.
+    """
+    text = json.dumps(value, indent=indent, separators=separators, default=default)
+    if "\\ud" not in text:  # no surrogate at all, not even a valid pair
+        return text
+    return json.dumps(strict_json(value), indent=indent, separators=separators, default=default)
+
+
+def strict_json(value: Any, _depth: int = 0) -> Any:
+    """``value`` with every string valid Unicode, reversibly where it counts.
+
+    * In a string, each undecodable byte (U+DC80..U+DCFF) becomes ``\\xNN``
+      (NN its value in lower-case hex), any other lone surrogate ``\\uXXXX``.
+    * A dict entry whose string value needed that gets a sibling entry
+      ``<key>_bytes``: the exact bytes, base64 (standard alphabet, padded),
+      when the string has them (only undecodable bytes, no other lone
+      surrogate).  ``name`` becomes ``"caf\\xe9"`` and ``name_bytes``
+      ``"Y2Fm6Q=="``.  Consumers that need the exact name take
+      ``name_bytes`` when it is there and ``name`` otherwise;
+      :func:`from_strict_json` does exactly that.
+    * Strings in lists (messages, argv) and dict keys are escaped only.
+    * Objects JSON has no type for are converted with ``str`` first, as
+      ``default=str`` would; what nests deeper than 64 is replaced by a
+      string saying so (no document of ours does).
+    """
+    if isinstance(value, str):
+        return _escape_surrogates(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if _depth > _MAX_DEPTH:
+        return "(nested too deeply)"
+    if isinstance(value, dict):
+        out: dict[Any, Any] = {}
+        for raw_key, item in value.items():
+            key = _escape_surrogates(raw_key) if isinstance(raw_key, str) else raw_key
+            if isinstance(item, str) and _SURROGATE.search(item):
+                out[key] = _escape_surrogates(item)
+                with contextlib.suppress(UnicodeEncodeError):
+                    raw = item.encode("utf-8", "surrogateescape")
+                    out[f"{key}{_BYTES_SUFFIX}"] = base64.b64encode(raw).decode("ascii")
+            else:
+                out[key] = strict_json(item, _depth + 1)
+        return out
+    if isinstance(value, list | tuple):
+        return [strict_json(item, _depth + 1) for item in value]
+    return _escape_surrogates(str(value))
+
+
+def from_strict_json(value: Any, _depth: int = 0) -> Any:
+    """Undo :func:`strict_json` where it can: a string with a ``<key>_bytes``
+    sibling whose bytes escape back to exactly that string is replaced by
+    those bytes, decoded as Python decodes file names, and the sibling is
+    dropped.  Anything else is left as it is."""
+    if _depth > _MAX_DEPTH:
+        return value
+    if isinstance(value, list):
+        return [from_strict_json(item, _depth + 1) for item in value]
+    if not isinstance(value, dict):
+        return value
+    out: dict[Any, Any] = {}
+    used: set[str] = set()
+    for key, item in value.items():
+        exact = value.get(f"{key}{_BYTES_SUFFIX}") if isinstance(key, str) else None
+        if isinstance(item, str) and isinstance(exact, str):
+            try:
+                name = base64.b64decode(exact, validate=True).decode("utf-8", "surrogateescape")
+            except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+                name = None
+            if name is not None and _escape_surrogates(name) == item:
+                out[key] = name
+                used.add(f"{key}{_BYTES_SUFFIX}")
+                continue
+        out[key] = from_strict_json(item, _depth + 1)
+    for key in used:
+        out.pop(key, None)
+    return out
+
+
+def _escape_surrogates(text: str) -> str:
+    if _SURROGATE.search(text) is None:
+        return text
+    return _SURROGATE.sub(_escape_one, text)
+
+
+def _escape_one(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
 
 
 def read_small(path: Path, limit: int, *, follow: bool = True) -> bytes:

@@ -41,6 +41,8 @@ from wirepool._store import (
     StateDir,
     acquire_lock,
     atomic_write_json,
+    dumps_strict,
+    from_strict_json,
     lock_holder,
     lock_is_held,
     read_json,
@@ -177,7 +179,7 @@ def _build(plugin: Plugin, opts: Mapping[str, Any], verb: Mapping[str, Any]) -> 
 
 
 def _emit_json(data: Mapping[str, Any]) -> None:
-    sys.stdout.write(json.dumps(data, default=str) + "\n")
+    sys.stdout.write(dumps_strict(data, default=str) + "\n")
     sys.stdout.flush()
 
 
@@ -259,7 +261,9 @@ def read_status(spec: PoolSpec, plugin: str) -> dict[str, Any]:
     alive = exists and lock_is_held(state)
     problem = None
     try:
-        doc = state.read_status() if exists else None
+        # exact names again (from their `_bytes`), for the checks below and
+        # the plugin's annotate, which looks in each session's home
+        doc = from_strict_json(state.read_status()) if exists else None
     except (OSError, ValueError) as exc:
         doc, problem = None, f"cannot read {state.status_path}: {_why(exc)}"
     if doc is None or doc.get("schema") != STATUS_SCHEMA:
@@ -477,7 +481,7 @@ def _status_action(
     spec = _build(plugin, opts, verb)
     doc = read_status(spec, name)
     if verb.get("as_json") or not sys.stdout.isatty():
-        click.echo(json.dumps(doc, indent=2, default=str))
+        click.echo(dumps_strict(doc, indent=2, default=str))
     else:
         click.echo(render_table(doc))
     return EXIT_OK if doc["supervisor"]["alive"] else EXIT_NOT_RUNNING

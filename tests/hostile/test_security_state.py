@@ -5,6 +5,7 @@ of start-up.  Real processes; the attacks that need a second user run as
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -17,14 +18,24 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import WIREPOOL, Services, Tracker, cli, wait_for
 from hostile_helpers import attempt, hostile_bytes
 from hypothesis import given
+from hypothesis import strategies as st
 
 from wirepool._proc import ProcessIdentity, identity_of, is_alive
-from wirepool._store import RECORD_SCHEMA, StateDir, lock_holder, lock_is_held, read_json
+from wirepool._store import (
+    RECORD_SCHEMA,
+    StateDir,
+    dumps_strict,
+    from_strict_json,
+    lock_holder,
+    lock_is_held,
+    read_json,
+)
 from wirepool.spawn import _read_marker
 
 NOBODY = 65534
@@ -335,3 +346,80 @@ def test_read_json_refuses_what_is_not_a_regular_file_unread(tmp_path: Path) -> 
     (tmp_path / "deep.json").write_text("[" * 60_000)
     with pytest.raises(ValueError, match="nested too deeply"):
         read_json(tmp_path / "deep.json")
+
+
+# ------------------------------------------------- JSON strict parsers take
+
+UNDECODABLE = os.fsdecode(b"caf\xe9")  # a directory name that is not UTF-8
+
+
+def _assert_strict(text: str) -> Any:
+    """What a strict parser would say: UTF-8 bytes, JSON without control
+    characters in strings, and no lone surrogate anywhere (Python's json
+    takes "\\udce9"; serde_json and others refuse the whole document)."""
+    doc = json.loads(text.encode("utf-8").decode("utf-8", "strict"), strict=True)
+    json.dumps(doc, ensure_ascii=False).encode("utf-8")  # UnicodeEncodeError on a surrogate
+    return doc
+
+
+def _session_named(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(s for s in doc["sessions"] if s["name"] == name)
+
+
+def test_regression_non_utf8_names_are_strict_json_in_events_status_and_status_json(
+    services: Services, tracker: Tracker
+) -> None:
+    # A directory name that is not UTF-8 came out of `run --json`, `status
+    # --json` and status.json as "\\udce9": a lone surrogate, which strict
+    # JSON parsers reject (the whole document, not just the name).
+    services.add(UNDECODABLE)
+    before = cli("status", "servicedir", str(services.root), "--json")  # by discovery
+    sess = _session_named(_assert_strict(before.stdout), "caf\\xe9")
+    assert base64.b64decode(sess["name_bytes"]) == b"caf\xe9"
+
+    sup = tracker.supervisor("servicedir", str(services.root), "--on-exit", "stop")
+    spawned = wait_for(lambda: sup.of("spawned"), timeout=60)
+    wait_for((services.state_dir / "status.json").exists)
+    status = cli("status", "servicedir", str(services.root), "--json")
+    assert status.returncode == 0, status.stderr
+    on_disk = (services.state_dir / "status.json").read_bytes().decode("utf-8", "strict")
+    for text in (status.stdout, on_disk):
+        sess = _session_named(_assert_strict(text), "caf\\xe9")
+        assert base64.b64decode(sess["name_bytes"]) == b"caf\xe9"
+        assert base64.b64decode(sess["home_bytes"]) == os.fsencode(services.root) + b"/caf\xe9"
+    assert _session_named(_assert_strict(status.stdout), "caf\\xe9")["alive"] is True
+    sup.proc.send_signal(signal.SIGTERM)
+    assert sup.wait_exit(timeout=60) == 0
+    assert spawned[0]["session"] == "caf\\xe9"
+    assert base64.b64decode(spawned[0]["session_bytes"]) == b"caf\xe9"
+    for event in sup.events:
+        _assert_strict(json.dumps(event))
+
+
+names = st.one_of(
+    st.binary(max_size=30).map(os.fsdecode),  # every file name
+    st.text(max_size=20),
+    st.lists(
+        st.sampled_from(["a", "\\", "x", "e9", "_bytes", "\udce9", "\ud800", "\U0001f600"]),
+        max_size=10,
+    ).map("".join),
+)
+
+
+@given(
+    st.dictionaries(st.text(max_size=10).filter(lambda k: not k.endswith("_bytes")), names),
+    st.dictionaries(names, names, max_size=3),
+)
+def test_strict_json_is_strict_and_file_names_round_trip(
+    doc: dict[str, str], any_keys: dict[str, str]
+) -> None:
+    wrapped = {"sessions": [doc], "errors": list(doc.values()), "attrs": any_keys}
+    parsed = _assert_strict(dumps_strict(wrapped, indent=1))
+    restored = from_strict_json(parsed)["sessions"][0]
+    for key, value in doc.items():
+        try:
+            value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a lone surrogate no file name makes: escaped only
+            assert "\\u" in restored[key]
+        else:
+            assert restored[key] == value  # what the directory entry held, exactly
