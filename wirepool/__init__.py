@@ -28,7 +28,13 @@ from wirepool.eligibility import (
     HasMarker,
     NoDownFile,
 )
-from wirepool.errors import LockHeldError, PluginError, SpawnError, WirepoolError
+from wirepool.errors import (
+    LockHeldError,
+    PluginError,
+    SpawnError,
+    UnsafeStateDirError,
+    WirepoolError,
+)
 from wirepool.health import HealthCheck, HeartbeatCheck, NoHealthCheck, PidfileCheck
 from wirepool.plugin import Guard, Plugin, PoolSpec
 from wirepool.restart import RestartPolicy, SpawnRateLimit, wait_jitter
@@ -80,6 +86,7 @@ __all__ = [
     "Spawner",
     "StaticDiscovery",
     "SystemClock",
+    "UnsafeStateDirError",
     "Verdict",
     "WirepoolError",
     "Worker",

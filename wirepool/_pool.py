@@ -24,7 +24,6 @@ what to do, does it, and writes what changed.  Invariants the code keeps:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import os
 import selectors
@@ -56,6 +55,7 @@ from wirepool._reaper import OrphanReaper
 from wirepool._status import SessionStatus, Snapshot
 from wirepool._store import (
     RECORD_SCHEMA,
+    SMALL_STATE_LIMIT,
     STATUS_SCHEMA,
     StateDir,
     acquire_lock,
@@ -75,6 +75,7 @@ from wirepool.spawn import (
     Spawner,
     Worker,
     find_children,
+    is_pool_child,
     safe_filename,
 )
 
@@ -82,6 +83,19 @@ __all__ = ["Event", "SessionPool"]
 
 OnExit = Literal["leave", "stop"]
 _VERSION = "0.1.0"
+
+
+class StartupInterrupted(BaseException):
+    """A stop signal arrived while :meth:`SessionPool.run_forever` was still
+    starting up.  A BaseException, like KeyboardInterrupt, so that no
+    ``except Exception`` on the way (a plugin's, recovery's) swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    def __str__(self) -> str:
+        return signal.Signals(self.signum).name
 
 
 @dataclass
@@ -203,9 +217,7 @@ class SessionPool:
         self.durable = durable
         self.plugin = plugin
         self.status_extra = status_extra
-        self.pool_id = hashlib.sha256(os.fsencode(os.path.realpath(self.state.root))).hexdigest()[
-            :16
-        ]
+        self.pool_id = self.state.pool_id
         self._reaper = OrphanReaper(self.pool_id, self.stop_grace)
 
         self._slots: dict[str, _Slot] = {}
@@ -249,6 +261,8 @@ class SessionPool:
         self._status_dirty = True
         self._started_at = 0.0
         self._loop_error: BaseException | None = None
+        # True while run_forever starts up: a stop signal then unwinds it
+        self._starting = False
         self._ready = threading.Event()
 
     def __repr__(self) -> str:
@@ -304,20 +318,34 @@ class SessionPool:
         """Run the loop in this (main) thread until SIGTERM/SIGINT.
 
         SIGHUP rescans; SIGUSR1 stops the children and exits (what
-        ``wirepool stop --children`` sends)."""
-        self._open()
+        ``wirepool stop --children`` sends).  A SIGTERM, SIGINT or SIGUSR1
+        during start-up (taking the lock, recovery, the first discovery)
+        ends start-up where it stands and shuts down as after the loop."""
         previous: dict[signal.Signals, Any] = {}
 
         def on_signal(signum: int, _frame: object) -> None:
             if signum == signal.SIGCHLD:
                 self._post("reap", None)
-            elif signum == signal.SIGHUP:
+                return
+            if signum == signal.SIGHUP:
                 self._post("rescan", None)
-            elif signum == signal.SIGUSR1:
-                self._post("stop", True)
-            else:
-                self._post("stop", None)
+                return
+            children = True if signum == signal.SIGUSR1 else None
+            self._post("stop", children)
+            if self._starting:
+                # Only the loop reads posted commands, and start-up may be
+                # long before it: a plugin's discovery on a slow
+                # filesystem, or recovery of a big pool.  A supervisor
+                # that must be SIGKILLed leaves its children's fate
+                # unsettled, so unwind start-up now, as SIGINT's
+                # KeyboardInterrupt would.  The stop posted above still
+                # holds if some code on the way swallows the exception.
+                self._starting = False
+                if children:
+                    self._stop_children_on_exit = True
+                raise StartupInterrupted(signum)
 
+        self._starting = True
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             previous[sig] = signal.signal(sig, on_signal)
         # This process is the supervisor and nothing else: orphans of its
@@ -325,12 +353,16 @@ class SessionPool:
         if self._reaper.enable():
             previous[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, on_signal)
         try:
+            self._open()
             self._run()
+        except StartupInterrupted as exc:  # before the lock was ours: nothing to undo
+            logger.info("{} before start-up finished; not starting", exc)
         finally:
             self._reaper.disable()
+            self._starting = False
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        if self._loop_error is not None:
+        if self._loop_error is not None and not isinstance(self._loop_error, StartupInterrupted):
             raise self._loop_error
 
     def rescan(self) -> None:
@@ -389,6 +421,8 @@ class SessionPool:
         try:
             self._open_locked()
         except BaseException:
+            with contextlib.suppress(Exception):
+                self._close_sources()
             os.close(self._lock_fd)
             self._lock_fd = None
             raise
@@ -408,6 +442,7 @@ class SessionPool:
                 "argv": sys.argv,
             },
             durable=self.durable,
+            strict=True,
         )
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector = selectors.DefaultSelector()
@@ -424,12 +459,17 @@ class SessionPool:
             self._emit("supervisor_started", data={"state_dir": str(self.state.root)})
             self._recover()
             self._discover_pass()
+            self._starting = False  # a signal from now on is the loop's to act on
             while not self._stopping:
                 self._iterate()
+        except StartupInterrupted as exc:
+            self._loop_error = exc
+            logger.info("{} during start-up; stopping", exc)
         except BaseException as exc:  # the loop must not die silently
             self._loop_error = exc
             logger.opt(exception=exc).error("wirepool loop crashed: {}", exc)
         finally:
+            self._starting = False  # a signal during the shutdown must not cut it short
             self._ready.set()
             with contextlib.suppress(BaseException):
                 self._shutdown()
@@ -892,7 +932,7 @@ class SessionPool:
             if entry.name.startswith(".") or entry.suffix != ".json":
                 continue
             try:
-                request = read_json(entry)
+                request = read_json(entry, SMALL_STATE_LIMIT)
                 name = request["reset"] if isinstance(request, dict) else None
             except (OSError, ValueError, KeyError):
                 name = None
@@ -1215,25 +1255,29 @@ class SessionPool:
                     owed = math.inf
                 slot.next_start = now + min(max(0.0, rec["next_start_at"] - wall), owed)
             self._slots[session.name] = slot
-            worker = rec["worker"]
-            if worker is not None:
-                ident, owned, started = worker
-                if is_alive(ident) and self._adopt(
-                    slot,
-                    ident,
-                    owned=owned,
-                    started_at=started,
-                    why="left running by the previous supervisor",
-                ):
-                    claimed[session.name] = ident
-                else:
-                    slot.reason = "its child ended while no supervisor was running"
-                    slot.dirty = True
+            if rec["worker"] is None:
+                continue
+            worker = recorded_worker(rec, self.pool_id, self.state.markers_dir)
+            why = "left running by the previous supervisor"
+            if worker is not None and worker.unverified:
+                why += "; it does not carry this pool's markers, so it is watched, never signalled"
+                logger.warning("session {!r}: recorded pid {} {}", session.name, worker.pid, why)
+            if worker is not None and self._adopt(
+                slot,
+                worker.identity,
+                owned=worker.owned,
+                started_at=worker.started_at,
+                why=why,
+            ):
+                claimed[session.name] = worker.identity
+            else:
+                slot.reason = "its child ended while no supervisor was running"
+                slot.dirty = True
         self._recover_by_marker(claimed)
 
     def _recover_by_marker(self, claimed: Mapping[str, ProcessIdentity]) -> None:
         """Find our children whose records were lost, by their marker env."""
-        leaders = find_children(self.pool_id, self.state.root / "markers")
+        leaders = find_children(self.pool_id, self.state.markers_dir)
         for name, candidates in leaders.items():
             idents = [i for i in candidates if claimed.get(name) != i]
             if not idents:
@@ -1473,7 +1517,7 @@ class SessionPool:
             except Exception as exc:
                 self._log_once(f"extra:{exc}", "plugin status extra failed: {}", exc)
         try:
-            atomic_write_json(self.state.status_path, doc, durable=False, indent=None)
+            atomic_write_json(self.state.status_path, doc, durable=False, indent=None, strict=True)
         except OSError as exc:
             self._status_dirty = True
             self._log_once(f"status:{exc.errno}", "cannot write status.json ({})", _describe(exc))
@@ -1736,6 +1780,45 @@ def _describe(exc: BaseException) -> str:
         target = f": {exc.filename}" if exc.filename else ""
         return f"{exc.strerror}{target}"
     return str(exc) or type(exc).__name__
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedWorker:
+    """A record's worker that is still alive, and what it may be taken for."""
+
+    identity: ProcessIdentity
+    #: ours to signal: the record says the pool started it *and* the
+    #: process carries this pool's markers for the record's session
+    owned: bool
+    started_at: float | None
+    #: the record claims it as ours but the process does not carry our
+    #: markers: watched at most, never signalled
+    unverified: bool
+
+    @property
+    def pid(self) -> int:
+        return self.identity.pid
+
+
+def recorded_worker(
+    rec: Mapping[str, Any], pool_id: str, marker_dir: Path | None
+) -> RecordedWorker | None:
+    """What the worker of a parsed record (see :func:`_parse_record`) may be
+    taken for, or None when there is none or it is gone.
+
+    The one rule for both the recovery of a new supervisor and ``wirepool
+    stop --children`` without one: a record alone never makes a process
+    ours to signal.  It must be alive with the recorded start time, and
+    carry this pool's marker variables for that session -- which a stale,
+    copied or planted record naming someone else's process cannot give it.
+    """
+    if rec["worker"] is None:
+        return None
+    ident, owned, started = rec["worker"]
+    if not is_alive(ident):
+        return None
+    marked = owned and is_pool_child(ident, pool_id, rec["session"].name, marker_dir)
+    return RecordedWorker(ident, marked, started, unverified=owned and not marked)
 
 
 def _parse_record(data: Any) -> dict[str, Any]:

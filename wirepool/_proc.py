@@ -29,6 +29,7 @@ __all__ = [
     "is_alive",
     "open_pidfd",
     "signal_group",
+    "wirepool_environ",
 ]
 
 _LINUX = sys.platform.startswith("linux")
@@ -241,25 +242,54 @@ def pids_with_environ(markers: Sequence[tuple[str, str]]) -> dict[int, dict[str,
     found: dict[int, dict[str, str]] = {}
     if not _LINUX:
         return found
-    wanted = [f"{k}={v}".encode() for k, v in markers]
+    wanted = [os.fsencode(f"{k}={v}") for k, v in markers]
     own = os.getpid()
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == own:
             continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as fh:
-                raw = fh.read()
-        except OSError:
-            continue
-        items = raw.split(b"\0")
-        if all(w in items for w in wanted):
-            env: dict[str, str] = {}
-            for item in items:
-                key, sep, value = item.partition(b"=")
-                if sep and key.startswith(b"WIREPOOL_"):
-                    env[key.decode(errors="replace")] = value.decode(errors="replace")
-            found[int(entry)] = env
+        items = _environ_items(int(entry))
+        if items is not None and all(w in items for w in wanted):
+            found[int(entry)] = _wirepool_vars(items)
     return found
+
+
+def wirepool_environ(pid: int) -> dict[str, str] | None:
+    """The ``WIREPOOL_*`` variables ``pid`` was started with, or None when
+    its environment cannot be read (gone, another user's, no /proc).
+
+    What the process was exec'd with, not what it set since: a child cannot
+    shed the markers by unsetting them, only by exec'ing with a new
+    environment.  The caller checks the identity again afterwards, so the
+    answer is known to be about the process it means."""
+    if _LINUX:
+        items = _environ_items(pid)
+        return None if items is None else _wirepool_vars(items)
+    import psutil
+
+    try:
+        env = psutil.Process(pid).environ()
+    except (psutil.Error, OSError):
+        return None
+    return {k: v for k, v in env.items() if k.startswith("WIREPOOL_")}
+
+
+def _environ_items(pid: int) -> list[bytes] | None:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            return fh.read().split(b"\0")
+    except OSError:
+        return None
+
+
+def _wirepool_vars(items: Sequence[bytes]) -> dict[str, str]:
+    # os.fsdecode, as os.environ decodes: a session named by a non-UTF-8
+    # directory carries those bytes, and must compare equal to its name.
+    env: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition(b"=")
+        if sep and key.startswith(b"WIREPOOL_"):
+            env[os.fsdecode(key)] = os.fsdecode(value)
+    return env
 
 
 def has_marked_ancestor(pid: int, marked: Mapping[int, object]) -> bool:

@@ -14,30 +14,37 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import os
+import re
 import stat
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wirepool.errors import LockHeldError
+from wirepool.errors import LockHeldError, UnsafeStateDirError
 
 STATUS_SCHEMA = "wirepool.status/1"
 RECORD_SCHEMA = "wirepool.record/1"
 
 
 def atomic_write_json(
-    path: Path, data: Any, *, durable: bool = True, indent: int | None = 1
+    path: Path, data: Any, *, durable: bool = True, indent: int | None = 1, strict: bool = False
 ) -> None:
+    """``strict``: for documents other programs read (``status.json``), as
+    :func:`dumps_strict` writes them.  Records stay as Python reads them
+    back, names exact."""
     separators = (",", ":") if indent is None else None
-    payload = json.dumps(data, indent=indent, separators=separators, default=str).encode()
+    dumps = dumps_strict if strict else json.dumps
+    payload = dumps(data, indent=indent, separators=separators, default=str).encode()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -50,6 +57,119 @@ def atomic_write_json(
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+# A lone surrogate: what ``surrogateescape`` makes of a byte that is not
+# UTF-8 (U+DC80..U+DCFF), or what a JSON ``\\udXXX`` escape without its
+# pair decodes to.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_BYTES_SUFFIX = "_bytes"
+_MAX_DEPTH = 64  # our documents nest less than 30 deep (attrs stop at 20)
+
+
+def dumps_strict(
+    value: Any,
+    *,
+    indent: int | None = None,
+    separators: tuple[str, str] | None = None,
+    default: Callable[[Any], Any] | None = None,
+) -> str:
+    """``json.dumps`` whose output every strict JSON parser takes.
+
+    Session names come from directory entries, which are bytes; one that is
+    not UTF-8 reaches Python as lone surrogates, which ``json.dumps`` writes
+    as ``"\\udce9"``: Python reads that back, strict parsers (serde_json,
+    for one) refuse the whole document.  So, as :func:`strict_json` says,
+    each undecodable byte is written as the four characters ``\\xNN`` and
+    a string that needed it gets a sibling ``<key>_bytes`` with its exact
+    bytes in base64.  The output is ASCII (``ensure_ascii``).  Documents
+    without a surrogate pay one ``json.dumps`` and a substring test.
+    """
+    text = json.dumps(value, indent=indent, separators=separators, default=default)
+    if "\\ud" not in text:  # no surrogate at all, not even a valid pair
+        return text
+    return json.dumps(strict_json(value), indent=indent, separators=separators, default=default)
+
+
+def strict_json(value: Any, _depth: int = 0) -> Any:
+    """``value`` with every string valid Unicode, reversibly where it counts.
+
+    * In a string, each undecodable byte (U+DC80..U+DCFF) becomes ``\\xNN``
+      (NN its value in lower-case hex), any other lone surrogate ``\\uXXXX``.
+    * A dict entry whose string value needed that gets a sibling entry
+      ``<key>_bytes``: the exact bytes, base64 (standard alphabet, padded),
+      when the string has them (only undecodable bytes, no other lone
+      surrogate).  ``name`` becomes ``"caf\\xe9"`` and ``name_bytes``
+      ``"Y2Fm6Q=="``.  Consumers that need the exact name take
+      ``name_bytes`` when it is there and ``name`` otherwise;
+      :func:`from_strict_json` does exactly that.
+    * Strings in lists (messages, argv) and dict keys are escaped only.
+    * Objects JSON has no type for are converted with ``str`` first, as
+      ``default=str`` would; what nests deeper than 64 is replaced by a
+      string saying so (no document of ours does).
+    """
+    if isinstance(value, str):
+        return _escape_surrogates(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if _depth > _MAX_DEPTH:
+        return "(nested too deeply)"
+    if isinstance(value, dict):
+        out: dict[Any, Any] = {}
+        for raw_key, item in value.items():
+            key = _escape_surrogates(raw_key) if isinstance(raw_key, str) else raw_key
+            if isinstance(item, str) and _SURROGATE.search(item):
+                out[key] = _escape_surrogates(item)
+                with contextlib.suppress(UnicodeEncodeError):
+                    raw = item.encode("utf-8", "surrogateescape")
+                    out[f"{key}{_BYTES_SUFFIX}"] = base64.b64encode(raw).decode("ascii")
+            else:
+                out[key] = strict_json(item, _depth + 1)
+        return out
+    if isinstance(value, list | tuple):
+        return [strict_json(item, _depth + 1) for item in value]
+    return _escape_surrogates(str(value))
+
+
+def from_strict_json(value: Any, _depth: int = 0) -> Any:
+    """Undo :func:`strict_json` where it can: a string with a ``<key>_bytes``
+    sibling whose bytes escape back to exactly that string is replaced by
+    those bytes, decoded as Python decodes file names, and the sibling is
+    dropped.  Anything else is left as it is."""
+    if _depth > _MAX_DEPTH:
+        return value
+    if isinstance(value, list):
+        return [from_strict_json(item, _depth + 1) for item in value]
+    if not isinstance(value, dict):
+        return value
+    out: dict[Any, Any] = {}
+    used: set[str] = set()
+    for key, item in value.items():
+        exact = value.get(f"{key}{_BYTES_SUFFIX}") if isinstance(key, str) else None
+        if isinstance(item, str) and isinstance(exact, str):
+            try:
+                name = base64.b64decode(exact, validate=True).decode("utf-8", "surrogateescape")
+            except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+                name = None
+            if name is not None and _escape_surrogates(name) == item:
+                out[key] = name
+                used.add(f"{key}{_BYTES_SUFFIX}")
+                continue
+        out[key] = from_strict_json(item, _depth + 1)
+    for key in used:
+        out.pop(key, None)
+    return out
+
+
+def _escape_surrogates(text: str) -> str:
+    if _SURROGATE.search(text) is None:
+        return text
+    return _SURROGATE.sub(_escape_one, text)
+
+
+def _escape_one(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
 
 
 def read_small(path: Path, limit: int, *, follow: bool = True) -> bytes:
@@ -78,9 +198,27 @@ def read_small(path: Path, limit: int, *, follow: bool = True) -> bytes:
         os.close(fd)
 
 
-def read_json(path: Path) -> Any:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+#: Caps on what is read of each state file.  status.json of 10 000 sessions
+#: is about 4 MB; records, requests and supervisor.json are a few hundred
+#: bytes.  A file over its cap is refused unread: 110 MB of status.json cost
+#: ``wirepool status`` 2.9 s and 290 MB of memory.
+STATUS_LIMIT = 32 << 20
+RECORD_LIMIT = 1 << 20
+SMALL_STATE_LIMIT = 64 << 10
+
+
+def read_json(path: Path, limit: int = RECORD_LIMIT) -> Any:
+    """Parse a JSON state file: a regular file, not a symlink, at most
+    ``limit`` bytes (OSError otherwise; ValueError for bad JSON).
+
+    Through :func:`read_small` because a FIFO planted as a record hung
+    ``wirepool run`` at start-up -- deaf to SIGTERM, inside ``open`` -- and
+    one as ``status.json`` hung ``wirepool status``."""
+    raw = read_small(path, limit, follow=False)
+    try:
+        return json.loads(raw)
+    except RecursionError:  # "[[[[...": one documented error for every caller
+        raise ValueError("JSON nested too deeply") from None
 
 
 def quarantine(path: Path) -> Path | None:
@@ -129,34 +267,74 @@ class StateDir:
         """Operator requests (``wirepool reset``) for a running supervisor."""
         return self.root / "requests"
 
-    def ensure(self) -> None:
-        """Create the state directory owner-only, and refuse one that is not.
+    @property
+    def markers_dir(self) -> Path:
+        """Marker files of Python workers (see ``spawn.write_marker``)."""
+        return self.root / "markers"
+
+    @property
+    def pool_id(self) -> str:
+        """The identity every child of this pool carries in its marker
+        variables: a hash of the state directory's real path, so it is the
+        same for every supervisor, ``stop`` and ``status`` of the pool."""
+        return hashlib.sha256(os.fsencode(os.path.realpath(self.root))).hexdigest()[:16]
+
+    def verify(self, *, missing_ok: bool = False) -> bool:
+        """Check that only we can write the state directory, changing nothing.
 
         Whoever can write here can plant a record naming any live process
         as "our child", and the supervisor would adopt -- and on stop,
-        signal -- it; with a root supervisor that is anyone's process.  So
-        a state directory owned by another user, or writable by group or
-        others, is refused; one of ours that is merely readable (made by an
-        older version, or under a lax umask) is tightened to 0700.
+        signal -- it; with a root supervisor that is anyone's process.  The
+        same planted directory fools the verbs that only read it: a lock
+        someone else holds made ``status`` say "supervisor: running", and
+        ``stop --children`` killed what their records named.  So every
+        verb checks first: the state directory and each directory under it
+        that exists must be a directory owned by us and not writable by
+        group or others, or :class:`UnsafeStateDirError` is raised.
+
+        Returns False when the state directory does not exist and
+        ``missing_ok`` (``status`` then falls back to discovery); a
+        missing one is FileNotFoundError otherwise.
         """
-        for d in (self.root, self.records_dir, self.logs_dir, self.requests_dir):
-            d.mkdir(mode=0o700, parents=True, exist_ok=True)
-            st = d.stat()
+        for d in (self.root, *self._subdirs):
+            try:
+                st = os.stat(d)
+            except FileNotFoundError:
+                if d != self.root:
+                    continue
+                if missing_ok:
+                    return False
+                raise
+            if not stat.S_ISDIR(st.st_mode):
+                raise UnsafeStateDirError(d, "is not a directory")
             if st.st_uid != os.geteuid():
-                raise PermissionError(
-                    errno.EPERM,
-                    f"state directory is owned by uid {st.st_uid}, not {os.geteuid()}; refusing",
-                    str(d),
+                raise UnsafeStateDirError(d, f"is owned by uid {st.st_uid}, not {os.geteuid()}")
+            if st.st_mode & 0o022:
+                raise UnsafeStateDirError(
+                    d, f"is writable by group or others (mode {st.st_mode & 0o777:o})"
                 )
-            if st.st_mode & 0o022 and d == self.root:
-                raise PermissionError(
-                    errno.EPERM,
-                    f"state directory is writable by group or others "
-                    f"(mode {st.st_mode & 0o777:o}); refusing",
-                    str(d),
-                )
-            if st.st_mode & 0o077:
-                os.chmod(d, 0o700)
+        return True
+
+    def ensure(self) -> None:
+        """Create the state directory owner-only, and refuse one that is not.
+
+        :meth:`verify` decides what is refused, before anything is created
+        in it or changed; one of ours that is merely readable by others
+        (made by an older version, or under a lax umask) is then tightened
+        to 0700.
+        """
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.verify()
+        for d in (self.records_dir, self.logs_dir, self.requests_dir):
+            d.mkdir(mode=0o700, exist_ok=True)
+        for d in (self.root, *self._subdirs):
+            with contextlib.suppress(FileNotFoundError):  # markers/: made on demand
+                if os.stat(d).st_mode & 0o077:
+                    os.chmod(d, 0o700)
+
+    @property
+    def _subdirs(self) -> tuple[Path, ...]:
+        return (self.records_dir, self.logs_dir, self.requests_dir, self.markers_dir)
 
     def remove_stale_temp_files(self) -> int:
         """Delete what a writer killed between ``mkstemp`` and ``os.replace``
@@ -188,15 +366,17 @@ class StateDir:
 
     def read_supervisor(self) -> dict[str, Any] | None:
         try:
-            data = read_json(self.supervisor_path)
+            data = read_json(self.supervisor_path, SMALL_STATE_LIMIT)
         except (OSError, ValueError):
             return None
         return data if isinstance(data, dict) else None
 
     def read_status(self) -> dict[str, Any] | None:
+        """``status.json``, or None when there is none.  A file that is
+        there but unusable raises OSError or ValueError saying why."""
         try:
-            data = read_json(self.status_path)
-        except (OSError, ValueError):
+            data = read_json(self.status_path, STATUS_LIMIT)
+        except FileNotFoundError:
             return None
         return data if isinstance(data, dict) else None
 
@@ -208,7 +388,7 @@ def acquire_lock(state: StateDir, attempts: int = 5) -> int:
     shared lock to ask whether anyone holds it.
     """
     state.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(state.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    fd = _open_lock(state.lock_path, os.O_RDWR | os.O_CREAT)
     for attempt in range(attempts):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -225,13 +405,27 @@ def acquire_lock(state: StateDir, attempts: int = 5) -> int:
     raise LockHeldError(state.root, pid)
 
 
+def _open_lock(path: Path, flags: int) -> int:
+    """The lock file, never through a symlink (a planted ``lock -> ~/x``
+    would be created or locked in our name) and only a regular file: a
+    FIFO opened without ``O_NONBLOCK`` blocks until a writer comes."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def lock_holder(state: StateDir) -> int | None:
     """The pid holding the pool's lock, as the kernel's lock table
     (``/proc/locks``) names it; None when nobody does or it cannot tell
     (not Linux, no /proc).  Unlike ``supervisor.json`` this cannot be stale,
     truncated or pointed at someone else."""
     try:
-        st = os.stat(state.lock_path)
+        st = os.lstat(state.lock_path)  # the file acquire_lock locks, not a link's target
         with open("/proc/locks", encoding="ascii", errors="replace") as fh:
             lines = fh.read().splitlines()
     except OSError:
@@ -255,7 +449,7 @@ def lock_is_held(state: StateDir) -> bool:
     """Whether some process holds the pool's lock right now (a supervisor
     is alive).  Asks the kernel, so it cannot be fooled by a stale pidfile."""
     try:
-        fd = os.open(state.lock_path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = _open_lock(state.lock_path, os.O_RDONLY)
     except OSError:
         return False
     try:

@@ -11,6 +11,9 @@ Exit codes (stable; scripts may rely on them):
 4   the plugin is unknown or failed to load
 5   ``run``: another supervisor holds the state directory (without --json)
 6   ``stop``: the supervisor did not exit within the timeout
+7   the state directory is not safe to use: not a directory, owned by
+    another user, or writable by group or others (every verb that reads
+    or acts on it checks first, ``run`` included; nothing is done)
 ==  ==========================================================================
 """
 
@@ -38,15 +41,17 @@ from wirepool._store import (
     StateDir,
     acquire_lock,
     atomic_write_json,
+    dumps_strict,
+    from_strict_json,
     lock_holder,
     lock_is_held,
     read_json,
 )
-from wirepool.errors import LockHeldError, PluginError
+from wirepool.errors import LockHeldError, PluginError, UnsafeStateDirError
 from wirepool.plugin import Plugin, PoolSpec, find_plugins, load_plugin
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
-EXIT_PLUGIN, EXIT_LOCKED, EXIT_TIMEOUT = 4, 5, 6
+EXIT_PLUGIN, EXIT_LOCKED, EXIT_TIMEOUT, EXIT_UNSAFE_STATE = 4, 5, 6, 7
 
 
 class CliError(Exception):
@@ -145,6 +150,9 @@ class PluginGroup(click.Group):
             except CliError as exc:
                 _fail(exc)
                 return
+            except UnsafeStateDirError as exc:
+                _fail(CliError(str(exc), EXIT_UNSAFE_STATE))
+                return
             except Exception as exc:  # one clear line, never a traceback
                 logger.opt(exception=exc).debug("command failed")
                 _fail(CliError(f"{type(exc).__name__}: {exc}"))
@@ -186,7 +194,7 @@ def _build(plugin: Plugin, opts: Mapping[str, Any], verb: Mapping[str, Any]) -> 
 
 
 def _emit_json(data: Mapping[str, Any]) -> None:
-    sys.stdout.write(json.dumps(data, default=str) + "\n")
+    sys.stdout.write(dumps_strict(data, default=str) + "\n")
     sys.stdout.flush()
 
 
@@ -261,11 +269,23 @@ def read_status(spec: PoolSpec, plugin: str) -> dict[str, Any]:
     and why each would (not) get a child.
     """
     state = StateDir(spec.state_dir)
-    alive = lock_is_held(state)
-    doc = state.read_status()
+    # First: a lock someone else holds in a directory they made must not
+    # make us report "supervisor: running", nor their status.json be shown
+    # as ours.  A state directory not made yet is no supervisor, no status.
+    exists = state.verify(missing_ok=True)
+    alive = exists and lock_is_held(state)
+    problem = None
+    try:
+        # exact names again (from their `_bytes`), for the checks below and
+        # the plugin's annotate, which looks in each session's home
+        doc = from_strict_json(state.read_status()) if exists else None
+    except (OSError, ValueError) as exc:
+        doc, problem = None, f"cannot read {state.status_path}: {_why(exc)}"
     if doc is None or doc.get("schema") != STATUS_SCHEMA:
         doc = _discovered_doc(spec, plugin)
     _sanitize_status(doc)
+    if problem is not None:
+        doc.setdefault("errors", []).append(problem)
     supervisor = doc["supervisor"]
     info = state.read_supervisor() or {}
     supervisor["pid"] = info.get("pid", supervisor.get("pid"))
@@ -305,6 +325,13 @@ def read_status(spec: PoolSpec, plugin: str) -> dict[str, Any]:
         except Exception as exc:
             doc.setdefault("errors", []).append(f"plugin status: {exc}")
     return doc
+
+
+def _why(exc: BaseException) -> str:
+    """An error in a few words, without the path the message already names."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return f"{type(exc).__name__}: {exc}"[:200]
 
 
 def _state_dir_unwritable(root: Path) -> str | None:
@@ -466,7 +493,7 @@ def _status_action(
     spec = _build(plugin, opts, verb)
     doc = read_status(spec, name)
     if verb.get("as_json") or not sys.stdout.isatty():
-        click.echo(json.dumps(doc, indent=2, default=str))
+        click.echo(dumps_strict(doc, indent=2, default=str))
     else:
         click.echo(render_table(doc))
     return EXIT_OK if doc["supervisor"]["alive"] else EXIT_NOT_RUNNING
@@ -482,6 +509,9 @@ def _stop_action(
     state = StateDir(spec.state_dir)
     children = bool(verb.get("children"))
     timeout = float(verb.get("timeout") or (spec.stop_grace + 20))
+    if not state.verify(missing_ok=True):
+        click.echo("no supervisor is running" + ("; no records" if children else ""))
+        return EXIT_OK
     if lock_is_held(state):
         pid = _running_supervisor(state)
         # ProcessLookupError: it exited by itself meanwhile; the loop sees that
@@ -511,10 +541,17 @@ def _stop_action(
             "run the command again to stop it"
         ) from None
     try:
-        stopped = _stop_recorded_children(state, spec.stop_grace)
+        stopped, refused = _stop_recorded_children(state, spec.stop_grace)
     finally:
         os.close(lock_fd)
-    click.echo(f"no supervisor is running; stopped {stopped} recorded child(ren)")
+    for path, pid in refused:
+        click.echo(
+            f"wirepool: left pid {pid} named by {path.name} running: it does not carry "
+            "this pool's markers, and a record alone does not make a process ours",
+            err=True,
+        )
+    left = f"; left {len(refused)} not carrying this pool's markers" if refused else ""
+    click.echo(f"no supervisor is running; stopped {stopped} recorded child(ren){left}")
     return EXIT_OK
 
 
@@ -539,37 +576,44 @@ def _running_supervisor(state: StateDir) -> int:
     raise CliError(f"the supervisor holding {state.lock_path} could not be identified")
 
 
-def _stop_recorded_children(state: StateDir, grace: float) -> int:
-    """Stop the children the records name, with no supervisor running (only
-    processes whose identity still matches; only ones the pool owns)."""
+def _stop_recorded_children(state: StateDir, grace: float) -> tuple[int, list[tuple[Path, int]]]:
+    """Stop the children the records name, with no supervisor running.
+
+    Which ones is what a new supervisor's recovery would decide
+    (``recorded_worker``): only processes alive with the recorded start
+    time, recorded as the pool's own, and carrying this pool's markers.
+    Returns how many were stopped, and the record and pid of each left
+    alone for lack of markers."""
+    from wirepool._pool import _parse_record, recorded_worker
     from wirepool.spawn import AdoptedWorker
 
     victims: list[tuple[Path, dict[str, Any], AdoptedWorker]] = []
+    refused: list[tuple[Path, int]] = []
     for path in state.iter_records():
         try:
             data = read_json(path)
-            w = data.get("worker") if isinstance(data, dict) else None
-            if not isinstance(w, dict) or not w.get("owned", True):
-                continue
-            ident = ProcessIdentity.from_json(w)
-        except (OSError, ValueError):
+            worker = recorded_worker(_parse_record(data), state.pool_id, state.markers_dir)
+        except Exception:  # RecursionError too: one bad record must not stop the rest
             continue
-        if is_alive(ident):
-            worker = AdoptedWorker(ident, owned=True)
-            worker.terminate()
-            victims.append((path, data, worker))
+        if worker is None or not worker.owned:
+            if worker is not None and worker.unverified:
+                refused.append((path, worker.pid))
+            continue
+        adopted = AdoptedWorker(worker.identity, owned=True)
+        adopted.terminate()
+        victims.append((path, data, adopted))
     deadline = time.monotonic() + grace
     while victims and time.monotonic() < deadline and any(w.poll() is None for _, _, w in victims):
         time.sleep(0.1)
-    for path, data, worker in victims:
-        if worker.poll() is None:
-            worker.kill()
-        worker.close()
+    for path, data, adopted in victims:
+        if adopted.poll() is None:
+            adopted.kill()
+        adopted.close()
         data["worker"] = None
         data["reason"] = "stopped by `wirepool stop --children`"
         with contextlib.suppress(OSError):
             atomic_write_json(path, data)
-    return len(victims)
+    return len(victims), refused
 
 
 def _stop_params() -> list[click.Parameter]:
@@ -599,6 +643,9 @@ def _reset_action(
     spec = _build(plugin, opts, verb)
     state = StateDir(spec.state_dir)
     names: list[str] = list(verb.get("sessions") or ())
+    if not state.verify(missing_ok=True):
+        click.echo("no supervisor is running; reset 0 record(s)")
+        return EXIT_OK
     if lock_is_held(state):
         pid = _running_supervisor(state)
         state.requests_dir.mkdir(parents=True, exist_ok=True)

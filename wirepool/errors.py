@@ -4,14 +4,22 @@ callers can catch broadly::
     WirepoolError (Exception)
     ├── SpawnError (WirepoolError, OSError)      a child could not be started
     ├── LockHeldError (WirepoolError, RuntimeError)  another supervisor owns the state dir
+    ├── UnsafeStateDirError (WirepoolError, PermissionError)  others could write the state dir
     └── PluginError (WirepoolError, ImportError)     a plugin failed to load or to build
 """
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
-__all__ = ["LockHeldError", "PluginError", "SpawnError", "WirepoolError"]
+__all__ = [
+    "LockHeldError",
+    "PluginError",
+    "SpawnError",
+    "UnsafeStateDirError",
+    "WirepoolError",
+]
 
 
 class WirepoolError(Exception):
@@ -31,6 +39,20 @@ class LockHeldError(WirepoolError, RuntimeError):
         self.holder_pid = holder_pid
         who = f"pid {holder_pid}" if holder_pid else "an unknown process"
         super().__init__(f"another supervisor ({who}) already runs on {state_dir}")
+
+
+class UnsafeStateDirError(WirepoolError, PermissionError):
+    """The state directory (or one under it) is not a directory only we can
+    write: owned by another user, or writable by group or others.  Whoever
+    can write there can plant records naming any process as our child."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(errno.EPERM, f"state directory {path} {problem}; refusing it")
+        self.filename = str(path)
+        self.problem = problem
+
+    def __str__(self) -> str:
+        return str(self.args[1])
 
 
 class PluginError(WirepoolError, ImportError):

@@ -52,7 +52,9 @@ from wirepool._proc import (
     open_pidfd,
     pids_with_environ,
     signal_group,
+    wirepool_environ,
 )
+from wirepool._store import SMALL_STATE_LIMIT, read_json
 from wirepool._types import ExitStatus, Session
 
 __all__ = [
@@ -570,19 +572,48 @@ def read_markers(marker_dir: Path) -> dict[int, dict[str, str]]:
     except OSError:
         return found
     for entry in entries:
-        try:
-            data = json.loads(entry.read_text())
-            ident = ProcessIdentity(int(entry.stem), int(data.pop("start")))
-        except (OSError, ValueError, KeyError, TypeError):
-            with contextlib.suppress(OSError):
-                entry.unlink()
-            continue
-        if identity_of(ident.pid) == ident:
-            found[ident.pid] = {str(k): str(v) for k, v in data.items()}
+        marker = _read_marker(entry)
+        if marker is not None and identity_of(marker[0].pid) == marker[0]:
+            found[marker[0].pid] = marker[1]
         else:
             with contextlib.suppress(OSError):
                 entry.unlink()
     return found
+
+
+def _read_marker(path: Path) -> tuple[ProcessIdentity, dict[str, str]] | None:
+    """The identity and WIREPOOL_* vars a marker file records, or None when
+    it is unusable (bounded and non-blocking, as every state file is read)."""
+    try:
+        data = read_json(path, SMALL_STATE_LIMIT)
+        ident = ProcessIdentity(int(path.stem), int(data.pop("start")))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError):
+        return None
+    return ident, {str(k): str(v) for k, v in data.items()}
+
+
+def is_pool_child(
+    ident: ProcessIdentity, pool_id: str, session: str, marker_dir: Path | None
+) -> bool:
+    """Whether the live process ``ident`` is a child pool ``pool_id`` started
+    for ``session``: it carries both marker variables (a Python worker, whose
+    /proc environment is the forkserver's, by its marker file instead).
+
+    A record naming a pid and start time is not enough to signal a process:
+    the record may be stale, copied from another pool, or planted.  The
+    identity is checked again after the reads, so what was read belongs to
+    the process meant, not to one that took its pid meanwhile."""
+    want = {POOL_MARKER: pool_id, SESSION_MARKER: session}
+    env = wirepool_environ(ident.pid)
+    marked = env is not None and all(env.get(k) == v for k, v in want.items())
+    if not marked and marker_dir is not None:
+        marker = _read_marker(marker_dir / f"{ident.pid}.json")
+        marked = (
+            marker is not None
+            and marker[0] == ident
+            and all(marker[1].get(k) == v for k, v in want.items())
+        )
+    return marked and identity_of(ident.pid) == ident
 
 
 def find_children(pool_id: str, marker_dir: Path | None) -> dict[str, list[ProcessIdentity]]:
