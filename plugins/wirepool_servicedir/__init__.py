@@ -197,6 +197,10 @@ class _EnvDirSpawner(CommandSpawner):
     def environment(self, session: Session) -> dict[str, str]:
         env = super().environment(session)
         for key, value in read_envdir(session.home / "env", owner=os.getuid()).items():
+            if key.startswith("WIREPOOL_"):
+                # The markers are how a later supervisor knows its children:
+                # env/ may not forge or erase them.
+                continue
             if value is None:
                 env.pop(key, None)
             else:

@@ -291,3 +291,23 @@ def test_regression_env_file_of_another_user_is_refused(tmp_path: Path) -> None:
         owner = os.getuid() + 1
     with pytest.raises(SpawnError, match="owned by uid"):
         read_envdir(env, owner=owner)
+
+
+def test_regression_env_dir_cannot_forge_or_erase_the_markers(tmp_path: Path) -> None:
+    # env/ was applied after the WIREPOOL_* variables: a file named
+    # WIREPOOL_SESSION made the child claim another session (or, empty,
+    # carry no marker at all), so a later supervisor lost track of it.
+    from wirepool_servicedir import servicedir_spec
+
+    from wirepool.spawn import POOL_MARKER, SESSION_MARKER
+
+    svc = tmp_path / "root" / "svc"
+    (svc / "env").mkdir(parents=True)
+    (svc / "env" / SESSION_MARKER).write_text("someone-else\n")
+    (svc / "env" / POOL_MARKER).write_text("")  # empty: "unset it"
+    (svc / "env" / "KEPT").write_text("yes\n")
+    spawner = servicedir_spec(tmp_path / "root").spawner
+    spawner.attach(tmp_path / "state", {POOL_MARKER: "the-pool"})
+    env = spawner.environment(Session(name="svc", home=svc))
+    assert env[SESSION_MARKER] == "svc" and env[POOL_MARKER] == "the-pool"
+    assert env["KEPT"] == "yes"
