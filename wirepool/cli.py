@@ -42,6 +42,7 @@ from wirepool._store import (
     lock_is_held,
     read_json,
 )
+from wirepool._version import VERSION
 from wirepool.errors import LockHeldError, PluginError
 from wirepool.plugin import Plugin, PoolSpec, find_plugins, load_plugin
 
@@ -96,7 +97,7 @@ def entry() -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log output (-v: debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
-@click.version_option(package_name="wirepool")
+@click.version_option(VERSION, package_name="wirepool")
 def main(verbose: int, quiet: bool) -> None:
     """Keep one long-running daemon alive per session."""
     configure_logging(-1 if quiet else verbose)
