@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-import math
 import os
 import signal
 import sys
@@ -32,6 +31,7 @@ import click
 from loguru import logger
 
 from wirepool import _term
+from wirepool._format import format_age as _fmt_age
 from wirepool._proc import ProcessIdentity, identity_of, is_alive
 from wirepool._store import (
     STATUS_SCHEMA,
@@ -378,23 +378,6 @@ def _discovered_doc(spec: PoolSpec, plugin: str) -> dict[str, Any]:
         "sessions": sessions,
         "errors": errors,
     }
-
-
-def _fmt_age(seconds: float | None) -> str:
-    if seconds is None or not isinstance(seconds, int | float):
-        return "-"
-    if not math.isfinite(seconds):
-        return "never" if seconds > 0 else "-"
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    if seconds < 86400:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
 
 
 def _fmt_exit(last: Any) -> str:

@@ -19,6 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
+from wirepool._format import format_age
 from wirepool._types import Session, Verdict
 
 __all__ = [
@@ -301,18 +302,8 @@ class ActiveWithin(Eligibility):
             return Verdict(False, "never active")
         idle = max(0.0, now - last)
         if idle <= self.max_idle:
-            return Verdict(True, f"active {_human(idle)} ago")
-        return Verdict(False, f"idle for {_human(idle)} (limit {_human(self.max_idle)})")
+            return Verdict(True, f"active {format_age(idle)} ago")
+        return Verdict(False, f"idle for {format_age(idle)} (limit {format_age(self.max_idle)})")
 
     def __repr__(self) -> str:
         return f"ActiveWithin({self.max_idle!r}, {self.activity_files!r})"
-
-
-def _human(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f}h"
-    return f"{seconds / 86400:.1f}d"
