@@ -1,6 +1,6 @@
 """Unit tests for the pure decision step, :func:`wirepool._planner.plan`.
 
-Every rule of the seed (the Rust ``daemon_supervisor.rs``) and every rule we
+Every rule of the Rust supervisor (wire's ``src/daemon_supervisor.rs``) and every rule we
 added is checked here with explicit ``now`` values: no process, no sleep, no
 clock.  A seeded random loop at the end checks the invariants that must hold
 for *any* input.

@@ -1,4 +1,4 @@
-"""Tests for wirepool._service: rendering, file IO and the commands issued.
+"""Tests for wirepool.service: rendering, file IO and the commands issued.
 
 The home directory is always ``tmp_path`` and the service manager is a fake runner that records
 commands; nothing here touches the real home or the real systemctl/launchctl. Where
@@ -18,18 +18,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+from wirepool_wire.service import detect_rust_wire_units, rust_wire_removal_advice
 
-from wirepool import _service as svc
-from wirepool._service import (
+from wirepool import service as svc
+from wirepool.service import (
     CommandOutcome,
     ServiceError,
     ServiceSpec,
     build_spec,
-    detect_rust_wire_units,
     install,
     render_launchd_plist,
     render_systemd_unit,
-    rust_wire_removal_advice,
     service_name,
     status,
     strip_deleted_suffix,
@@ -476,7 +475,7 @@ def test_install_darwin_bootstrap_failure_retries_once_then_reports(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sleeps: list[float] = []
-    monkeypatch.setattr("wirepool._service.time.sleep", sleeps.append)
+    monkeypatch.setattr("wirepool.service.launchd.time.sleep", sleeps.append)
     failing = (5, "", "Bootstrap failed: 5: Input/output error\n")
     runner = FakeRunner(lambda argv: failing if argv[1] == "bootstrap" else (0, "", ""))
     result = install(_spec(), platform="darwin", home=tmp_path, runner=runner, uid=UID)
@@ -673,6 +672,69 @@ def test_rust_wire_removal_advice(tmp_path: Path) -> None:
     text = rust_wire_removal_advice([mac], uid=UID)
     assert f"launchctl bootout gui/{UID}/sh.slancha.wire.daemon" in text
     assert "wire service uninstall" in text
+
+
+# --------------------------------------------------------------------------------------------
+# backends
+# --------------------------------------------------------------------------------------------
+
+
+def test_backend_is_chosen_by_platform(tmp_path: Path) -> None:
+    assert svc.backend_class("linux") is svc.SystemdManager
+    assert svc.backend_class("darwin") is svc.LaunchdManager
+    assert isinstance(svc.backend("linux", home=tmp_path), svc.SystemdManager)
+    assert svc.manager_for("darwin") == "launchd"
+    for platform in ("win32", "cygwin", "freebsd14"):
+        with pytest.raises(ServiceError, match=f"not {platform!r}"):
+            svc.backend(platform, home=tmp_path)
+
+
+@pytest.mark.parametrize("platform", ["linux", "darwin"])
+def test_a_backend_installs_what_it_renders_and_reads_it_back(
+    tmp_path: Path, platform: str
+) -> None:
+    manager = svc.backend(
+        platform, home=tmp_path, runner=FakeRunner(), uid=UID, linger_dir=tmp_path
+    )
+    spec = build_spec("wire", ["--interval", "5"], platform=platform, home=tmp_path)
+    result = manager.install(spec)
+    assert result.manager == manager.kind == svc.manager_for(platform)
+    assert result.path == manager.unit_path(spec.name)
+    assert result.path.read_text() == manager.render(spec)
+    assert manager.log_path(spec.name) == spec.log_path
+    st = manager.status(spec.name)
+    assert st.installed
+    assert st.exec_start == " ".join(spec.argv)  # no word here needs quoting in either format
+    assert manager.uninstall(spec.name).removed
+    assert not result.path.exists()
+    assert not manager.status(spec.name).installed
+
+
+def test_systemd_finds_other_units_where_installers_put_them(tmp_path: Path) -> None:
+    manager = svc.SystemdManager(svc.Host.of(tmp_path, config_home=tmp_path / "xdg", uid=UID))
+    assert manager.installed_files("rival.service") == []
+    home_unit = tmp_path / ".config/systemd/user/rival.service"
+    xdg_unit = tmp_path / "xdg/systemd/user/rival.service"
+    for unit in (home_unit, xdg_unit):
+        unit.parent.mkdir(parents=True)
+        unit.write_text("[Service]\nExecStart=/bin/true\n")
+    assert manager.installed_files("rival.service") == [home_unit, xdg_unit]
+    assert manager.removal_command("rival.service", tmp_path / "a b.service") == (
+        f"systemctl --user disable --now rival.service; rm '{tmp_path}/a b.service'; "
+        "systemctl --user daemon-reload"
+    )
+
+
+def test_launchd_finds_other_agents_by_label(tmp_path: Path) -> None:
+    manager = svc.LaunchdManager(svc.Host.of(tmp_path, uid=UID))
+    assert manager.installed_files("org.rival") == []
+    plist = tmp_path / "Library/LaunchAgents/org.rival.plist"
+    plist.parent.mkdir(parents=True)
+    plist.write_bytes(plistlib.dumps({"Label": "org.rival"}))
+    assert manager.installed_files("org.rival") == [plist]
+    assert manager.removal_command("org.rival", plist) == (
+        f"launchctl bootout gui/{UID}/org.rival; rm {plist}"
+    )
 
 
 def test_command_outcome_reason() -> None:

@@ -253,6 +253,65 @@ def test_service_install_writes_a_unit_running_the_validated_command(tmp_path: P
     assert "removed" in removed.stdout
 
 
+def _register_plugin(where: Path, package: str, entry_point: str, source: str) -> None:
+    """Make ``package`` (one ``__init__.py`` of ``source``) an installed distribution with one
+    ``wirepool.plugins`` entry point, found once ``where`` is on PYTHONPATH."""
+    (where / package).mkdir()
+    (where / package / "__init__.py").write_text(textwrap.dedent(source))
+    dist = where / f"{package}-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(f"[wirepool.plugins]\n{entry_point}\n")
+
+
+def test_service_commands_print_the_plugins_advice(tmp_path: Path) -> None:
+    """What competes with a plugin's service comes from the plugin's hook: a third-party one
+    gets the same treatment as wire, and a plugin without advice adds nothing."""
+    _register_plugin(
+        tmp_path,
+        "rivalplug",
+        "rivalled = rivalplug:RivalPlugin",
+        """
+        from pathlib import Path
+        from wirepool import CommandSpawner, Plugin, PoolSpec, StaticDiscovery
+
+        class RivalPlugin(Plugin):
+            name = "rivalled"
+            def build(self, options):
+                return PoolSpec(StaticDiscovery([]), CommandSpawner(["true"]), Path("state"))
+            def service_advice(self, manager):
+                unit = {"systemd": "rival.service", "launchd": "org.rival"}[manager.kind]
+                return [f"rival at {p}: {manager.removal_command(unit, p)}"
+                        for p in manager.installed_files(unit)]
+        """,
+    )
+    home = tmp_path / "home"
+    env = {
+        "PYTHONPATH": str(tmp_path),
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+    }
+    quiet = cli("service", "install", "rivalled", "--no-load", env=env)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""
+    rival = home / ".config/systemd/user/rival.service"
+    rival.write_text("[Service]\nExecStart=/bin/true\n")
+    advice = (
+        f"rival at {rival}: systemctl --user disable --now rival.service; rm {rival}; "
+        "systemctl --user daemon-reload"
+    )
+    installed = cli("service", "install", "rivalled", "--dry-run", env=env)
+    assert installed.returncode == 0, installed.stderr
+    assert installed.stderr.splitlines() == [advice]
+    status = cli("service", "status", "rivalled", env=env)
+    assert status.stdout.splitlines()[1:] == [advice]
+    other = cli("service", "status", "servicedir", env=env)
+    assert other.stdout.splitlines() == [
+        f"wirepool-servicedir: not installed "
+        f"({home}/.config/systemd/user/wirepool-servicedir.service is absent)"
+    ]
+
+
 def test_reset_lifts_failed_mark_of_a_running_supervisor(
     services: Services, tracker: Tracker, tmp_path: Path
 ) -> None:

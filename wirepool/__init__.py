@@ -19,6 +19,7 @@ from wirepool._pool import SessionPool
 from wirepool._proc import ProcessIdentity
 from wirepool._status import SessionStatus, Snapshot
 from wirepool._types import ExitStatus, Session, Verdict
+from wirepool._version import VERSION as __version__
 from wirepool.discovery import DirectoryScan, Discovery, StaticDiscovery
 from wirepool.eligibility import (
     ActiveWithin,
@@ -93,11 +94,3 @@ __all__ = [
     "__version__",
     "wait_jitter",
 ]
-
-
-def __getattr__(name: str) -> str:
-    if name == "__version__":
-        from importlib.metadata import version
-
-        return version("wirepool")
-    raise AttributeError(f"module 'wirepool' has no attribute {name!r}")

@@ -64,6 +64,7 @@ from wirepool._store import (
     read_json,
 )
 from wirepool._types import ExitStatus, Session, Verdict
+from wirepool._version import VERSION as _VERSION
 from wirepool._watch import Watcher
 from wirepool.discovery import Discovery, DiscoveryLike, as_discovery
 from wirepool.eligibility import Always, Eligibility, EligibilityLike, as_eligibility
@@ -82,7 +83,6 @@ from wirepool.spawn import (
 __all__ = ["Event", "SessionPool"]
 
 OnExit = Literal["leave", "stop"]
-_VERSION = "0.1.0"
 
 
 class StartupInterrupted(BaseException):

@@ -22,19 +22,19 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-import math
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from loguru import logger
 
 from wirepool import _term
+from wirepool._format import format_age
 from wirepool._proc import ProcessIdentity, identity_of, is_alive
 from wirepool._store import (
     STATUS_SCHEMA,
@@ -47,6 +47,7 @@ from wirepool._store import (
     lock_is_held,
     read_json,
 )
+from wirepool._version import VERSION
 from wirepool.errors import LockHeldError, PluginError, UnsafeStateDirError
 from wirepool.plugin import Plugin, PoolSpec, find_plugins, load_plugin
 
@@ -101,7 +102,7 @@ def entry() -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log output (-v: debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
-@click.version_option(package_name="wirepool")
+@click.version_option(VERSION, package_name="wirepool")
 def main(verbose: int, quiet: bool) -> None:
     """Keep one long-running daemon alive per session."""
     configure_logging(-1 if quiet else verbose)
@@ -406,23 +407,6 @@ def _discovered_doc(spec: PoolSpec, plugin: str) -> dict[str, Any]:
     }
 
 
-def _fmt_age(seconds: float | None) -> str:
-    if seconds is None or not isinstance(seconds, int | float):
-        return "-"
-    if not math.isfinite(seconds):
-        return "never" if seconds > 0 else "-"
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    if seconds < 86400:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
-
-
 def _fmt_exit(last: Any) -> str:
     if not isinstance(last, dict):
         return "-"
@@ -452,10 +436,10 @@ def render_table(doc: Mapping[str, Any]) -> str:
             str(s.get("display_name") or s.get("name")),
             str(s.get("state")),
             str(s.get("pid") or "-") if s.get("alive") else "-",
-            _fmt_age(s.get("uptime")),
+            format_age(s.get("uptime"), fine=True),
             str(s.get("restarts", 0)),
             _fmt_exit(s.get("last_exit")),
-            _fmt_age(s.get("next_start_in")),
+            format_age(s.get("next_start_in"), fine=True),
             str(s.get("reason") or ""),
         ]
         rows.append([_printable(cell) for cell in row])
@@ -688,6 +672,18 @@ def service_group() -> None:
 
 _passthrough = {"ignore_unknown_options": True, "allow_interspersed_args": False}
 
+if TYPE_CHECKING:  # the package itself is imported only by the service commands
+    from wirepool.service import ServiceManager
+
+
+def _service_advice(plugin: str, manager: ServiceManager) -> Sequence[str]:
+    """What PLUGIN says competes with its service on this host; nothing when
+    it cannot be loaded (its unit may outlive it, and status must still answer)."""
+    try:
+        return load_plugin(plugin).service_advice(manager)
+    except PluginError:
+        return ()
+
 
 @service_group.command("install", context_settings=_passthrough)
 @click.option("--dry-run", is_flag=True, help="Print the unit file instead of installing it.")
@@ -699,7 +695,7 @@ def service_install(
     ctx: click.Context, dry_run: bool, no_load: bool, plugin: str, args: tuple[str, ...]
 ) -> None:
     """Write (and load) a unit running `wirepool run PLUGIN ARGS...`."""
-    from wirepool import _service
+    from wirepool import service
 
     # our own flags may also come after PLUGIN, among the plugin's options
     dry_run = dry_run or "--dry-run" in args
@@ -707,33 +703,38 @@ def service_install(
     args = tuple(a for a in args if a not in ("--dry-run", "--no-load"))
     try:
         _validate_run_args(ctx, plugin, args)
-        spec = _service.build_spec(plugin, args)
+        manager = service.backend()
+        spec = service.build_spec(plugin, args)
         if dry_run:
-            if _service.manager_for(sys.platform) == "systemd":
-                click.echo(_service.render_systemd_unit(spec), nl=False)
-            else:
-                click.echo(_service.render_launchd_plist(spec, spec.label), nl=False)
+            click.echo(manager.render(spec), nl=False)
         else:
-            result = _service.install(spec, load=not no_load)
+            result = manager.install(spec, load=not no_load)
             click.echo(result.summary())
             if not result.ok:
                 ctx.exit(EXIT_ERROR)
-    except _service.ServiceError as exc:
+    except service.ServiceError as exc:
         _fail(CliError(str(exc)))
-    if plugin == "wire":
-        units = _service.detect_rust_wire_units()
-        if units:
-            click.echo(_service.rust_wire_removal_advice(units), err=True)
+        raise  # not reached: _fail exits
+    for advice in _service_advice(plugin, manager):
+        click.echo(advice, err=True)
 
 
-def _service_result(action: str, plugin: str) -> Any:
-    """Run ``_service.<action>`` on PLUGIN's unit; one clear line on failure."""
-    from wirepool import _service
+_Result = TypeVar("_Result")
+
+
+def _on_service(
+    plugin: str, action: Callable[[ServiceManager, str], _Result]
+) -> tuple[ServiceManager, _Result]:
+    """Run ``action`` on this host's manager and PLUGIN's service name; one
+    clear line on failure."""
+    from wirepool import service
 
     try:
-        return getattr(_service, action)(_service.service_name(plugin))
-    except _service.ServiceError as exc:
+        manager = service.backend()
+        return manager, action(manager, service.service_name(plugin))
+    except service.ServiceError as exc:
         _fail(CliError(str(exc)))
+        raise  # not reached: _fail exits
 
 
 @service_group.command("uninstall")
@@ -741,7 +742,7 @@ def _service_result(action: str, plugin: str) -> Any:
 @click.pass_context
 def service_uninstall(ctx: click.Context, plugin: str) -> None:
     """Stop, disable and remove the unit of PLUGIN."""
-    result = _service_result("uninstall", plugin)
+    _, result = _on_service(plugin, lambda manager, name: manager.uninstall(name))
     click.echo(result.summary())
     if not result.ok:
         ctx.exit(EXIT_ERROR)
@@ -751,13 +752,10 @@ def service_uninstall(ctx: click.Context, plugin: str) -> None:
 @click.argument("plugin")
 def service_status(plugin: str) -> None:
     """Whether the unit of PLUGIN is installed, loaded and running."""
-    from wirepool import _service
-
-    click.echo(_service_result("status", plugin).summary())
-    if plugin == "wire":
-        units = _service.detect_rust_wire_units()
-        if units:
-            click.echo(_service.rust_wire_removal_advice(units))
+    manager, result = _on_service(plugin, lambda manager, name: manager.status(name))
+    click.echo(result.summary())
+    for advice in _service_advice(plugin, manager):
+        click.echo(advice)
 
 
 main.add_command(

@@ -4,11 +4,12 @@ Eligibility is re-evaluated on every discovery pass, not just at start (as
 systemd's conditions are): a session that goes idle, grows a ``down`` file or
 loses its ``run`` script has its child stopped, and ``status`` says why.
 
-The seed's lesson is in :class:`ActiveWithin`: the Rust supervisor once ran
-100+ daemons for ~5 real sessions on a box with 147 homes (wire #212) because
-every Claude tab minted a home; the idle filter is what fixed it.  Its
-activity probe is injectable, exactly as the seed's eligibility filter took
-its probe as a parameter, so the rule is testable without touching mtimes.
+The Rust supervisor's lesson is in :class:`ActiveWithin`: wire's ``wire
+daemon --all-sessions`` once ran 100+ daemons for ~5 real sessions on a box
+with 147 homes (wire #212) because every Claude tab minted a home; the idle
+filter is what fixed it.  Its activity probe is injectable, as wire's
+``supervisor_eligible`` (``src/daemon_supervisor.rs``) takes the last-active
+time as a parameter, so the rule is testable without touching mtimes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
+from wirepool._format import format_age
 from wirepool._types import Session, Verdict
 
 __all__ = [
@@ -380,8 +382,8 @@ class ActiveWithin(Eligibility):
     or whatever ``probe(session)`` returns.  A future mtime counts as active
     now (clock skew, a restored backup) -- never as "idle for a negative
     time" nor as something to hold against the session.  ``max_idle=None``
-    disables the filter (every session is active), matching the seed's
-    ``WIRE_ALL_SESSIONS_MAX_IDLE_DAYS=0``.
+    disables the filter (every session is active), as wire's
+    ``WIRE_ALL_SESSIONS_MAX_IDLE_DAYS=0`` does.
     """
 
     __slots__ = ("activity_files", "max_idle", "probe")
@@ -412,18 +414,8 @@ class ActiveWithin(Eligibility):
             return Verdict(False, "never active")
         idle = max(0.0, now - last)
         if idle <= self.max_idle:
-            return Verdict(True, f"active {_human(idle)} ago")
-        return Verdict(False, f"idle for {_human(idle)} (limit {_human(self.max_idle)})")
+            return Verdict(True, f"active {format_age(idle)} ago")
+        return Verdict(False, f"idle for {format_age(idle)} (limit {format_age(self.max_idle)})")
 
     def __repr__(self) -> str:
         return f"ActiveWithin({self.max_idle!r}, {self.activity_files!r})"
-
-
-def _human(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f}h"
-    return f"{seconds / 86400:.1f}d"

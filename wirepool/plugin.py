@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from wirepool.eligibility import EligibilityLike
     from wirepool.health import HealthCheck
     from wirepool.restart import RestartPolicy, SpawnRateLimit
+    from wirepool.service import ServiceManager
     from wirepool.spawn import Spawner
 
 __all__ = [
@@ -125,6 +126,15 @@ class Plugin(ABC):
     def build(self, options: Mapping[str, Any]) -> PoolSpec:
         """Turn parsed options into a :class:`PoolSpec`.  Raise
         ``click.UsageError`` or :class:`PluginError` for bad options."""
+
+    def service_advice(self, manager: ServiceManager) -> Sequence[str]:
+        """Paragraphs ``wirepool service install|status <plugin>`` prints
+        beside its result: what else installed in ``manager`` competes with
+        this plugin's supervisor (another supervisor for the same sessions),
+        and how to remove it.  Look with ``manager.installed_files(unit)``
+        and ``manager.removal_command(unit, path)``.  The default finds
+        nothing."""
+        return ()
 
 
 def timing_options(*, rescan_interval: float = 30.0, what: str = "session") -> list[Any]:

@@ -43,7 +43,7 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from loguru import logger
@@ -72,6 +72,9 @@ from wirepool._proc import cmdline, create_time, identity_of
 from wirepool.eligibility import TrustedDirectory
 from wirepool.plugin import timing_from, timing_options
 from wirepool_wire import layout
+
+if TYPE_CHECKING:
+    from wirepool.service import ServiceManager
 
 __all__ = [
     "SupervisorPidGuard",
@@ -498,6 +501,14 @@ class WirePlugin(Plugin):
             ),
             *timing_options(rescan_interval=10.0, what="home"),
         ]
+
+    def service_advice(self, manager: ServiceManager) -> Sequence[str]:
+        """wire's own supervisor units (``wire service install``), which
+        serve the same sessions, and how to remove them."""
+        # imported here: only the service commands need it, never `wirepool run`
+        from wirepool_wire.service import service_advice
+
+        return service_advice(manager)
 
     def build(self, options: Mapping[str, Any]) -> PoolSpec:
         return wire_spec(

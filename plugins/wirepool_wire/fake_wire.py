@@ -1,8 +1,9 @@
 """A fake ``wire`` binary: ``wire daemon`` as a supervisor sees it.
 
 A supervisor only ever observes argv, environment, exit codes, output and
-files, so this reproduces exactly those for ``wire daemon`` (wire 0.16,
-``src/cli/relay.rs`` ``cmd_daemon``; spec in ``wire-layout.md`` §4 and §8):
+files, so this reproduces exactly those for ``wire daemon`` (wire 0.16:
+``cmd_daemon`` in ``src/cli/relay.rs``, the pidfile and ``last_sync.json`` in
+``src/ensure_up.rs``, ``run_supervisor`` in ``src/daemon_supervisor.rs``):
 
 * ``wire --version`` prints ``wire X.Y.Z``.
 * ``wire daemon --interval N [--once] [--json] [--session NAME]

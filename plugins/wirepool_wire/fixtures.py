@@ -1,7 +1,9 @@
 """Build wire session trees on disk for tests and demos (no real crypto).
 
-:func:`make_home` creates one home in the shape wire leaves behind
-(``wire-layout.md`` §8 "fixture builder"); :func:`make_box` creates a whole
+:func:`make_home` creates one home in the shape wire leaves behind (the
+``config/wire/agent-card.json`` wire's ``src/agent_card.rs`` writes, a
+``private.key`` for a real identity, the ``state/wire/`` activity files a
+daemon touches, a ``registry.json`` binding); :func:`make_box` creates a whole
 "147 homes for 5 real sessions" box, the population behind wire #212, so a
 supervisor can be shown to start exactly the real ones.
 

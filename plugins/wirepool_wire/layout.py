@@ -1,7 +1,8 @@
 """wire's on-disk layout, read without side effects.
 
 Pure functions and small frozen values that describe what wire (SlanchaAi/wire
-0.16, see ``/work/shared/wire-layout.md``) keeps on disk.  Nothing here spawns,
+0.16: ``src/session.rs``, ``src/ensure_up.rs``, ``src/daemon_supervisor.rs``)
+keeps on disk.  Nothing here spawns,
 signals, deletes or writes; the engine decides what to do with the facts.
 
 Why each rule is the way it is
@@ -26,22 +27,27 @@ Why each rule is the way it is
   DID-less homes ("husks", wire's E8 rule) from sessions and leaves them be.
   A home we cannot read also ends up a husk: unknowable is not runnable.
 
-* **"Bound" is computed the way wire meant it, not the way it does it (§2.4).**
-  ``registry.json`` maps cwd -> session *name*, but wire 0.16 looks the cwd up
+* **"Bound" is computed the way wire meant it, not the way it does it.**
+  ``registry.json`` maps cwd -> session *name*, but wire 0.16's
+  ``list_sessions`` (``src/session.rs``) looks the cwd up
   with the by-key *hash* as the name, so ``cwd`` is null for essentially every
   session and its "registry-bound => keep" rule never fires.
   :func:`bound_cwds` matches ``by_key_dir_name(sanitize_name(value))`` (and
   the literal value, for legacy homes and for whatever wire itself would
   match), so everything wire considers bound we do too, plus what it misses.
 
-* **A listing failure is not "zero sessions" (§5.2).**  wire treats a failed
+* **A listing failure is not "zero sessions".**  wire's supervisor loop
+  (``run_supervisor`` in ``src/daemon_supervisor.rs``) treats a failed
   ``list_sessions()`` as empty and then SIGKILLs every child.  Here only a
   missing or unreadable root (or ``by-key/``) raises ``OSError``, so the caller
   can keep its previous view; a bad *entry* never raises.
 
-* **Three pidfile readers, three tolerances (§3.3).**  wire's singleton
-  check accepts only the full JSON record, ``list_sessions`` any object with a
-  ``pid``, and the supervisor's pre-spawn check also a legacy bare integer.
+* **Three pidfile readers, three tolerances.**  wire's singleton check
+  (``ensure_up::read_pid_record``) accepts only the full JSON record,
+  ``list_sessions`` (``session::session_role_pid``) any object with a ``pid``,
+  and the supervisor's pre-spawn check
+  (``daemon_supervisor::existing_daemon_for_session``) also a legacy bare
+  integer.
   :func:`parse_daemon_pid` accepts all three and says which one it saw
   (:attr:`DaemonPidRecord.form`), so a caller can apply whichever rule it is
   reproducing.  A pid of 0 or below is always refused: ``os.kill(0, sig)``
@@ -53,8 +59,9 @@ Why each rule is the way it is
   such as ``0.14.2-rc.1`` is never "older", so a refresh never kills a daemon
   because of a version string it cannot order.
 
-* **Activity ignores ``daemon.pid`` (§3.5).**  Spawning writes the pidfile;
-  counting it would let a supervisor keep a session "active" forever just by
+* **Activity ignores ``daemon.pid``**, as wire's ``fs_last_active``
+  (``src/daemon_supervisor.rs``) does.  Spawning writes the pidfile; counting
+  it would let a supervisor keep a session "active" forever just by
   respawning it.
 
 Parsing mirrors the Rust it replaces where that matters: integers follow
@@ -375,8 +382,8 @@ class WireHome:
     #: session id.
     key: str
     #: A pre-0.16 top-level ``<root>/<name>/`` home.  Children for these need
-    #: ``WIRE_HOME_FORCE=1`` (§6), because only a by-key-shaped ``WIRE_HOME``
-    #: beats an ambient session-key variable.
+    #: ``WIRE_HOME_FORCE=1``, because only a by-key-shaped ``WIRE_HOME`` beats
+    #: an ambient session-key variable (wire's ``maybe_adopt_session_wire_home``).
     legacy: bool
     did: str
     handle: str
@@ -539,7 +546,8 @@ def bound_cwds(homes: Iterable[WireHome], registry: Mapping[str, str]) -> dict[s
     compares; kept so that we are a superset of wire).
 
     wire 0.16 only does the last comparison, with the *hash* directory name,
-    so it leaves every by-key session unbound (§2.4).  When several cwds bind
+    so it leaves every by-key session unbound (``list_sessions`` in
+    ``src/session.rs``).  When several cwds bind
     one home, the smallest cwd wins, so the answer does not depend on dict
     order (wire's pick is arbitrary).
     """

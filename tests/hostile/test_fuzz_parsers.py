@@ -21,10 +21,11 @@ from wirepool_servicedir import read_envdir
 from wirepool_wire import layout
 
 from wirepool import PidfileCheck, Session, SpawnError
+from wirepool._format import format_age
 from wirepool._pool import _parse_record
 from wirepool._proc import ProcessIdentity
 from wirepool._store import RECORD_SCHEMA, STATUS_SCHEMA, StateDir, read_small
-from wirepool.cli import _fmt_age, _fmt_exit, render_table
+from wirepool.cli import _fmt_exit, render_table
 from wirepool.health import parse_rfc3339, read_pid
 
 # ----------------------------------------------------------------- pidfiles
@@ -299,7 +300,7 @@ def test_status_json_from_disk_is_read_and_rendered_whatever_it_holds(
 def test_status_table_helpers_take_any_value(value: object) -> None:
     assert isinstance(_fmt_exit(value), str)
     if isinstance(value, int | float) and not isinstance(value, bool):
-        assert isinstance(_fmt_age(float(value)), str)
+        assert isinstance(format_age(float(value), fine=True), str)
 
 
 # ------------------------------------------------------------ env/ files

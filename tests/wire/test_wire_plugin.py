@@ -198,7 +198,7 @@ def test_uninitialized_session_backs_off_and_never_fork_storms(
     tracker: Tracker, root: Path, wire_bin: Path
 ) -> None:
     # bound in the registry (so eligible) but no private.key: wire exits 1
-    home = make_home(root, "broken", identity=False, bound_cwd="/work/project")
+    home = make_home(root, "broken", identity=False, bound_cwd="/home/u/project")
     sup = start(tracker, root, wire_bin)
     try:
         time.sleep(8)
@@ -304,7 +304,9 @@ def test_rust_supervisor_pidfile_is_honoured_both_ways(
     assert not (root / "supervisor.pid").exists()  # removed: it named us
 
 
-def test_status_json_has_the_seed_fields(tracker: Tracker, root: Path, tmp_path: Path) -> None:
+def test_status_json_has_the_rust_supervisors_fields(
+    tracker: Tracker, root: Path, tmp_path: Path
+) -> None:
     new_bin = install_fake_wire(tmp_path / "newbin", version="0.17.0")
     real = make_home(root, "coral")
     old = make_home(root, "stale-one")
@@ -412,13 +414,13 @@ def test_sandbox_builds_the_readme_box(tmp_path: Path) -> None:
     [
         (None, None, 7 * 86400.0),  # unset: 7 days
         ("0", None, None),  # 0: no filter
-        ("garbage", None, 7 * 86400.0),  # garbage: 7 days, as the seed
+        ("garbage", None, 7 * 86400.0),  # garbage: 7 days, as wire
         ("3", None, 3 * 86400.0),
         ("3", 1.5, 1.5 * 86400.0),  # the CLI option wins
         ("3", 0.0, None),
     ],
 )
-def test_idle_cutoff_comes_from_the_environment_as_the_seed_parses_it(
+def test_idle_cutoff_comes_from_the_environment_as_wire_parses_it(
     root: Path, env_value: str | None, option: float | None, expected: float | None
 ) -> None:
     from wirepool_wire import wire_spec
