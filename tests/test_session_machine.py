@@ -305,9 +305,16 @@ def test_stop_requests_escalation_and_already_gone() -> None:
         {
             **{p: (KEEP, []) for p in PHASES},
             "running": ("stopping", ["Terminate", "WakeAt"]),
-            "adopted": ("stopping", ["Terminate", "WakeAt"]),
+            "adopted": (KEEP, []),  # not ours to signal, whoever asks
         },
     )
+    check_table(
+        m.LetGo("supervisor stopping"),
+        {**{p: (KEEP, []) for p in PHASES}, "adopted": ("stopped", ["Emit(released)", "Release"])},
+    )
+    check_table(m.ChildLost(), {p: (KEEP, []) for p in PHASES})
+    lost, _ = m.step(m.SessionState(), m.ChildLost(), NOW, POLICY)
+    assert lost.reason == "its child ended while no supervisor was running"
     check_table(
         m.AlreadyGone(), {**{p: (KEEP, []) for p in PHASES}, "stopping": (KEEP, ["WakeAt"])}
     )
@@ -424,6 +431,7 @@ EXTERNAL = st.one_of(
     st.builds(m.Down, st.just(7.0)),
     st.just(m.Up()),
     st.builds(m.StopRequested, st.just("asked"), st.booleans()),
+    st.just(m.LetGo("supervisor stopping")),
     st.just("exit"),
 )
 SPAWN_OUTCOME = st.sampled_from(["spawned", "failed", "deferred", "adopted", "adopt-failed"])
@@ -497,3 +505,15 @@ def test_random_event_sequences_keep_the_invariants(
             assert state.phase is m.Phase.STOPPING
         if state.phase in (m.Phase.RUNNING, m.Phase.ADOPTED, m.Phase.STOPPING):
             assert state.running is not None, (before, event, state)
+
+
+def test_a_restart_policy_that_raises_falls_back_to_the_stock_curve_and_says_so() -> None:
+    def broken(retry_state: tenacity.RetryCallState) -> float:
+        raise ZeroDivisionError("a plugin's bug")
+
+    policy = replace(POLICY, restart=RestartPolicy(wait=broken))
+    after, actions = m.step(PHASES["running"], m.Exited(ExitStatus(code=1), 0.5, 1.0), NOW, policy)
+    assert after.phase is m.Phase.BACKOFF and after.running is None
+    assert 0.8 <= after.next_start - NOW <= 1.0  # the stock first step: 1 s less jitter
+    assert "restart policy failed: ZeroDivisionError: a plugin's bug" in after.reason
+    assert "WakeAt" in names(actions)

@@ -35,14 +35,14 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from loguru import logger
 
-from wirepool import _planner
+from wirepool import _session
 from wirepool._clock import Clock, SystemClock
 from wirepool._events import Event, EventStream
 from wirepool._proc import (
@@ -52,9 +52,40 @@ from wirepool._proc import (
     is_alive,
 )
 from wirepool._reaper import OrphanReaper
+from wirepool._records import SessionRecord, WorkerRecord, recorded_worker
+from wirepool._session import (
+    Adopted,
+    AdoptFailed,
+    AlreadyGone,
+    Changed,
+    Checked,
+    CheckFailed,
+    ChildLost,
+    Deferred,
+    Emit,
+    Exited,
+    Forget,
+    Kill,
+    KillDue,
+    LetGo,
+    Phase,
+    PlanNow,
+    Probed,
+    Release,
+    Reset,
+    Seen,
+    SessionState,
+    Spawn,
+    Spawned,
+    SpawnFailed,
+    StopRequested,
+    Terminate,
+    Vanished,
+    WakeAt,
+    WallStepped,
+)
 from wirepool._status import SessionStatus, Snapshot
 from wirepool._store import (
-    RECORD_SCHEMA,
     SMALL_STATE_LIMIT,
     STATUS_SCHEMA,
     StateDir,
@@ -76,7 +107,6 @@ from wirepool.spawn import (
     Spawner,
     Worker,
     find_children,
-    is_pool_child,
     safe_filename,
 )
 
@@ -100,35 +130,19 @@ class StartupInterrupted(BaseException):
 
 @dataclass
 class _Slot:
-    """Everything the shell knows about one session.  Loop thread only."""
+    """What the shell holds for one session: its state machine's state (the
+    one place its lifecycle is written: :mod:`wirepool._session`) and the
+    shell's own handles.  Loop thread only."""
 
     session: Session
-    verdict: Verdict = field(default_factory=lambda: Verdict(False, "not checked yet"))
-    checked: bool = False
-    vanished_at: float | None = None
+    state: SessionState = field(default_factory=SessionState)
     worker: Worker | None = None
-    adopted: bool = False
-    spawned_mono: float | None = None
-    stop_reason: str | None = None
-    stop_counts_as_failure: bool = False
-    kill_at: float | None = None
-    streak: Streak = field(default_factory=Streak)
-    next_start: float = 0.0
-    failed: bool = False
-    reason: str = ""
-    restarts: int = 0
-    starts: int = 0
-    last_exit: ExitStatus | None = None
-    last_exit_at: float | None = None
-    health_failures: int = 0
-    health: str | None = None
-    next_probe: float | None = None
-    unhealthy: str | None = None
-    state: str = "pending"
     record_path: Path | None = None
-    dirty: bool = True
-    existing_error: str | None = None
-    scan_error: str | None = None
+    dirty: bool = True  # the record must be rewritten
+    existing_error: str | None = None  # why the existing-daemon check could not tell
+    scan_error: str | None = None  # why discovery could not read it this pass
+    health: str | None = None  # the last probe's word, for status
+    next_probe: float | None = None
 
 
 class SessionPool:
@@ -219,6 +233,12 @@ class SessionPool:
         self.status_extra = status_extra
         self.pool_id = self.state.pool_id
         self._reaper = OrphanReaper(self.pool_id, self.stop_grace)
+        self._policy = _session.Policy(
+            restart=self.restart,
+            grace=self.grace,
+            stop_grace=self.stop_grace,
+            failures_before_restart=self.health.failures_before_restart,
+        )
 
         self._slots: dict[str, _Slot] = {}
         self._fd_owner: dict[int, str] = {}
@@ -526,8 +546,9 @@ class SessionPool:
         if self._publish_due is not None:
             deadlines.append(self._publish_due)
         for slot in self._slots.values():
-            if slot.kill_at is not None:
-                deadlines.append(slot.kill_at)
+            run = slot.state.running
+            if run is not None and run.kill_at is not None:
+                deadlines.append(run.kill_at)
             if slot.next_probe is not None and slot.worker is not None:
                 deadlines.append(slot.next_probe)
         return max(0.0, min(deadlines) - now)
@@ -571,61 +592,96 @@ class SessionPool:
                 raise
 
     def _reconcile(self, now: float, only: set[str] | None = None) -> None:
-        """Plan and act, for every session or ``only`` these (the others'
-        inputs have not changed since the last plan, nor has its decision
-        for them)."""
-        slots = (
-            self._slots.items()
-            if only is None
-            else ((name, self._slots[name]) for name in only if name in self._slots)
-        )
-        # A slot known only from its record (discovery has not confirmed or
-        # denied it yet: the first discovery failed, or its first eligibility
-        # check did) is left exactly as it is -- "no change", not "gone".
-        known = {name: slot for name, slot in slots if slot.checked or slot.vanished_at is not None}
-        desired = {
-            name: _planner.Desired(slot.session, slot.verdict, slot.vanished_at)
-            for name, slot in known.items()
-        }
-        observed = {
-            name: _planner.Observed(
-                owned=slot.worker.owned,
-                stopping=slot.stop_reason is not None,
-                unhealthy=slot.unhealthy,
-            )
-            for name, slot in known.items()
-            if slot.worker is not None
-        }
-        pending = {
-            name: _planner.Pending(slot.next_start, slot.failed, slot.reason)
-            for name, slot in known.items()
-            if slot.worker is None
-        }
-        decision = _planner.plan(desired, observed, pending, now, self.grace)
-        # Set before acting: a spawn that fails below schedules its retry by
-        # lowering this deadline (the plan could not know about it).  A
-        # partial plan keeps the other sessions' deadline (at worst a stale
-        # one: an early wake-up that plans everything).
+        """Let each session decide, for every session or ``only`` these (the
+        others' inputs have not changed since they last decided), then run
+        the due spawns in the plan's order as far as the spawn-rate limit
+        allows."""
         if only is None:
-            self._wake_at = decision.wake_at
+            # Every session says again when it next needs a wake-up.  A
+            # partial pass keeps the others' (at worst a stale one: an early
+            # wake-up that decides for everyone).
+            self._wake_at = None
             self._spawn_deferred_until = None
-        elif decision.wake_at is not None:
-            self._wake_at = (
-                decision.wake_at if self._wake_at is None else min(self._wake_at, decision.wake_at)
-            )
-        for name, reason in decision.stop:
-            self._stop_worker(self._slots[name], reason, now)
-        for name in decision.release:
-            self._release(self._slots[name], "session gone")
-        for name in decision.forget:
-            self._forget(name)
-        for name in decision.spawn:
-            if not self._start(self._slots[name], now):
+            slots = self._slots
+        else:
+            slots = {name: self._slots[name] for name in only if name in self._slots}
+        decided = _session.plan({name: s.state for name, s in slots.items()}, now, self._policy)
+        for name, slot in list(slots.items()):  # a Forget drops a slot
+            self._update(slot, decided.states[name])
+            self._perform(slot, decided.actions.get(name, ()), now)
+        for n, name in enumerate(decided.spawn):
+            due = self._slots.get(name)
+            if due is None or due.worker is not None:
+                continue
+            if not self._start(due, now):
+                # The rate limit: the rest wait for its next token.
+                for later in decided.spawn[n + 1 :]:
+                    if later in self._slots:
+                        self._apply(self._slots[later], Deferred(), now)
                 break
-        for name, (state, reason) in decision.states.items():
-            slot = self._slots.get(name)
-            if slot is not None and slot.worker is None:
-                self._set_state(slot, state, reason)
+
+    def _apply(
+        self,
+        slot: _Slot,
+        event: _session.Event,
+        now: float,
+        *,
+        pid: int | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Step the session's machine with ``event`` and perform what it
+        asks.  ``pid`` and ``data`` complete the events it emits with what
+        only the shell knows (the pid of a child already let go, a log
+        path)."""
+        state, actions = _session.step(slot.state, event, now, self._policy)
+        self._update(slot, state)
+        self._perform(slot, actions, now, pid=pid, data=data)
+
+    @staticmethod
+    def _update(slot: _Slot, state: SessionState) -> None:
+        if state != slot.state:
+            slot.state = state
+            slot.dirty = True
+
+    def _perform(
+        self,
+        slot: _Slot,
+        actions: Iterable[_session.Action],
+        now: float,
+        *,
+        pid: int | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> None:
+        name = slot.session.name
+        for action in actions:
+            match action:
+                case Emit(kind, reason, extra):
+                    who = pid if pid is not None else (slot.worker.pid if slot.worker else None)
+                    merged = {**(extra or {}), **(data or {})}
+                    self._emit(kind, slot.session, who, reason, data=merged or None)
+                case Spawn():
+                    pass  # ordered pool-wide: see _reconcile
+                case Terminate():
+                    if slot.worker is not None and not slot.worker.terminate():
+                        # Already gone: the exit event (or the sweep) finishes it.
+                        self._apply(slot, AlreadyGone(), now)
+                case Kill():
+                    if slot.worker is not None:
+                        logger.warning(
+                            "session {!r}: pid {} ignored SIGTERM for {:.0f}s; sending SIGKILL",
+                            name,
+                            slot.worker.pid,
+                            self.stop_grace,
+                        )
+                        slot.worker.kill()
+                case Release():
+                    self._unwatch(slot)
+                case Forget():
+                    self._forget(slot)
+                case WakeAt(at):
+                    self._wake_at = at if self._wake_at is None else min(self._wake_at, at)
+                case PlanNow():
+                    self._plan_only.add(name)
 
     # -------------------------------------------------------------- actions
 
@@ -635,38 +691,27 @@ class SessionPool:
         session = slot.session
         found = self._existing(slot)
         if found is not None:
-            if not self._adopt(slot, found, owned=False, why="a live daemon already serves it"):
-                self._replan = True  # it died meanwhile: plan again at once
+            self._adopt(slot, found, owned=False, why="a live daemon already serves it")
             return True
         if not self.spawn_limit.try_acquire(now):
             self._spawn_deferred_until = self.spawn_limit.next_token_at(now)
-            self._set_state(slot, "backoff", "waiting for the pool-wide spawn rate limit")
+            self._apply(slot, Deferred(), now)
             return False
         try:
             worker = self.spawner.spawn(session)
         except Exception as exc:
             reason = f"spawn failed: {_describe(exc)}"
-            self._after_failure(slot, lived=None, now=now, reason=reason)
+            self._apply(slot, SpawnFailed(reason), now)
             self._log_once(
                 f"spawn:{session.name}:{reason}", "session {!r}: {}", session.name, reason
             )
             return True
-        if slot.starts > 0:
-            slot.restarts += 1
-        slot.starts += 1
-        slot.spawned_mono = now
-        slot.adopted = False
         self._watch(slot, worker)
-        self._set_state(slot, "running", "started")
-        self._emit(
-            "spawned",
-            session,
-            worker.pid,
-            data={
-                "restarts": slot.restarts,
-                "log": str(worker.log_path or ""),
-                "start": worker.identity.start,
-            },
+        self._apply(
+            slot,
+            Spawned(),
+            now,
+            data={"log": str(worker.log_path or ""), "start": worker.identity.start},
         )
         return True
 
@@ -701,29 +746,25 @@ class SessionPool:
         why: str,
         started_at: float | None = None,
     ) -> bool:
+        """Watch a live process as the session's child.  False if it died
+        in between (the session then decides again at once)."""
         worker = AdoptedWorker(
             ident,
             owned=owned,
             started_at=started_at,
             log_path=self.spawner.log_path(slot.session) if owned else None,
         )
+        now = self.clock.monotonic()
         if worker.fileno() is None and not is_alive(ident):
+            self._replan = True
+            self._apply(slot, AdoptFailed(), now)
             return False
-        slot.adopted = True
-        slot.spawned_mono = None
         self._watch(slot, worker)
-        self._set_state(slot, "adopted", why)
-        self._emit(
-            "adopted", slot.session, ident.pid, why, data={"owned": owned, "start": ident.start}
-        )
+        self._apply(slot, Adopted(owned, why), now, data={"start": ident.start})
         return True
 
     def _watch(self, slot: _Slot, worker: Worker) -> None:
         slot.worker = worker
-        slot.stop_reason = None
-        slot.kill_at = None
-        slot.unhealthy = None
-        slot.health_failures = 0
         slot.health = None
         slot.dirty = True
         if self.health.interval is not None:
@@ -745,89 +786,30 @@ class SessionPool:
                     self._selector.unregister(fd)
         worker.close()
         slot.worker = None
-        slot.kill_at = None
         slot.next_probe = None
         slot.dirty = True
         return worker
 
-    def _stop_worker(
-        self, slot: _Slot, reason: str, now: float, *, as_failure: bool = False
-    ) -> None:
-        worker = slot.worker
-        if worker is None or slot.stop_reason is not None:
-            return
-        slot.stop_reason = reason
-        slot.stop_counts_as_failure = as_failure
-        slot.kill_at = now + self.stop_grace
-        self._set_state(slot, "stopping", reason)
-        if not worker.terminate():
-            # Already gone: the exit event (or the sweep) will finish it.
-            slot.kill_at = now
-        if not slot.verdict.eligible and slot.vanished_at is None:
-            self._emit("ineligible", slot.session, worker.pid, reason)
-
     def _escalate(self, now: float) -> None:
         for slot in self._slots.values():
-            if slot.worker is None or slot.kill_at is None or now < slot.kill_at:
+            run = slot.state.running
+            if slot.worker is None or run is None or run.kill_at is None or now < run.kill_at:
                 continue
             status = slot.worker.poll()
             if status is not None:
                 self._on_exit(slot, status)
                 continue
             self._replan = True
-            logger.warning(
-                "session {!r}: pid {} ignored SIGTERM for {:.0f}s; sending SIGKILL",
-                slot.session.name,
-                slot.worker.pid,
-                self.stop_grace,
-            )
-            slot.worker.kill()
-            # Check again shortly in case the exit event is lost.
-            slot.kill_at = now + max(1.0, self.stop_grace / 4)
+            self._apply(slot, KillDue(), now)
 
-    def _release(self, slot: _Slot, reason: str) -> None:
-        worker = self._unwatch(slot)
-        if worker is not None:
-            self._emit("released", slot.session, worker.pid, reason)
-
-    def _forget(self, name: str) -> None:
-        slot = self._slots.pop(name)
+    def _forget(self, slot: _Slot) -> None:
+        self._slots.pop(slot.session.name, None)
         if slot.worker is not None:
             self._unwatch(slot)
         if slot.record_path is not None:
             with contextlib.suppress(OSError):
                 slot.record_path.unlink()
         self._status_dirty = True
-        self._emit("forgotten", slot.session, reason="session gone")
-
-    def _after_failure(self, slot: _Slot, *, lived: float | None, now: float, reason: str) -> None:
-        decision = self.restart.on_exit(slot.streak, lived, now)
-        slot.streak = decision.streak
-        slot.next_start = now + decision.delay
-        slot.dirty = True
-        if decision.delay <= 0:
-            self._plan_only.add(slot.session.name)  # plan it (alone) at once
-        elif self._wake_at is None or slot.next_start < self._wake_at:
-            self._wake_at = slot.next_start
-        if decision.give_up:
-            slot.failed = True
-            slot.reason = f"gave up after {decision.streak.failures} rapid failures: {reason}"
-            self._set_state(slot, "failed", slot.reason)
-            self._emit("failed", slot.session, reason=slot.reason)
-        elif decision.delay > 0:
-            slot.reason = (
-                f"{reason}; rapid failure #{decision.streak.failures}, "
-                f"retry in {decision.delay:.1f}s"
-            )
-            self._set_state(slot, "backoff", slot.reason)
-            self._emit(
-                "backoff",
-                slot.session,
-                reason=slot.reason,
-                data={"delay": round(decision.delay, 3), "streak": decision.streak.failures},
-            )
-        else:
-            slot.reason = reason
 
     # --------------------------------------------------------------- events
 
@@ -849,46 +831,20 @@ class SessionPool:
         self._on_exit(slot, status)
 
     def _on_exit(self, slot: _Slot, status: ExitStatus) -> None:
-        self._plan_only.add(slot.session.name)
         now = self.clock.monotonic()
+        run = slot.state.running
         worker = self._unwatch(slot)
         assert worker is not None
         with contextlib.suppress(OSError):  # a Python worker's marker file
-            (self.state.root / "markers" / f"{worker.pid}.json").unlink()
-        if slot.spawned_mono is not None:
-            lived: float | None = now - slot.spawned_mono
-        else:
-            lived = max(0.0, self.clock.time() - worker.started_at)
+            (self.state.markers_dir / f"{worker.pid}.json").unlink()
         if worker.owned:
             # What it left behind outside its process group goes with it.
             self._reaper.stop(self._worker_pids(), now, slot.session.name)
-        slot.last_exit = status
-        slot.last_exit_at = self.clock.time()
-        stop_reason, slot.stop_reason = slot.stop_reason, None
-        self._emit(
-            "exited",
-            slot.session,
-            worker.pid,
-            stop_reason or "",
-            data={
-                **status.to_json(),
-                "lived": round(lived, 3) if lived is not None else None,
-                "owned": worker.owned,
-            },
-        )
-        if not worker.owned:
-            # Not our daemon and not our failure: take over now.
-            slot.next_start = now
-            slot.reason = "the daemon we were watching exited; taking over"
-        elif stop_reason is not None and not slot.stop_counts_as_failure:
-            slot.reason = f"stopped: {stop_reason}"
-            self._emit("stopped", slot.session, worker.pid, stop_reason)
-            self._set_state(slot, "stopped", stop_reason)
+        if run is not None and run.spawned_at is not None:
+            lived: float | None = now - run.spawned_at
         else:
-            why = stop_reason or status.describe()
-            self._after_failure(slot, lived=lived, now=now, reason=why)
-        slot.stop_counts_as_failure = False
-        slot.dirty = True
+            lived = max(0.0, self.clock.time() - worker.started_at)
+        self._apply(slot, Exited(status, lived, self.clock.time()), now, pid=worker.pid)
 
     def _drain_wake(self) -> None:
         assert self._wake_r is not None
@@ -915,12 +871,7 @@ class SessionPool:
         if slot is None:
             logger.warning("reset: no session named {!r}", name)
             return
-        slot.failed = False
-        slot.streak = Streak()
-        slot.next_start = 0.0
-        slot.reason = "reset by operator"
-        slot.dirty = True
-        self._emit("reset", slot.session)
+        self._apply(slot, Reset(), self.clock.monotonic())
 
     def _read_requests(self) -> None:
         """Requests ``wirepool reset`` left for us (then sent SIGHUP)."""
@@ -1028,8 +979,8 @@ class SessionPool:
             slot = self._slots.get(name)
             if slot is None:
                 slot = self._slots[name] = _Slot(session=Session(name=name, home=Path("/")))
-                slot.verdict, slot.checked = Verdict(False, why), True
                 slot.record_path = self._record_path(name)
+                self._apply(slot, Checked(Verdict(False, why)), now)
             if slot.scan_error != why:
                 slot.scan_error, slot.dirty = why, True
         for session in found:
@@ -1053,25 +1004,19 @@ class SessionPool:
             if slot.session != session:
                 slot.session = session
                 slot.dirty = True
-                if slot.failed:
-                    slot.failed = False
-                    slot.streak = Streak()
-                    slot.next_start = 0.0
-                    slot.reason = "session changed; trying again"
-            if slot.vanished_at is not None:
-                slot.vanished_at = None
-                slot.dirty = True
+                self._apply(slot, Changed(), now)
+            if slot.state.vanished_at is not None:
+                self._apply(slot, Seen(), now)
         gone = self._slots.keys() - seen if scope is None else scope - seen
         for name in gone:
             slot = self._slots.get(name)
-            if slot is not None and slot.vanished_at is None:
-                slot.vanished_at = now
-                slot.dirty = True
+            if slot is not None and slot.state.vanished_at is None:
+                self._apply(slot, Vanished(), now)
                 logger.info(
                     "session {!r} vanished; its child stays up for {:.0f}s grace", name, self.grace
                 )
         for name in seen - unreadable.keys():
-            self._check(self._slots[name], wall)
+            self._check(self._slots[name], wall, now)
         return self._update_watches(now, scope)
 
     def _update_watches(self, now: float, scope: set[str] | None) -> int:
@@ -1099,7 +1044,7 @@ class SessionPool:
             self._next_rescan = now + interval
         return added
 
-    def _check(self, slot: _Slot, wall: float) -> None:
+    def _check(self, slot: _Slot, wall: float, now: float) -> None:
         try:
             verdict = self.eligibility.check(slot.session, wall)
         except Exception as exc:
@@ -1109,22 +1054,10 @@ class SessionPool:
                 slot.session.name,
                 exc,
             )
-            if slot.checked or slot.worker is not None:
-                # no verdict yet: a running child is not stopped for it
-                slot.reason = f"eligibility check failed: {_describe(exc)}"
-                return
-            verdict = Verdict(False, f"eligibility check failed: {_describe(exc)}")
-        if not slot.checked or verdict != slot.verdict:
-            if (
-                slot.checked
-                and slot.verdict.eligible
-                and not verdict.eligible
-                and slot.worker is None
-            ):
-                self._emit("ineligible", slot.session, reason=verdict.reason)
-            slot.verdict = verdict
-            slot.dirty = True
-        slot.checked = True
+            self._apply(slot, CheckFailed(f"eligibility check failed: {_describe(exc)}"), now)
+            return
+        if not slot.state.checked or verdict != slot.state.verdict:
+            self._apply(slot, Checked(verdict), now)
 
     # ------------------------------------------------------------- upkeep
 
@@ -1156,7 +1089,8 @@ class SessionPool:
                 continue
             slot.next_probe = now + self.health.interval
             self._replan = True
-            if slot.stop_reason is not None:
+            run = slot.state.running
+            if run is not None and run.stop_reason is not None:
                 continue
             try:
                 verdict = self.health.probe(slot.session, worker.identity, wall)
@@ -1174,22 +1108,7 @@ class SessionPool:
                 # only a flip is news; "last sync 8s ago" -> "9s" is not,
                 # and must not cost a status write per probe
                 self._status_dirty = True
-            if verdict.eligible:
-                slot.health_failures = 0
-                continue
-            slot.health_failures += 1
-            if slot.health_failures >= self.health.failures_before_restart:
-                if worker.owned:
-                    slot.unhealthy = f"unhealthy: {verdict.reason}"
-                    self._emit("unhealthy", slot.session, worker.pid, verdict.reason)
-                    self._stop_worker(slot, slot.unhealthy, now, as_failure=True)
-                elif slot.health_failures == self.health.failures_before_restart:
-                    self._emit(
-                        "unhealthy",
-                        slot.session,
-                        worker.pid,
-                        f"{verdict.reason} (not ours to restart)",
-                    )
+            self._apply(slot, Probed(verdict.eligible, verdict.reason), now)
 
     def _after_wall_step(self, offset: float, now: float) -> None:
         """Health verdicts compare heartbeats (file mtimes, timestamps: wall
@@ -1207,7 +1126,7 @@ class SessionPool:
         if interval is None:
             return
         for slot in self._slots.values():
-            slot.health_failures = 0
+            self._apply(slot, WallStepped(), now)
             if slot.next_probe is not None:
                 slot.next_probe = now + 4 * interval
 
@@ -1222,8 +1141,7 @@ class SessionPool:
         claimed: dict[str, ProcessIdentity] = {}
         for path in self.state.iter_records():
             try:
-                data = read_json(path)
-                rec = _parse_record(data)
+                rec = SessionRecord.read(path)
             except Exception as exc:  # RecursionError too: "[[[[..." must not stop us
                 moved = quarantine(path)
                 logger.error(
@@ -1234,28 +1152,35 @@ class SessionPool:
                     moved.name if moved else "(could not move)",
                 )
                 continue
-            session = rec["session"]
+            session = rec.session
             if session.name in self._slots:
                 continue
-            slot = _Slot(session=session, record_path=path)
-            slot.streak = Streak(rec["streak"], now if rec["streak"] else None)
-            slot.restarts = rec["restarts"]
-            slot.starts = rec["restarts"] + (1 if rec["worker"] else 0)
-            slot.failed = rec["failed"]
-            slot.reason = rec["reason"]
-            slot.last_exit = rec["last_exit"]
-            slot.last_exit_at = rec["last_exit_at"]
-            if rec["next_start_at"] is not None:
+            streak = Streak(rec.streak, now if rec.streak else None)
+            next_start = 0.0
+            if rec.next_start_at is not None:
                 # Never longer than the policy owes this streak: the wall
                 # clock may have jumped back between the two supervisors (or
                 # the record lies), and a day-long "backoff" is no backoff.
                 try:
-                    owed = self.restart.delay_for(slot.streak, now)
+                    owed = self.restart.delay_for(streak, now)
                 except Exception:  # a user's wait strategy: keep the record's word
                     owed = math.inf
-                slot.next_start = now + min(max(0.0, rec["next_start_at"] - wall), owed)
-            self._slots[session.name] = slot
-            if rec["worker"] is None:
+                next_start = now + min(max(0.0, rec.next_start_at - wall), owed)
+            slot = self._slots[session.name] = _Slot(
+                session=session,
+                record_path=path,
+                state=_session.restore(
+                    reason=rec.reason,
+                    streak=streak,
+                    restarts=rec.restarts,
+                    started=rec.worker is not None,
+                    failed=rec.failed,
+                    last_exit=rec.last_exit,
+                    last_exit_at=rec.last_exit_at,
+                    next_start=next_start,
+                ),
+            )
+            if rec.worker is None:
                 continue
             worker = recorded_worker(rec, self.pool_id, self.state.markers_dir)
             why = "left running by the previous supervisor"
@@ -1271,8 +1196,7 @@ class SessionPool:
             ):
                 claimed[session.name] = worker.identity
             else:
-                slot.reason = "its child ended while no supervisor was running"
-                slot.dirty = True
+                self._apply(slot, ChildLost(), now)
         self._recover_by_marker(claimed)
 
     def _recover_by_marker(self, claimed: Mapping[str, ProcessIdentity]) -> None:
@@ -1288,7 +1212,9 @@ class SessionPool:
                     session=Session(name=name, home=Path("/")),
                     record_path=self._record_path(name),
                 )
-                slot.vanished_at = self.clock.monotonic()
+                # Known to us only by its child: gone from discovery until
+                # it says otherwise, with the grace period that gives.
+                self._apply(slot, Vanished(), self.clock.monotonic())
             idents.sort(key=lambda i: i.start)
             keep = [] if slot.worker is not None else idents[:1]
             for ident in keep:
@@ -1312,13 +1238,6 @@ class SessionPool:
                 AdoptedWorker(ident, owned=True).terminate()
 
     # ------------------------------------------------------------- publish
-
-    def _set_state(self, slot: _Slot, state: str, reason: str) -> None:
-        if slot.state != state or slot.reason != reason:
-            slot.state = state
-            if reason:
-                slot.reason = reason
-            slot.dirty = True
 
     def _publish(self, *, force: bool = False) -> None:
         """Write changed records now (they are what a successor adopts by);
@@ -1384,29 +1303,30 @@ class SessionPool:
     def _build_snapshot(self) -> Snapshot:
         now, wall = self.clock.monotonic(), self.clock.time()
         sessions: dict[str, SessionStatus] = {}
+        live = (Phase.RUNNING, Phase.ADOPTED, Phase.STOPPING)
         for name, slot in self._slots.items():
-            worker = slot.worker
+            worker, st = slot.worker, slot.state
             next_start_at = None
-            if worker is None and slot.state == "backoff":
-                next_start_at = wall + max(0.0, slot.next_start - now)
-            if worker is not None and slot.state not in ("stopping",):
-                state = "adopted" if slot.adopted else "running"
-            else:
-                state = slot.state
+            if worker is None and st.phase is Phase.BACKOFF:
+                next_start_at = wall + max(0.0, st.next_start - now)
+            state = st.phase
+            if worker is not None and state not in live:  # not yet decided on
+                adopted = st.running is not None and st.running.adopted
+                state = Phase.ADOPTED if adopted else Phase.RUNNING
             sessions[name] = SessionStatus(
                 name=name,
                 display_name=slot.session.display_name,
                 home=str(slot.session.home),
                 cwd=str(slot.session.cwd) if slot.session.cwd else None,
-                state=state,
+                state=state.value,  # a plain string in the public snapshot
                 reason=self._reason(slot, state),
                 identity=worker.identity if worker else None,
                 owned=worker.owned if worker else True,
                 started_at=worker.started_at if worker else None,
-                restarts=slot.restarts,
-                streak=slot.streak.failures,
-                last_exit=slot.last_exit,
-                last_exit_at=slot.last_exit_at,
+                restarts=st.restarts,
+                streak=st.streak.failures,
+                last_exit=st.last_exit,
+                last_exit_at=st.last_exit_at,
                 next_start_at=next_start_at,
                 health=slot.health,
                 log_path=str(worker.log_path) if worker and worker.log_path else None,
@@ -1433,7 +1353,7 @@ class SessionPool:
 
     @staticmethod
     def _reason(slot: _Slot, state: str) -> str:
-        reason = slot.verdict.reason if state == "running" else slot.reason
+        reason = slot.state.verdict.reason if state == "running" else slot.state.reason
         extra = [slot.existing_error] if state == "running" else []
         if slot.scan_error and slot.scan_error != reason:
             extra.append(f"{slot.scan_error}; keeping its last state")
@@ -1443,30 +1363,20 @@ class SessionPool:
         if slot.record_path is None:
             return True
         now, wall = self.clock.monotonic(), self.clock.time()
-        worker = slot.worker
-        data = {
-            "schema": RECORD_SCHEMA,
-            "session": {
-                "name": slot.session.name,
-                "home": str(slot.session.home),
-                "cwd": str(slot.session.cwd) if slot.session.cwd else None,
-            },
-            "worker": None
+        worker, st = slot.worker, slot.state
+        record = SessionRecord(
+            session=slot.session,
+            worker=None
             if worker is None
-            else {
-                **worker.identity.to_json(),
-                "owned": worker.owned,
-                "started_at": worker.started_at,
-            },
-            "streak": slot.streak.failures,
-            "next_start_at": wall + (slot.next_start - now) if slot.next_start > now else None,
-            "restarts": slot.restarts,
-            "failed": slot.failed,
-            "reason": slot.reason,
-            "last_exit": None
-            if slot.last_exit is None
-            else {**slot.last_exit.to_json(), "at": slot.last_exit_at},
-        }
+            else WorkerRecord(worker.identity, worker.owned, worker.started_at),
+            streak=st.streak.failures,
+            next_start_at=wall + (st.next_start - now) if st.next_start > now else None,
+            restarts=st.restarts,
+            failed=st.failed,
+            reason=st.reason,
+            last_exit=st.last_exit,
+            last_exit_at=st.last_exit_at,
+        )
         try:
             # fsync only a `failed` mark: it is the one fact in a record
             # that matters after a power loss (no child survives one, so
@@ -1474,7 +1384,7 @@ class SessionPool:
             # sooner).  The rename keeps a record whole through a crash of
             # the supervisor either way.  Two fsyncs per crash-loop cycle
             # were a sixth of the supervisor's CPU.
-            atomic_write_json(slot.record_path, data, durable=self.durable and slot.failed)
+            record.write(slot.record_path, durable=self.durable and st.failed)
         except OSError as exc:
             slot.dirty = True  # try again on the next change
             self._log_once(
@@ -1575,7 +1485,7 @@ class SessionPool:
         for slot in self._slots.values():
             if slot.worker is not None and not stopped_children:
                 slot.dirty = True  # records keep the identity for the next one
-            elif not slot.dirty and not _record_readable(slot.record_path):
+            elif not slot.dirty and not SessionRecord.whole(slot.record_path):
                 # Torn by someone else since we last wrote it: the next
                 # supervisor would have to set it aside and lose the
                 # session's streak, so leave it a whole one.
@@ -1622,11 +1532,9 @@ class SessionPool:
                     self._selector.unregister(fd)
         now = self.clock.monotonic()
         for slot in self._slots.values():
-            if slot.worker is not None and slot.worker.owned:
-                if slot.stop_reason is None:
-                    self._stop_worker(slot, "supervisor stopping", now)
-            elif slot.worker is not None:
-                self._release(slot, "supervisor stopping")
+            if slot.worker is not None:
+                event = StopRequested if slot.worker.owned else LetGo
+                self._apply(slot, event("supervisor stopping"), now)
         blind = [
             name
             for name, slot in self._slots.items()
@@ -1736,18 +1644,6 @@ class _TempState:
             self.remove()
 
 
-def _record_readable(path: Path | None) -> bool:
-    if path is None:
-        return True
-    try:
-        data = read_json(path)
-    except FileNotFoundError:
-        return True  # never written: nothing was torn
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("schema") == RECORD_SCHEMA
-
-
 def _raise_fd_limit() -> None:
     """Every child costs the supervisor one pidfd (and Popen a pipe while it
     starts): the common soft limit of 1 024 descriptors would cap a pool
@@ -1780,127 +1676,3 @@ def _describe(exc: BaseException) -> str:
         target = f": {exc.filename}" if exc.filename else ""
         return f"{exc.strerror}{target}"
     return str(exc) or type(exc).__name__
-
-
-@dataclass(frozen=True, slots=True)
-class RecordedWorker:
-    """A record's worker that is still alive, and what it may be taken for."""
-
-    identity: ProcessIdentity
-    #: ours to signal: the record says the pool started it *and* the
-    #: process carries this pool's markers for the record's session
-    owned: bool
-    started_at: float | None
-    #: the record claims it as ours but the process does not carry our
-    #: markers: watched at most, never signalled
-    unverified: bool
-
-    @property
-    def pid(self) -> int:
-        return self.identity.pid
-
-
-def recorded_worker(
-    rec: Mapping[str, Any], pool_id: str, marker_dir: Path | None
-) -> RecordedWorker | None:
-    """What the worker of a parsed record (see :func:`_parse_record`) may be
-    taken for, or None when there is none or it is gone.
-
-    The one rule for both the recovery of a new supervisor and ``wirepool
-    stop --children`` without one: a record alone never makes a process
-    ours to signal.  It must be alive with the recorded start time, and
-    carry this pool's marker variables for that session -- which a stale,
-    copied or planted record naming someone else's process cannot give it.
-    """
-    if rec["worker"] is None:
-        return None
-    ident, owned, started = rec["worker"]
-    if not is_alive(ident):
-        return None
-    marked = owned and is_pool_child(ident, pool_id, rec["session"].name, marker_dir)
-    return RecordedWorker(ident, marked, started, unverified=owned and not marked)
-
-
-def _parse_record(data: Any) -> dict[str, Any]:
-    """Check every field of a record read back from disk.
-
-    A record is outside data once it is on disk (a torn write on a full
-    disk, a hand edit, another program's file): anything off raises
-    ValueError saying what, and only that session starts fresh.  An int()
-    of a JSON ``Infinity`` raised OverflowError here, which killed the
-    supervisor at every start."""
-    if not isinstance(data, dict) or data.get("schema") != RECORD_SCHEMA:
-        raise ValueError("not a wirepool session record")
-    sess = data.get("session")
-    if not isinstance(sess, dict) or not isinstance(sess.get("name"), str) or not sess["name"]:
-        raise ValueError("record has no session name")
-    home, cwd = sess.get("home"), sess.get("cwd")
-    for what, value in (("name", sess["name"]), ("home", home), ("cwd", cwd)):
-        if value is not None and (not isinstance(value, str) or "\0" in value):
-            raise ValueError(f"record has a bad session {what}: {value!r:.80}")
-    session = Session(
-        name=sess["name"],
-        home=Path(home or "/"),
-        cwd=Path(cwd) if cwd else None,
-    )
-    worker = None
-    if data.get("worker") is not None:
-        w = data["worker"]
-        ident = ProcessIdentity.from_json(w)
-        worker = (ident, _record_bool(w, "owned", True), _record_time(w, "started_at"))
-    last_exit = None
-    last_exit_at = None
-    if isinstance(data.get("last_exit"), dict):
-        le = data["last_exit"]
-        code, sig = le.get("code"), le.get("signal")
-        for what, value in (("code", code), ("signal", sig)):
-            if value is not None and (not _is_int(value) or abs(value) > 1 << 31):
-                raise ValueError(f"record has a bad exit {what}: {value!r:.80}")
-        last_exit = ExitStatus(code=code, signal=sig)
-        last_exit_at = _record_time(le, "at")
-    reason = data.get("reason", "")
-    return {
-        "session": session,
-        "worker": worker,
-        "streak": _record_count(data, "streak"),
-        "restarts": _record_count(data, "restarts"),
-        "failed": _record_bool(data, "failed", False),
-        "reason": reason if isinstance(reason, str) else "",
-        "last_exit": last_exit,
-        "last_exit_at": last_exit_at,
-        "next_start_at": _record_time(data, "next_start_at"),
-    }
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _record_count(data: Mapping[str, Any], key: str) -> int:
-    value = data.get(key, 0)
-    # a billion restarts is already absurd; a bigger one is a corrupt file
-    if not _is_int(value) or not 0 <= value <= 1_000_000_000:
-        raise ValueError(f"record has a bad {key}: {value!r:.80}")
-    return int(value)
-
-
-def _record_bool(data: Mapping[str, Any], key: str, default: bool) -> bool:
-    value = data.get(key, default)
-    if not isinstance(value, bool):
-        raise ValueError(f"record has a bad {key}: {value!r:.80}")
-    return value
-
-
-def _record_time(data: Mapping[str, Any], key: str) -> float | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise ValueError(f"record has a bad {key}: {value!r:.80}")
-    try:
-        when = float(value)
-    except OverflowError:
-        when = math.inf
-    if not math.isfinite(when):
-        raise ValueError(f"record has a bad {key}: {value!r:.80}")
-    return when

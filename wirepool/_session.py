@@ -24,6 +24,7 @@ and the spawn-rate limit (a spawn the limit holds back is the
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -34,6 +35,7 @@ __all__ = [
     "Action",
     "Event",
     "Phase",
+    "Plan",
     "Policy",
     "Running",
     "SessionState",
@@ -188,6 +190,18 @@ class StopRequested:
 
 
 @dataclass(frozen=True, slots=True)
+class LetGo:
+    """Stop watching a daemon that is not ours (the pool is stopping)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChildLost:
+    """Recovery: the record named a child that is no longer there."""
+
+
+@dataclass(frozen=True, slots=True)
 class AlreadyGone:
     """The SIGTERM found no process: finish the stop at the next deadline."""
 
@@ -244,6 +258,8 @@ Event = (
     | AdoptFailed
     | Exited
     | StopRequested
+    | LetGo
+    | ChildLost
     | AlreadyGone
     | KillDue
     | Probed
@@ -307,6 +323,57 @@ Action = Spawn | Terminate | Kill | Release | Forget | WakeAt | PlanNow | Emit
 
 
 # --------------------------------------------------------------- transition
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What every session decided at one Tick (see :func:`plan`)."""
+
+    states: dict[str, SessionState]
+    actions: dict[str, list[Action]]  # without the spawns, which ``spawn`` orders
+    spawn: tuple[str, ...]  # the due spawns, the longest-waiting first (then by name)
+
+
+def plan(states: Mapping[str, SessionState], now: float, policy: Policy) -> Plan:
+    """Let each session decide (:class:`Tick`); the pool-wide part is only
+    the order of the due spawns.  Whether each of them may run now (the
+    spawn-rate limit) is the shell's to say."""
+    new: dict[str, SessionState] = {}
+    actions: dict[str, list[Action]] = {}
+    due: list[tuple[float, str]] = []
+    for name in sorted(states):
+        new[name], done = step(states[name], Tick(), now, policy)
+        due.extend((a.priority, name) for a in done if isinstance(a, Spawn))
+        rest: list[Action] = [a for a in done if not isinstance(a, Spawn)]
+        if rest:
+            actions[name] = rest
+    due.sort()
+    return Plan(new, actions, tuple(name for _, name in due))
+
+
+def restore(
+    *,
+    reason: str,
+    streak: Streak,
+    restarts: int,
+    started: bool,
+    failed: bool,
+    last_exit: ExitStatus | None,
+    last_exit_at: float | None,
+    next_start: float,
+) -> SessionState:
+    """A session as its record left it (``started``: the record named a
+    child), before any event of this run."""
+    return SessionState(
+        reason=reason,
+        streak=streak,
+        restarts=restarts,
+        starts=restarts + (1 if started else 0),
+        failed=failed,
+        last_exit=last_exit,
+        last_exit_at=last_exit_at,
+        next_start=next_start,
+    )
 
 
 def step(
@@ -375,6 +442,10 @@ def _step(
             return _exited(s, status, lived, wall, now, policy, out)
         case StopRequested(reason, as_failure):
             return _stop(s, reason, now, policy, out, as_failure=as_failure)
+        case LetGo(reason):
+            return _let_go(s, reason, out)
+        case ChildLost():
+            return replace(s, reason="its child ended while no supervisor was running")
         case AlreadyGone():
             if s.running is None or s.running.stop_reason is None:
                 return s
@@ -456,9 +527,7 @@ def _decide(s: SessionState, now: float, policy: Policy, out: list[Action]) -> S
         if gone:
             if run.owned:
                 return _stop(s, "session gone", now, policy, out)
-            out.append(Emit("released", "session gone"))
-            out.append(Release())
-            return _phase(replace(s, running=None), Phase.STOPPED, "session gone")
+            return _let_go(s, "session gone", out)
         if s.down:
             if run.owned:
                 return _stop(s, "down by operator", now, policy, out)
@@ -489,6 +558,14 @@ def _decide(s: SessionState, now: float, policy: Policy, out: list[Action]) -> S
     return s
 
 
+def _let_go(s: SessionState, reason: str, out: list[Action]) -> SessionState:
+    if s.running is None or s.running.owned:
+        return s  # ours are stopped, never just let go
+    out.append(Emit("released", reason))
+    out.append(Release())
+    return _phase(replace(s, running=None), Phase.STOPPED, reason)
+
+
 def _stop(
     s: SessionState,
     reason: str,
@@ -499,8 +576,8 @@ def _stop(
     as_failure: bool = False,
 ) -> SessionState:
     run = s.running
-    if run is None or run.stop_reason is not None:
-        return s
+    if run is None or run.stop_reason is not None or not run.owned:
+        return s  # nothing to stop, a stop under way, or not ours to signal
     kill_at = now + policy.stop_grace
     s = replace(
         s,
@@ -553,6 +630,9 @@ def _exited(
     return _after_failure(s, lived, now, stop_reason or status.describe(), policy, out)
 
 
+_FALLBACK = RestartPolicy()
+
+
 def _after_failure(
     s: SessionState,
     lived: float | None,
@@ -561,7 +641,14 @@ def _after_failure(
     policy: Policy,
     out: list[Action],
 ) -> SessionState:
-    decision = policy.restart.on_exit(s.streak, lived, now)
+    try:
+        decision = policy.restart.on_exit(s.streak, lived, now)
+    except Exception as exc:
+        # A plugin's wait or stop strategy is user code: its bug must cost
+        # neither the session (stuck with no child and no retry) nor the
+        # pool.  The stock curve stands in, and the reason says so.
+        decision = _FALLBACK.on_exit(s.streak, lived, now)
+        reason = f"{reason} (restart policy failed: {type(exc).__name__}: {exc}; default backoff)"
     s = replace(s, streak=decision.streak, next_start=now + decision.delay)
     if decision.delay <= 0:
         out.append(PlanNow())

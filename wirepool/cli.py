@@ -20,6 +20,7 @@ Exit codes (stable; scripts may rely on them):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import json
 import os
@@ -45,7 +46,6 @@ from wirepool._store import (
     from_strict_json,
     lock_holder,
     lock_is_held,
-    read_json,
 )
 from wirepool._version import VERSION
 from wirepool.errors import LockHeldError, PluginError, UnsafeStateDirError
@@ -568,15 +568,15 @@ def _stop_recorded_children(state: StateDir, grace: float) -> tuple[int, list[tu
     time, recorded as the pool's own, and carrying this pool's markers.
     Returns how many were stopped, and the record and pid of each left
     alone for lack of markers."""
-    from wirepool._pool import _parse_record, recorded_worker
+    from wirepool._records import SessionRecord, recorded_worker
     from wirepool.spawn import AdoptedWorker
 
-    victims: list[tuple[Path, dict[str, Any], AdoptedWorker]] = []
+    victims: list[tuple[Path, SessionRecord, AdoptedWorker]] = []
     refused: list[tuple[Path, int]] = []
     for path in state.iter_records():
         try:
-            data = read_json(path)
-            worker = recorded_worker(_parse_record(data), state.pool_id, state.markers_dir)
+            rec = SessionRecord.read(path)
+            worker = recorded_worker(rec, state.pool_id, state.markers_dir)
         except Exception:  # RecursionError too: one bad record must not stop the rest
             continue
         if worker is None or not worker.owned:
@@ -585,18 +585,19 @@ def _stop_recorded_children(state: StateDir, grace: float) -> tuple[int, list[tu
             continue
         adopted = AdoptedWorker(worker.identity, owned=True)
         adopted.terminate()
-        victims.append((path, data, adopted))
+        victims.append((path, rec, adopted))
     deadline = time.monotonic() + grace
     while victims and time.monotonic() < deadline and any(w.poll() is None for _, _, w in victims):
         time.sleep(0.1)
-    for path, data, adopted in victims:
+    for path, rec, adopted in victims:
         if adopted.poll() is None:
             adopted.kill()
         adopted.close()
-        data["worker"] = None
-        data["reason"] = "stopped by `wirepool stop --children`"
+        stopped = dataclasses.replace(
+            rec, worker=None, reason="stopped by `wirepool stop --children`"
+        )
         with contextlib.suppress(OSError):
-            atomic_write_json(path, data)
+            stopped.write(path, durable=True)
     return len(victims), refused
 
 
@@ -639,13 +640,17 @@ def _reset_action(
         os.kill(pid, signal.SIGHUP)
         click.echo(f"asked supervisor pid {pid} to reset {', '.join(names)}")
         return EXIT_OK
+    from wirepool._records import SessionRecord
+
     done = 0
     for path in state.iter_records():
         with contextlib.suppress(OSError, ValueError):
-            data = read_json(path)
-            if isinstance(data, dict) and data.get("session", {}).get("name") in names:
-                data.update(failed=False, streak=0, next_start_at=None, reason="reset by operator")
-                atomic_write_json(path, data)
+            rec = SessionRecord.read(path)
+            if rec.session.name in names:
+                reset = dataclasses.replace(
+                    rec, failed=False, streak=0, next_start_at=None, reason="reset by operator"
+                )
+                reset.write(path, durable=True)
                 done += 1
     click.echo(f"no supervisor is running; reset {done} record(s)")
     return EXIT_OK

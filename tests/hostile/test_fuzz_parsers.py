@@ -22,8 +22,8 @@ from wirepool_wire import layout
 
 from wirepool import PidfileCheck, Session, SpawnError
 from wirepool._format import format_age
-from wirepool._pool import _parse_record
 from wirepool._proc import ProcessIdentity
+from wirepool._records import SessionRecord
 from wirepool._store import RECORD_SCHEMA, STATUS_SCHEMA, StateDir, read_small
 from wirepool.cli import _fmt_exit, render_table
 from wirepool.health import parse_rfc3339, read_pid
@@ -214,20 +214,21 @@ record_fields = st.fixed_dictionaries(
 def test_parse_record_gives_typed_values_or_value_error(data: dict[str, object]) -> None:
     # Round-trip through the JSON text, as on disk (NaN and Infinity included).
     data = json.loads(json.dumps(data))
-    rec, why = attempt(_parse_record, data, errors=ValueError)
+    rec, why = attempt(SessionRecord.from_json, data, errors=ValueError)
     if why is not None:
         return
-    assert isinstance(rec["session"], Session) and rec["session"].name
-    assert isinstance(rec["streak"], int) and rec["streak"] >= 0
-    assert isinstance(rec["restarts"], int) and rec["restarts"] >= 0
-    assert isinstance(rec["failed"], bool)
-    assert isinstance(rec["reason"], str)
-    for when in (rec["next_start_at"], rec["last_exit_at"]):
+    assert isinstance(rec.session, Session) and rec.session.name
+    assert isinstance(rec.streak, int) and rec.streak >= 0
+    assert isinstance(rec.restarts, int) and rec.restarts >= 0
+    assert isinstance(rec.failed, bool)
+    assert isinstance(rec.reason, str)
+    for when in (rec.next_start_at, rec.last_exit_at):
         assert when is None or math.isfinite(when)
-    if rec["worker"] is not None:
-        ident, owned, started = rec["worker"]
-        assert ident.pid > 0 and isinstance(owned, bool)
-        assert started is None or math.isfinite(started)
+    if rec.worker is not None:
+        assert rec.worker.identity.pid > 0 and isinstance(rec.worker.owned, bool)
+        assert rec.worker.started_at is None or math.isfinite(rec.worker.started_at)
+    # what it writes, it reads back the same
+    assert SessionRecord.from_json(json.loads(json.dumps(rec.to_json()))) == rec
 
 
 def test_regression_record_with_infinite_restarts_does_not_crash_recovery() -> None:
@@ -235,7 +236,7 @@ def test_regression_record_with_infinite_restarts_does_not_crash_recovery() -> N
     # supervisor died at every start until the file was removed by hand.
     data = {"schema": RECORD_SCHEMA, "session": {"name": "a"}, "restarts": math.inf}
     with pytest.raises(ValueError, match="restarts"):
-        _parse_record(data)
+        SessionRecord.from_json(data)
 
 
 # ----------------------------------------------------------- status.json
