@@ -251,6 +251,10 @@ class SessionPool:
         self._wake_w: int | None = None
         self._watcher: Watcher | None = None
         self._stopping = False
+        self._draining = False  # the children are being stopped; the loop ends after
+        self._drain_kill_at = self._drain_give_up_at = 0.0
+        self._drain_killed = False
+        self._drain_orphans_at: float | None = None
         self._stop_children_on_exit: bool | None = None
         self._next_rescan = 0.0
         self._next_sweep = 0.0
@@ -496,7 +500,10 @@ class SessionPool:
 
     def _iterate(self) -> None:
         try:
-            self._pass()
+            if self._draining:
+                self._drain_step()
+            else:
+                self._pass()
         except Exception as exc:  # never die of one bad pass; say so and go on
             self._log_once(f"pass:{type(exc).__name__}:{exc}", "pool pass failed: {}", exc)
             logger.opt(exception=exc).debug("pool pass failure")
@@ -532,6 +539,11 @@ class SessionPool:
         self._handle_commands()
 
     def _timeout(self) -> float | None:
+        if self._draining:
+            # The stop runs on real time (a test's mock clock may stand
+            # still), and looks again five times a second: only while
+            # children are being stopped.
+            return 0.2
         now = self.clock.monotonic()
         if self._rediscover:
             return 0.0
@@ -856,9 +868,10 @@ class SessionPool:
         while self._commands:
             command, arg = self._commands.popleft()
             if command == "stop":
-                self._stopping = True
                 if arg is not None:
                     self._stop_children_on_exit = bool(arg)
+                if not self._draining:
+                    self._end()
             elif command == "rescan":
                 self._next_rescan = 0.0
             elif command == "reset":
@@ -1441,9 +1454,9 @@ class SessionPool:
 
     # ------------------------------------------------------------ shutdown
 
-    def _shutdown(self) -> None:
-        """Each step runs even if an earlier one failed: the lock must be
-        released and the children's fate settled whatever went wrong."""
+    def _children_go(self) -> bool:
+        """Whether the children are stopped with the pool: as asked, else the
+        ``on_exit`` default, and always when they cannot outlive it."""
         stop_children = (
             self._stop_children_on_exit
             if self._stop_children_on_exit is not None
@@ -1455,9 +1468,92 @@ class SessionPool:
                     "{!r} children cannot outlive their supervisor; stopping them", self.spawner
                 )
             stop_children = True
+        return stop_children
+
+    def _end(self) -> None:
+        """The loop ends now, or once the children are stopped."""
+        if self._children_go() and any(s.worker is not None for s in self._slots.values()):
+            self._begin_drain()
+        else:
+            self._stopping = True
+
+    def _begin_drain(self) -> None:
+        """Stop every child through the loop, by the same path as any other
+        stop: each session's machine asks for SIGTERM, the loop sees the
+        exits on their fds, and SIGKILL follows the grace (the machine's
+        KillDue).  No discovery, plan or spawn from now on."""
+        self._draining = True
+        real, now = time.monotonic(), self.clock.monotonic()
+        self._drain_kill_at = real + self.stop_grace
+        self._drain_give_up_at = real + self.stop_grace + 5.0
+        self._drain_killed = False
+        self._drain_orphans_at = None
+        watch = self._watcher.fileno() if self._watcher is not None else None
+        if watch is not None and self._selector is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(watch)
+        for slot in list(self._slots.values()):
+            if slot.worker is not None:
+                event = StopRequested if slot.worker.owned else LetGo
+                self._apply(slot, event("supervisor stopping"), now)
+
+    def _drain_step(self) -> None:
+        real, now = time.monotonic(), self.clock.monotonic()
+        workers = [s for s in self._slots.values() if s.worker is not None]
+        due = real >= self._drain_kill_at
+        for slot in workers:
+            worker = slot.worker
+            assert worker is not None
+            # The blind (no exit fd) are polled; once the grace is over,
+            # everyone, in case an exit event was lost.
+            if due or worker.fileno() not in self._fd_owner:
+                status = worker.poll()
+                if status is not None:
+                    self._on_exit(slot, status)
+                    continue
+            run = slot.state.running
+            if due and not self._drain_killed and run is not None and run.kill_at is not None:
+                self._apply(slot, KillDue(), max(now, run.kill_at))
+        if due:
+            self._drain_killed = True
+        if any(s.worker is not None for s in self._slots.values()):
+            if real >= self._drain_give_up_at:
+                left = [s.worker.pid for s in self._slots.values() if s.worker is not None]
+                logger.error(
+                    "{} child(ren) outlived SIGKILL ({}); stopping anyway", len(left), left
+                )
+                self._finish_drain()
+            return
+        # Then what they left behind outside their groups (wirepool._reaper).
+        reaper = self._reaper
+        if self._drain_orphans_at is None:
+            self._drain_orphans_at = real + self.stop_grace + 2.0
+            reaper.stop(set(), real)
+        reaper.reap(set())
+        reaper.escalate(real)
+        if not reaper.orphans(set()) or real >= self._drain_orphans_at:
+            self._finish_drain()
+
+    def _finish_drain(self) -> None:
+        self._draining = False
+        self._stopping = True
+
+    def _shutdown(self) -> None:
+        """Each step runs even if an earlier one failed: the lock must be
+        released and the children's fate settled whatever went wrong."""
+        stop_children = self._children_go()
+        if stop_children and any(s.worker is not None for s in self._slots.values()):
+            # The loop ended without stopping them (it crashed, or start-up
+            # was cut short): the same drain, here.
+            try:
+                if not self._draining:
+                    self._begin_drain()
+                while self._draining:
+                    self._iterate()
+            except BaseException as exc:
+                logger.opt(exception=exc).error("shutdown: could not stop the children: {}", exc)
         self._stopping = True
         steps: list[tuple[str, Callable[[], None]]] = [
-            ("stop the children", self._stop_all if stop_children else lambda: None),
             ("write the final state", lambda: self._final_publish(stop_children)),
             ("detach from the children", self._detach_all),
             (
@@ -1521,69 +1617,6 @@ class SessionPool:
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-
-    def _stop_all(self) -> None:
-        # Only exit fds from here on: a readable wake pipe or watch fd would
-        # make every select below return at once (a busy spin).
-        assert self._selector is not None
-        for fd in (self._wake_r, self._watcher.fileno() if self._watcher else None):
-            if fd is not None:
-                with contextlib.suppress(KeyError, ValueError):
-                    self._selector.unregister(fd)
-        now = self.clock.monotonic()
-        for slot in self._slots.values():
-            if slot.worker is not None:
-                event = StopRequested if slot.worker.owned else LetGo
-                self._apply(slot, event("supervisor stopping"), now)
-        blind = [
-            name
-            for name, slot in self._slots.items()
-            if slot.worker is not None and slot.worker.fileno() not in self._fd_owner
-        ]
-        deadline = time.monotonic() + self.stop_grace
-        killed = False
-        while any(s.worker is not None for s in self._slots.values()):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                if killed:
-                    break
-                for slot in self._slots.values():
-                    if slot.worker is not None:
-                        slot.worker.kill()
-                killed = True
-                deadline = time.monotonic() + 5.0
-                continue
-            assert self._selector is not None
-            ready = self._selector.select(min(left, 0.2))
-            # Poll the children whose exit fd fired and those without one;
-            # on a timeout, every child.  A pass over all of them per exit
-            # made stopping a thousand children quadratic.
-            names = [key.data for key, _ in ready] + blind if ready else list(self._slots)
-            for name in names:
-                found = self._slots.get(name)
-                if found is not None and found.worker is not None:
-                    status = found.worker.poll()
-                    if status is not None:
-                        self._on_exit(found, status)
-        self._stop_orphans()
-
-    def _stop_orphans(self) -> None:
-        """Every orphan still below us, markers or not, goes with the
-        children (SIGTERM, the grace, SIGKILL), and is reaped."""
-        reaper = self._reaper
-        if not reaper.enabled or not reaper.stop(self._worker_pids(), time.monotonic()):
-            return
-        deadline = time.monotonic() + self.stop_grace
-        while reaper.pending and time.monotonic() < deadline:
-            time.sleep(0.05)
-            reaper.reap(self._worker_pids())
-            reaper.escalate(time.monotonic())
-        reaper.escalate(math.inf)
-        for _ in range(40):  # a SIGKILLed process needs a moment to become a zombie
-            reaper.reap(self._worker_pids())
-            if not reaper.orphans(self._worker_pids()):
-                break
-            time.sleep(0.05)
 
     def _worker_pids(self) -> set[int]:
         return {s.worker.pid for s in self._slots.values() if s.worker is not None}
