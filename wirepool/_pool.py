@@ -8,8 +8,9 @@ rescan, a health probe, a SIGKILL escalation).  Nothing polls on a fixed tick:
 an idle pool costs no CPU, and a child's exit is acted on in milliseconds,
 not at the next 1 s (supervisord, circus) or 10 s (the Rust supervisor) tick.
 
-Each pass gathers inputs, asks the pure planner (:mod:`wirepool._planner`)
-what to do, does it, and writes what changed.  Invariants the code keeps:
+Each pass turns what happened into events for each session's pure state
+machine (:mod:`wirepool._session`), performs the actions it asks for, and
+writes what changed.  Invariants the code keeps:
 
 * never more than one live child per session -- a daemon found through the
   health check, a child a previous supervisor left (found by its record, or
