@@ -60,12 +60,14 @@ def session(
     next_start: float = 0.0,
     failed: bool = False,
     reason: str = "",
+    held: str = "",
 ) -> m.SessionState:
     """A session discovery reported (``vanished_at``: it stopped reporting it
     then), with the phase its child implies."""
     return m.SessionState(
         phase=_phase_of(running),
         reason=reason,
+        held=held,
         verdict=verdict,
         checked=True,
         vanished_at=vanished_at,
@@ -585,7 +587,7 @@ def test_invariants_hold_for_random_inputs(
 # The old planner took the restart bookkeeping's reason apart from what
 # status shows; the machine keeps one ``reason`` for both, so a phase that
 # only passes by can overwrite the reason the next one shows.  Strict
-# xfails: each passes once the machine is fixed (then drop the marker).
+# Regressions: what a phase shows must not outlive it, nor hide the reason of the next.
 
 
 def _tick(state: m.SessionState, event: m.Event | None = None) -> m.SessionState:
@@ -594,20 +596,18 @@ def _tick(state: m.SessionState, event: m.Event | None = None) -> m.SessionState
     return run({"a": state}).states["a"]
 
 
-@pytest.mark.xfail(strict=True, reason="the failed reason is overwritten by an ineligible spell")
 def test_a_failed_sessions_reason_survives_an_ineligible_spell() -> None:
     why = "gave up after 3 rapid failures: exit code 1"
-    state = _tick(session(failed=True, reason=why))
+    state = _tick(session(failed=True, reason=why, held=why))
     state = _tick(state, m.Checked(IDLE))
     assert (state.phase, state.reason) == (m.Phase.INELIGIBLE, IDLE.reason)
     state = _tick(state, m.Checked(OK))
     assert (state.phase, state.reason) == (m.Phase.FAILED, why)  # is: (FAILED, IDLE.reason)
 
 
-@pytest.mark.xfail(strict=True, reason="the backoff reason is overwritten by a vanish")
 def test_a_backoff_reason_survives_a_vanish_within_grace() -> None:
     why = "exit code 1; rapid failure #1, retry in 60.0s"
-    state = _tick(session(next_start=NOW + 60, reason=why))
+    state = _tick(session(next_start=NOW + 60, reason=why, held=why))
     state = _tick(state, m.Vanished())
     assert state.phase is m.Phase.STOPPED
     state = _tick(state, m.Seen())
@@ -615,7 +615,6 @@ def test_a_backoff_reason_survives_a_vanish_within_grace() -> None:
     assert (state.phase, state.reason) == (m.Phase.BACKOFF, why)
 
 
-@pytest.mark.xfail(strict=True, reason="'not ours to stop' stays after the session is wanted again")
 def test_an_adopted_daemon_loses_not_ours_to_stop_once_eligible_again() -> None:
     state = _tick(session(IDLE, running=EXTERNAL, reason="a live daemon already serves it"))
     assert state.reason == f"not ours to stop: {IDLE.reason}"
@@ -624,7 +623,6 @@ def test_an_adopted_daemon_loses_not_ours_to_stop_once_eligible_again() -> None:
     assert not state.reason.startswith("not ours to stop")  # is: unchanged
 
 
-@pytest.mark.xfail(strict=True, reason="an empty verdict reason leaves the previous one shown")
 def test_an_empty_verdict_reason_shows_a_stale_one() -> None:
     # Verdict.reason defaults to "", so a plugin's rule may well give none.
     state = _tick(session(Verdict(False), running=WORKER, reason="started"))

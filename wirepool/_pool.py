@@ -1387,7 +1387,8 @@ class SessionPool:
             next_start_at=wall + (st.next_start - now) if st.next_start > now else None,
             restarts=st.restarts,
             failed=st.failed,
-            reason=st.reason,
+            # what holds it back is what the next supervisor must resume
+            reason=st.held if st.held and (st.failed or st.next_start > now) else st.reason,
             last_exit=st.last_exit,
             last_exit_at=st.last_exit_at,
         )

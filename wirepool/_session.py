@@ -76,6 +76,7 @@ class Running:
     owned: bool = True  # ours to signal; a daemon found by a health check is not
     adopted: bool = False
     spawned_at: float | None = None  # monotonic; None when adopted
+    why: str = ""  # why it was adopted, shown while it runs as one
     stop_reason: str | None = None  # set once a stop is under way
     stop_as_failure: bool = False  # an unhealthy child's stop counts as a failure
     restart_after: bool = False  # an operator's restart: start again at once
@@ -95,6 +96,10 @@ class SessionState:
     streak: Streak = field(default_factory=Streak)
     next_start: float = 0.0  # monotonic; 0 = may start now
     failed: bool = False  # gave up: waits for a reset or a change
+    #: why it is held back (its failed mark or its backoff), kept apart from
+    #: ``reason``: a spell of another phase (ineligible, vanished) shows its
+    #: own reason, and the hold's comes back after it
+    held: str = ""
     down: bool = False  # held down by the operator
     down_since: float | None = None  # wall time
     restarts: int = 0
@@ -366,6 +371,7 @@ def restore(
     child), before any event of this run."""
     return SessionState(
         reason=reason,
+        held=reason if failed or next_start > 0 else "",
         streak=streak,
         restarts=restarts,
         starts=restarts + (1 if started else 0),
@@ -405,6 +411,7 @@ def _step(
                 return replace(
                     s,
                     failed=False,
+                    held="",
                     streak=Streak(),
                     next_start=0.0,
                     reason="session changed; trying again",
@@ -422,6 +429,7 @@ def _step(
             _no_child_yet(s, event)
             s = replace(
                 s,
+                held="",
                 restarts=s.restarts + (1 if s.starts > 0 else 0),
                 starts=s.starts + 1,
                 running=Running(owned=True, adopted=False, spawned_at=now),
@@ -432,7 +440,7 @@ def _step(
             return _after_failure(s, None, now, reason, policy, out)
         case Adopted(owned, why):
             _no_child_yet(s, event)
-            s = replace(s, running=Running(owned=owned, adopted=True))
+            s = replace(s, running=Running(owned=owned, adopted=True, why=why))
             out.append(Emit("adopted", why, {"owned": owned}))
             return _phase(s, Phase.ADOPTED, why)
         case AdoptFailed():
@@ -470,12 +478,17 @@ def _step(
             out.append(Emit("reset"))
             out.append(PlanNow())
             return replace(
-                s, failed=False, streak=Streak(), next_start=0.0, reason="reset by operator"
+                s,
+                failed=False,
+                held="",
+                streak=Streak(),
+                next_start=0.0,
+                reason="reset by operator",
             )
         case Restart():
             if s.running is None:
                 out.append(PlanNow())
-                return replace(s, streak=Streak(), next_start=0.0, failed=False)
+                return replace(s, streak=Streak(), next_start=0.0, failed=False, held="")
             if not s.running.owned:
                 return s  # not ours to stop; the shell refuses it first
             s = _stop(s, "restart requested by the operator", now, policy, out)
@@ -493,7 +506,7 @@ def _step(
                 return s
             out.append(Emit("up"))
             out.append(PlanNow())
-            return replace(s, down=False, down_since=None, streak=Streak(), next_start=0.0)
+            return replace(s, down=False, down_since=None, streak=Streak(), next_start=0.0, held="")
     raise TypeError(f"not a session event: {event!r}")  # pragma: no cover
 
 
@@ -513,6 +526,9 @@ def _phase(s: SessionState, phase: Phase, reason: str) -> SessionState:
     return replace(s, phase=phase, reason=reason or s.reason)
 
 
+_NOT_OURS = "not ours to stop: "
+
+
 def _decide(s: SessionState, now: float, policy: Policy, out: list[Action]) -> SessionState:
     """The planner's rule for one session: what its inputs call for now."""
     if not s.known:
@@ -521,6 +537,8 @@ def _decide(s: SessionState, now: float, policy: Policy, out: list[Action]) -> S
     if s.vanished_at is not None and not gone:
         out.append(WakeAt(s.vanished_at + policy.grace))
     run = s.running
+    # A plugin's rule may give no reason; status must not show a stale one.
+    refused = s.verdict.reason or "not eligible (the rule gave no reason)"
     if run is not None:
         if run.stop_reason is not None:
             return s
@@ -531,13 +549,15 @@ def _decide(s: SessionState, now: float, policy: Policy, out: list[Action]) -> S
         if s.down:
             if run.owned:
                 return _stop(s, "down by operator", now, policy, out)
-            return _phase(s, Phase.ADOPTED, "not ours to stop: down by operator")
+            return _phase(s, Phase.ADOPTED, f"{_NOT_OURS}down by operator")
         if not s.verdict.eligible:
             if run.owned:
-                return _stop(s, s.verdict.reason, now, policy, out)
-            return _phase(s, Phase.ADOPTED, f"not ours to stop: {s.verdict.reason}")
+                return _stop(s, refused, now, policy, out)
+            return _phase(s, Phase.ADOPTED, f"{_NOT_OURS}{refused}")
         if run.unhealthy is not None and run.owned:
             return _stop(s, run.unhealthy, now, policy, out, as_failure=True)
+        if s.phase is Phase.ADOPTED and s.reason.startswith(_NOT_OURS):
+            return _phase(s, Phase.ADOPTED, run.why or "adopted")  # wanted again
         return s
     if gone:
         out.append(Emit("forgotten", "session gone"))
@@ -548,12 +568,12 @@ def _decide(s: SessionState, now: float, policy: Policy, out: list[Action]) -> S
     if s.down:
         return _phase(s, Phase.DOWN, "down by operator")
     if not s.verdict.eligible:
-        return _phase(s, Phase.INELIGIBLE, s.verdict.reason)
+        return _phase(s, Phase.INELIGIBLE, refused)
     if s.failed:
-        return _phase(s, Phase.FAILED, s.reason)
+        return _phase(s, Phase.FAILED, s.held or s.reason)
     if s.next_start > now:
         out.append(WakeAt(s.next_start))
-        return _phase(s, Phase.BACKOFF, s.reason)
+        return _phase(s, Phase.BACKOFF, s.held or s.reason)
     out.append(Spawn(priority=s.next_start))
     return s
 
@@ -578,6 +598,7 @@ def _stop(
     run = s.running
     if run is None or run.stop_reason is not None or not run.owned:
         return s  # nothing to stop, a stop under way, or not ours to signal
+    reason = reason or "stopped"
     kill_at = now + policy.stop_grace
     s = replace(
         s,
@@ -657,7 +678,7 @@ def _after_failure(
     if decision.give_up:
         why = f"gave up after {decision.streak.failures} rapid failures: {reason}"
         out.append(Emit("failed", why))
-        return _phase(replace(s, failed=True), Phase.FAILED, why)
+        return _phase(replace(s, failed=True, held=why), Phase.FAILED, why)
     if decision.delay > 0:
         why = f"{reason}; rapid failure #{decision.streak.failures}, retry in {decision.delay:.1f}s"
         out.append(
@@ -667,8 +688,8 @@ def _after_failure(
                 {"delay": round(decision.delay, 3), "streak": decision.streak.failures},
             )
         )
-        return _phase(s, Phase.BACKOFF, why)
-    return _phase(s, Phase.PENDING, reason)
+        return _phase(replace(s, held=why), Phase.BACKOFF, why)
+    return _phase(replace(s, held=""), Phase.PENDING, reason)
 
 
 def _probed(
