@@ -304,6 +304,48 @@ def test_hung_child_is_restarted_by_the_heartbeat_probe(tmp_path: Path, tracker:
         assert unhealthy and "hung" in unhealthy[0].reason
 
 
+def test_regression_an_adopted_daemon_of_an_ineligible_session_says_it_is_not_ours_to_stop(
+    tmp_path: Path, tracker: Tracker
+) -> None:
+    # The plan's "not ours to stop: <reason>" was dropped (planned states
+    # reached only sessions without a worker): status kept "a live daemon
+    # already serves it" for a session whose down file was there.
+    home = tmp_path / "h"
+    home.mkdir()
+    by_hand = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+    tracker.pids.add(by_hand.pid)
+    (home / "daemon.pid").write_text(str(by_hand.pid))
+    pool = tracker.attach(
+        SessionPool(
+            StaticDiscovery([Session("s", home)]),
+            NoDownFile(),
+            CommandSpawner(["sleep", "1000"]),
+            PidfileCheck("daemon.pid"),
+            state_dir=tmp_path / "state",
+            durable=False,
+        )
+    )
+    try:
+        with pool:
+            pool.wait_until(lambda s: "s" in s and s["s"].state == "adopted")
+            (home / "down").touch()
+            pool.rescan()
+            snap = pool.wait_until(
+                lambda s: s["s"].reason == "not ours to stop: down file present", timeout=20
+            )
+            assert snap["s"].state == "adopted" and snap["s"].pid == by_hand.pid
+            assert by_hand.poll() is None  # watched, never signalled
+            (home / "down").unlink()
+            pool.rescan()
+            snap = pool.wait_until(
+                lambda s: not s["s"].reason.startswith("not ours to stop"), timeout=20
+            )
+            assert snap["s"].reason == "a live daemon already serves it"
+    finally:
+        by_hand.kill()
+        by_hand.wait()
+
+
 def test_existing_daemon_is_adopted_not_duplicated_and_taken_over_on_exit(
     tmp_path: Path, tracker: Tracker
 ) -> None:
