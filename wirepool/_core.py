@@ -1,0 +1,298 @@
+"""The pool's state, and what every part of the engine shares.
+
+:class:`SessionPool` is built in layers, one module each, so a newcomer
+finds a part by its name; each layer may call the ones below it:
+
+* ``_core`` -- the state (:class:`_PoolCore`: settings, slots, the wake
+  pipe's command queue), the event fan-out and the log-once helper;
+* ``_publish`` -- records, the snapshot and ``status.json``;
+* ``_shell`` -- the per-session shell: feeds each session's machine
+  (:mod:`wirepool._session`) its events and performs the actions it returns;
+* ``_recovery`` -- adoption of what an earlier supervisor left running;
+* ``_discover`` -- discovery passes, watches and eligibility checks;
+* ``_loop`` -- the selector loop, its deadlines, and the stop;
+* ``_pool`` -- :class:`SessionPool`, the public facade.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import shutil
+import signal
+import tempfile
+import threading
+import weakref
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from loguru import logger
+
+from wirepool import _session
+from wirepool._clock import Clock, SystemClock
+from wirepool._events import Event
+from wirepool._reaper import OrphanReaper
+from wirepool._session import SessionState
+from wirepool._status import Snapshot
+from wirepool._store import StateDir
+from wirepool._types import Session
+from wirepool._watch import Watcher
+from wirepool.discovery import Discovery, DiscoveryLike, as_discovery
+from wirepool.eligibility import Always, Eligibility, EligibilityLike, as_eligibility
+from wirepool.health import HealthCheck, NoHealthCheck
+from wirepool.restart import RestartPolicy, SpawnRateLimit
+from wirepool.spawn import Spawner, Worker, safe_filename
+
+OnExit = Literal["leave", "stop"]
+
+
+class StartupInterrupted(BaseException):
+    """A stop signal arrived while :meth:`SessionPool.run_forever` was still
+    starting up.  A BaseException, like KeyboardInterrupt, so that no
+    ``except Exception`` on the way (a plugin's, recovery's) swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    def __str__(self) -> str:
+        return signal.Signals(self.signum).name
+
+
+@dataclass
+class _Slot:
+    """What the shell holds for one session: its state machine's state (the
+    one place its lifecycle is written: :mod:`wirepool._session`) and the
+    shell's own handles.  Loop thread only."""
+
+    session: Session
+    state: SessionState = field(default_factory=SessionState)
+    worker: Worker | None = None
+    record_path: Path | None = None
+    dirty: bool = True  # the record must be rewritten
+    existing_error: str | None = None  # why the existing-daemon check could not tell
+    scan_error: str | None = None  # why discovery could not read it this pass
+    health: str | None = None  # the last probe's word, for status
+    next_probe: float | None = None
+
+
+@dataclass
+class _TempState:
+    path: Path
+    used: bool = False
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def remove_if_unused(self) -> None:
+        if not self.used:
+            self.remove()
+
+
+class _PoolCore:
+    """See :mod:`wirepool._core`."""
+
+    def __init__(
+        self,
+        discovery: DiscoveryLike,
+        eligibility: EligibilityLike | None = None,
+        spawner: Spawner | None = None,
+        health: HealthCheck | None = None,
+        restart: RestartPolicy | None = None,
+        state_dir: Path | str | None = None,
+        *,
+        on_exit: OnExit = "stop",
+        grace: float = 10.0,
+        stop_grace: float = 10.0,
+        rescan_interval: float = 30.0,
+        watched_rescan_interval: float | None = None,
+        sweep_interval: float = 30.0,
+        spawn_limit: SpawnRateLimit | None = None,
+        clock: Clock | None = None,
+        durable: bool = True,
+        plugin: str = "",
+        status_extra: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        if spawner is None:
+            raise TypeError("SessionPool needs a spawner")
+        if on_exit not in ("leave", "stop"):
+            raise ValueError("on_exit must be 'leave' or 'stop'")
+        self.discovery: Discovery = as_discovery(discovery)
+        self.eligibility: Eligibility = as_eligibility(eligibility or Always())
+        self.spawner = spawner
+        self.health = health or NoHealthCheck()
+        self.restart = restart or RestartPolicy()
+        # A state directory the pool made for itself is nobody else's: it is
+        # removed when the pool stops its children (or is dropped unused).
+        self._temp_state: _TempState | None = None
+        if state_dir is None:
+            state_dir = tempfile.mkdtemp(prefix="wirepool-")
+            self._temp_state = _TempState(Path(state_dir))
+            weakref.finalize(self, self._temp_state.remove_if_unused)
+        self.state = StateDir(Path(state_dir).absolute())
+        self.on_exit: OnExit = on_exit
+        self.grace = float(grace)
+        self.stop_grace = float(stop_grace)
+        self.rescan_interval = float(rescan_interval)
+        self.watched_rescan_interval = (
+            None if watched_rescan_interval is None else float(watched_rescan_interval)
+        )
+        self.sweep_interval = float(sweep_interval)
+        self.spawn_limit = spawn_limit or SpawnRateLimit()
+        self.clock = clock or SystemClock()
+        self.durable = durable
+        self.plugin = plugin
+        self.status_extra = status_extra
+        self.pool_id = self.state.pool_id
+        self._reaper = OrphanReaper(self.pool_id, self.stop_grace)
+        self._policy = _session.Policy(
+            restart=self.restart,
+            grace=self.grace,
+            stop_grace=self.stop_grace,
+            failures_before_restart=self.health.failures_before_restart,
+        )
+
+        self._slots: dict[str, _Slot] = {}
+        self._fd_owner: dict[int, str] = {}
+        self._commands: deque[tuple[str, Any]] = deque()
+        self._listeners: list[Callable[[Event], None]] = []
+        self._lock_fd: int | None = None
+        self._thread: threading.Thread | None = None
+        self._selector: selectors.BaseSelector | None = None
+        self._wake_r: int | None = None
+        self._wake_w: int | None = None
+        self._watcher: Watcher | None = None
+        self._stopping = False
+        self._draining = False  # the children are being stopped; the loop ends after
+        self._drain_kill_at = self._drain_give_up_at = 0.0
+        self._drain_killed = False
+        self._drain_orphans_at: float | None = None
+        self._stop_children_on_exit: bool | None = None
+        self._next_rescan = 0.0
+        self._next_sweep = 0.0
+        self._spawn_deferred_until: float | None = None
+        self._wake_at: float | None = None
+        self._replan = True
+        # Sessions whose child exited, or whose directory changed, since the
+        # last plan.  That changes nothing about any other session, so these
+        # alone are planned (the planner decides each session on its own
+        # inputs): a restart in a pool of a thousand must not wait for a pass
+        # over all of them.
+        self._plan_only: set[str] = set()
+        # Sessions a watch event named, for a discovery of just them.
+        self._rediscover: set[str] = set()
+        self.publish_interval = 0.1
+        self._publish_due: float | None = None
+        self._last_publish = float("-inf")
+        self.status_interval = 0.25
+        self._status_file_dirty = False
+        self._last_status_write = float("-inf")
+        self._snap_cond = threading.Condition()
+        self._poke_lock = threading.Lock()
+        self._snapshot = Snapshot({}, os.getpid(), False, 0.0)
+        self._generation = 0
+        self._errors_seen: set[str] = set()
+        self._degraded: dict[str, str] = {}
+        self._wall_offset: float | None = None
+        self._status_dirty = True
+        self._started_at = 0.0
+        self._loop_error: BaseException | None = None
+        # True while run_forever starts up: a stop signal then unwinds it
+        self._starting = False
+        self._ready = threading.Event()
+
+    def _post(self, command: str, arg: Any) -> None:
+        self._commands.append((command, arg))
+        self._poke()
+
+    def _poke(self) -> None:
+        # Under the lock: shutdown closes the pipe, and a write racing it
+        # could land in whatever fd reuses that number.
+        with self._poke_lock:
+            if self._wake_w is not None:
+                with contextlib.suppress(BlockingIOError, OSError):
+                    os.write(self._wake_w, b"\0")
+
+    def _emit(
+        self,
+        kind: str,
+        session: Session | None = None,
+        pid: int | None = None,
+        reason: str = "",
+        *,
+        data: Mapping[str, Any] | None = None,
+    ) -> None:
+        event = Event(
+            kind,
+            session.name if session else None,
+            pid,
+            reason,
+            self.clock.time(),
+            dict(data or {}),
+        )
+        self._status_dirty = True
+        logger.bind(event=kind, session=event.session, pid=pid).info(
+            "{}{}{}{}",
+            kind,
+            f" {event.session!r}" if event.session else "",
+            f" pid {pid}" if pid else "",
+            f": {reason}" if reason else "",
+        )
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception as exc:
+                self._log_once(f"listener:{exc}", "event listener failed: {}", exc)
+
+    def _log_once(self, key: str, message: str, *args: Any) -> None:
+        """Repeated failures (a bad file read on every pass) are said once."""
+        if key in self._errors_seen:
+            return
+        if len(self._errors_seen) > 10_000:
+            self._errors_seen.clear()
+        self._errors_seen.add(key)
+        logger.warning(message, *args)
+
+    def _worker_pids(self) -> set[int]:
+        return {s.worker.pid for s in self._slots.values() if s.worker is not None}
+
+    def _record_path(self, name: str) -> Path:
+        return self.state.records_dir / f"{safe_filename(name)}.json"
+
+
+def _raise_fd_limit() -> None:
+    """Every child costs the supervisor one pidfd (and Popen a pipe while it
+    starts): the common soft limit of 1 024 descriptors would cap a pool
+    just under a thousand sessions, with "Too many open files" as the only
+    clue.  Raise the soft limit to the hard one, and say so if even that is
+    low."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+        if soft != resource.RLIM_INFINITY and soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    except (OSError, ValueError):
+        return
+    if soft != resource.RLIM_INFINITY and soft < 4096:
+        logger.warning(
+            "open-file limit is {}: a pool can supervise at most about {} children "
+            "(raise the hard limit, e.g. LimitNOFILE= or ulimit -Hn)",
+            soft,
+            soft - 64,
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        target = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{target}"
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,207 @@
+"""The discovery driver: full passes on the timer, partial ones for the
+sessions a watch event names, the watches themselves, and each session's
+eligibility check.  A discovery that fails means "no change", never "every
+session is gone"; a session that vanishes keeps its child for a grace period.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Collection
+from pathlib import Path
+
+from loguru import logger
+
+from wirepool._core import _describe, _Slot
+from wirepool._recovery import _Recovery
+from wirepool._session import Changed, Checked, CheckFailed, Seen, Vanished
+from wirepool._store import SMALL_STATE_LIMIT, read_json
+from wirepool._types import Session, Verdict
+
+
+class _DiscoveryDriver(_Recovery):
+    """See :mod:`wirepool._discover`."""
+
+    def _read_requests(self) -> None:
+        """Requests ``wirepool reset`` left for us (then sent SIGHUP)."""
+        try:
+            entries = sorted(self.state.requests_dir.iterdir())
+        except OSError:
+            return
+        for entry in entries:
+            if entry.name.startswith(".") or entry.suffix != ".json":
+                continue
+            try:
+                request = read_json(entry, SMALL_STATE_LIMIT)
+                name = request["reset"] if isinstance(request, dict) else None
+            except (OSError, ValueError, KeyError):
+                name = None
+            with contextlib.suppress(OSError):
+                entry.unlink()
+            if isinstance(name, str):
+                self._reset(name)
+            else:
+                logger.warning("ignoring an unreadable request file {}", entry.name)
+
+    def _on_watch_event(self) -> None:
+        assert self._watcher is not None
+        changes = self._watcher.drain(self.discovery.relevant)
+        if not changes:
+            return
+        names: Collection[str] | None = None
+        # Out of watches, a change may raise no event at all: the full
+        # rescans of old, and no partial pass retrying every missing watch.
+        if not changes.everything and self._watcher.complete:
+            try:
+                names = self.discovery.affected(changes.paths)
+            except Exception as exc:
+                self._log_once(
+                    f"affected:{exc}", "discovery cannot place a change ({}); rescanning", exc
+                )
+        if names is None:
+            self._next_rescan = 0.0
+        else:
+            self._rediscover.update(names)
+
+    def _discover_pass(self) -> None:
+        now = self.clock.monotonic()
+        self._next_rescan = now + self.rescan_interval
+        self._rediscover.clear()
+        self._read_requests()
+        try:
+            found = list(self.discovery.discover())
+        except Exception as exc:
+            self._log_once(
+                f"discover:{exc}", "discovery failed ({}); keeping the sessions we know", exc
+            )
+            return
+        self._errors_seen = {e for e in self._errors_seen if not e.startswith("discover:")}
+        if self._absorb(found, None, now):
+            # A marker created in a new directory before its watch existed
+            # raised no event: look once more, now.
+            self._next_rescan = now
+
+    def _rediscover_pass(self) -> None:
+        """Discovery of just the sessions a watch event named; their plans
+        follow alone (``_plan_only``), as after an exit."""
+        now = self.clock.monotonic()
+        names, self._rediscover = self._rediscover, set()
+        try:
+            found = list(self.discovery.rediscover(names))
+        except Exception as exc:
+            self._log_once(
+                f"rediscover:{type(exc).__name__}",
+                "discovery of {} changed session(s) failed ({}); rescanning all",
+                len(names),
+                exc,
+            )
+            self._next_rescan = 0.0
+            return
+        self._errors_seen = {e for e in self._errors_seen if not e.startswith("rediscover:")}
+        try:
+            added = self._absorb(found, set(names), now)
+        except BaseException:
+            self._next_rescan = 0.0  # these names must not wait for the timer
+            raise
+        if added:
+            self._rediscover.update(names)  # as in a full pass: look once more
+        self._plan_only.update(name for name in names if name in self._slots)
+
+    def _absorb(self, found: list[Session], scope: set[str] | None, now: float) -> int:
+        """Bring the slots in line with what discovery ``found`` (among the
+        names in ``scope``: everything when None).  Returns how many
+        directories began to be watched."""
+        wall = self.clock.time()
+        try:
+            unreadable = dict(self.discovery.unreadable())
+        except Exception:
+            unreadable = {}
+        if scope is not None:
+            unreadable = {name: why for name, why in unreadable.items() if name in scope}
+        # Seen but unreadable: kept exactly as they were ("no change"), and
+        # marked; a new one is shown, ineligible, with why.
+        seen: set[str] = set(unreadable)
+        for name, why in unreadable.items():
+            self._log_once(f"unreadable:{name}:{why}", "session {!r}: {}", name, why)
+            slot = self._slots.get(name)
+            if slot is None:
+                slot = self._slots[name] = _Slot(session=Session(name=name, home=Path("/")))
+                slot.record_path = self._record_path(name)
+                self._apply(slot, Checked(Verdict(False, why)), now)
+            if slot.scan_error != why:
+                slot.scan_error, slot.dirty = why, True
+        for session in found:
+            if session.name in seen or (scope is not None and session.name not in scope):
+                self._log_once(
+                    f"dup:{session.name}",
+                    "discovery reported session {!r} twice (or unasked); keeping the first",
+                    session.name,
+                )
+                continue
+            seen.add(session.name)
+            slot = self._slots.get(session.name)
+            if slot is None:
+                slot = self._slots[session.name] = _Slot(session=session)
+                slot.record_path = self._record_path(session.name)
+            if slot.scan_error is not None:
+                slot.scan_error, slot.dirty = None, True
+                self._errors_seen = {
+                    e for e in self._errors_seen if not e.startswith(f"unreadable:{session.name}:")
+                }
+            if slot.session != session:
+                slot.session = session
+                slot.dirty = True
+                self._apply(slot, Changed(), now)
+            if slot.state.vanished_at is not None:
+                self._apply(slot, Seen(), now)
+        gone = self._slots.keys() - seen if scope is None else scope - seen
+        for name in gone:
+            slot = self._slots.get(name)
+            if slot is not None and slot.state.vanished_at is None:
+                self._apply(slot, Vanished(), now)
+                logger.info(
+                    "session {!r} vanished; its child stays up for {:.0f}s grace", name, self.grace
+                )
+        for name in seen - unreadable.keys():
+            self._check(self._slots[name], wall, now)
+        return self._update_watches(now, scope)
+
+    def _update_watches(self, now: float, scope: set[str] | None) -> int:
+        """Watch what discovery asks for; re-check the watches of what was
+        just looked at (all of them after a full pass).  Returns how many
+        watches were added."""
+        if self._watcher is None or not self._watcher.available:
+            return 0
+        full = scope is None
+        try:
+            paths = self.discovery.watch_paths()
+            refresh = None if scope is None else [p for p in paths if p.name in scope]
+            added = self._watcher.update(paths, refresh)
+        except Exception as exc:
+            self._log_once(f"watch:{exc}", "cannot update watches: {}", exc)
+            return 0
+        if not self._watcher.complete:
+            # A change in a directory we could not watch raises no event.
+            self._next_rescan = min(self._next_rescan, now + self.rescan_interval)
+        elif full and self.watched_rescan_interval is not None and not added:
+            # Every change that matters raises an event: the timer is only a
+            # net.  A full rescan costs ~25 ms of CPU at a thousand sessions;
+            # every 30 s that was most of the idle pool's CPU.
+            interval = max(self.rescan_interval, self.watched_rescan_interval)
+            self._next_rescan = now + interval
+        return added
+
+    def _check(self, slot: _Slot, wall: float, now: float) -> None:
+        try:
+            verdict = self.eligibility.check(slot.session, wall)
+        except Exception as exc:
+            self._log_once(
+                f"elig:{slot.session.name}:{exc}",
+                "session {!r}: eligibility check failed: {}; keeping the last verdict",
+                slot.session.name,
+                exc,
+            )
+            self._apply(slot, CheckFailed(f"eligibility check failed: {_describe(exc)}"), now)
+            return
+        if not slot.state.checked or verdict != slot.state.verdict:
+            self._apply(slot, Checked(verdict), now)

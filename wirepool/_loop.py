@@ -1,0 +1,375 @@
+"""The loop: one ``selectors`` call on every child's exit fd, the watch fd
+and the wake pipe, with a timeout equal to the next deadline; the upkeep
+(sweep), and the stop -- the children stopped through the same machine
+transitions as any other stop, then the lock released.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import sys
+import time
+from collections.abc import Callable
+
+from loguru import logger
+
+from wirepool._core import StartupInterrupted, _raise_fd_limit
+from wirepool._discover import _DiscoveryDriver
+from wirepool._proc import identity_of
+from wirepool._session import KillDue, LetGo, StopRequested
+from wirepool._store import acquire_lock, atomic_write_json
+from wirepool._version import VERSION as _VERSION
+from wirepool._watch import Watcher
+from wirepool.spawn import POOL_MARKER
+
+
+class _Loop(_DiscoveryDriver):
+    """See :mod:`wirepool._loop`."""
+
+    def _open(self) -> None:
+        if self._temp_state is not None:
+            self._temp_state.used = True
+        _raise_fd_limit()
+        self.state.ensure()
+        self._lock_fd = acquire_lock(self.state)
+        try:
+            self._open_locked()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._close_sources()
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            raise
+
+    def _open_locked(self) -> None:
+        self.state.remove_stale_temp_files()
+        self._started_at = self.clock.time()
+        me = identity_of(os.getpid())
+        atomic_write_json(
+            self.state.supervisor_path,
+            {
+                "pid": os.getpid(),
+                "process_start": me.start if me else None,
+                "started_at": self._started_at,
+                "version": _VERSION,
+                "plugin": self.plugin,
+                "argv": sys.argv,
+            },
+            durable=self.durable,
+            strict=True,
+        )
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._watcher = Watcher()
+        wfd = self._watcher.fileno()
+        if wfd is not None:
+            self._selector.register(wfd, selectors.EVENT_READ, "watch")
+        self.clock.subscribe(self._poke)
+        self.spawner.attach(self.state.root, {POOL_MARKER: self.pool_id})
+
+    def _run(self) -> None:
+        try:
+            self._emit("supervisor_started", data={"state_dir": str(self.state.root)})
+            self._recover()
+            self._discover_pass()
+            self._starting = False  # a signal from now on is the loop's to act on
+            while not self._stopping:
+                self._iterate()
+        except StartupInterrupted as exc:
+            self._loop_error = exc
+            logger.info("{} during start-up; stopping", exc)
+        except BaseException as exc:  # the loop must not die silently
+            self._loop_error = exc
+            logger.opt(exception=exc).error("wirepool loop crashed: {}", exc)
+        finally:
+            self._starting = False  # a signal during the shutdown must not cut it short
+            self._ready.set()
+            with contextlib.suppress(BaseException):
+                self._shutdown()
+
+    def _iterate(self) -> None:
+        try:
+            if self._draining:
+                self._drain_step()
+            else:
+                self._pass()
+        except Exception as exc:  # never die of one bad pass; say so and go on
+            self._log_once(f"pass:{type(exc).__name__}:{exc}", "pool pass failed: {}", exc)
+            logger.opt(exception=exc).debug("pool pass failure")
+            time.sleep(0.2)
+        try:
+            self._publish()
+        except Exception as exc:  # a plugin's status value, say: say so, go on
+            self._log_once(f"publish:{type(exc).__name__}:{exc}", "publishing failed: {}", exc)
+        self._ready.set()
+        if self._stopping:
+            return
+        try:
+            self._wait_and_dispatch()
+        except Exception as exc:  # a user strategy failing on an exit, say
+            self._replan = True
+            self._log_once(f"event:{type(exc).__name__}:{exc}", "event handling failed: {}", exc)
+            logger.opt(exception=exc).debug("event handling failure")
+            time.sleep(0.2)
+
+    def _wait_and_dispatch(self) -> None:
+        timeout = self._timeout()
+        assert self._selector is not None
+        for key, _ in self._selector.select(timeout):
+            tag = key.data
+            if tag == "wake":
+                self._replan = True  # a signal or an API call
+            if tag == "wake":
+                self._drain_wake()
+            elif tag == "watch":
+                self._on_watch_event()
+            else:
+                self._on_fd_ready(int(key.fd))
+        self._handle_commands()
+
+    def _timeout(self) -> float | None:
+        if self._draining:
+            # The stop runs on real time (a test's mock clock may stand
+            # still), and looks again five times a second: only while
+            # children are being stopped.
+            return 0.2
+        now = self.clock.monotonic()
+        if self._rediscover:
+            return 0.0
+        deadlines = [self._next_rescan, self._next_sweep]
+        orphan_kill = self._reaper.next_deadline()
+        if orphan_kill is not None:
+            deadlines.append(orphan_kill)
+        if self._wake_at is not None:
+            deadlines.append(self._wake_at)
+        if self._spawn_deferred_until is not None:
+            deadlines.append(self._spawn_deferred_until)
+        if self._publish_due is not None:
+            deadlines.append(self._publish_due)
+        for slot in self._slots.values():
+            run = slot.state.running
+            if run is not None and run.kill_at is not None:
+                deadlines.append(run.kill_at)
+            if slot.next_probe is not None and slot.worker is not None:
+                deadlines.append(slot.next_probe)
+        return max(0.0, min(deadlines) - now)
+
+    def _pass(self) -> None:
+        now = self.clock.monotonic()
+        if now >= self._next_rescan:
+            self._discover_pass()
+            self._replan = True
+        elif self._rediscover:
+            self._rediscover_pass()
+        if now >= self._next_sweep:
+            self._sweep()
+            self._replan = True
+        self._escalate(now)
+        if self._reaper.pending:
+            self._reaper.escalate(now)
+        self._after_wall_step(self.clock.time() - now, now)
+        self._probe(now)
+        for deadline in (self._wake_at, self._spawn_deferred_until):
+            if deadline is not None and now >= deadline:
+                self._replan = True
+        # Planning is O(sessions); a wake-up that changed nothing (a filtered
+        # watch event, a throttled status write) must not pay for it.
+        if self._replan:
+            # Cleared first: acting on the plan may ask for another one (an
+            # existing daemon that died between check and adoption).
+            self._replan = False
+            self._plan_only.clear()
+            try:
+                self._reconcile(now)
+            except BaseException:
+                self._replan = True
+                raise
+        elif self._plan_only:
+            only, self._plan_only = self._plan_only, set()
+            try:
+                self._reconcile(now, only=only)
+            except BaseException:
+                self._replan = True
+                raise
+
+    def _drain_wake(self) -> None:
+        assert self._wake_r is not None
+        with contextlib.suppress(BlockingIOError, OSError):
+            while os.read(self._wake_r, 4096):
+                pass
+
+    def _handle_commands(self) -> None:
+        while self._commands:
+            command, arg = self._commands.popleft()
+            if command == "stop":
+                if arg is not None:
+                    self._stop_children_on_exit = bool(arg)
+                if not self._draining:
+                    self._end()
+            elif command == "rescan":
+                self._next_rescan = 0.0
+            elif command == "reset":
+                self._reset(str(arg))
+            elif command == "reap":
+                self._reaper.reap(self._worker_pids())
+
+    def _sweep(self) -> None:
+        """The net under the event path: catch an exit whose event was lost,
+        a worker with no exit fd, and rotate live logs."""
+        self._next_sweep = self.clock.monotonic() + self.sweep_interval
+        for slot in list(self._slots.values()):
+            worker = slot.worker
+            if worker is None:
+                continue
+            status = worker.poll()
+            if status is not None:
+                self._on_exit(slot, status)
+                continue
+            if worker.fileno() is None or worker.fileno() not in self._fd_owner:
+                self._next_sweep = min(self._next_sweep, self.clock.monotonic() + 1.0)
+            if worker.owned:
+                with contextlib.suppress(Exception):
+                    self.spawner.maintain(slot.session)
+
+    def _children_go(self) -> bool:
+        """Whether the children are stopped with the pool: as asked, else the
+        ``on_exit`` default, and always when they cannot outlive it."""
+        stop_children = (
+            self._stop_children_on_exit
+            if self._stop_children_on_exit is not None
+            else self.on_exit == "stop"
+        )
+        if not stop_children and not self.spawner.survives_supervisor:
+            if any(s.worker is not None and s.worker.owned for s in self._slots.values()):
+                logger.info(
+                    "{!r} children cannot outlive their supervisor; stopping them", self.spawner
+                )
+            stop_children = True
+        return stop_children
+
+    def _end(self) -> None:
+        """The loop ends now, or once the children are stopped."""
+        if self._children_go() and any(s.worker is not None for s in self._slots.values()):
+            self._begin_drain()
+        else:
+            self._stopping = True
+
+    def _begin_drain(self) -> None:
+        """Stop every child through the loop, by the same path as any other
+        stop: each session's machine asks for SIGTERM, the loop sees the
+        exits on their fds, and SIGKILL follows the grace (the machine's
+        KillDue).  No discovery, plan or spawn from now on."""
+        self._draining = True
+        real, now = time.monotonic(), self.clock.monotonic()
+        self._drain_kill_at = real + self.stop_grace
+        self._drain_give_up_at = real + self.stop_grace + 5.0
+        self._drain_killed = False
+        self._drain_orphans_at = None
+        watch = self._watcher.fileno() if self._watcher is not None else None
+        if watch is not None and self._selector is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(watch)
+        for slot in list(self._slots.values()):
+            if slot.worker is not None:
+                event = StopRequested if slot.worker.owned else LetGo
+                self._apply(slot, event("supervisor stopping"), now)
+
+    def _drain_step(self) -> None:
+        real, now = time.monotonic(), self.clock.monotonic()
+        workers = [s for s in self._slots.values() if s.worker is not None]
+        due = real >= self._drain_kill_at
+        for slot in workers:
+            worker = slot.worker
+            assert worker is not None
+            # The blind (no exit fd) are polled; once the grace is over,
+            # everyone, in case an exit event was lost.
+            if due or worker.fileno() not in self._fd_owner:
+                status = worker.poll()
+                if status is not None:
+                    self._on_exit(slot, status)
+                    continue
+            run = slot.state.running
+            if due and not self._drain_killed and run is not None and run.kill_at is not None:
+                self._apply(slot, KillDue(), max(now, run.kill_at))
+        if due:
+            self._drain_killed = True
+        if any(s.worker is not None for s in self._slots.values()):
+            if real >= self._drain_give_up_at:
+                left = [s.worker.pid for s in self._slots.values() if s.worker is not None]
+                logger.error(
+                    "{} child(ren) outlived SIGKILL ({}); stopping anyway", len(left), left
+                )
+                self._finish_drain()
+            return
+        # Then what they left behind outside their groups (wirepool._reaper).
+        reaper = self._reaper
+        if self._drain_orphans_at is None:
+            self._drain_orphans_at = real + self.stop_grace + 2.0
+            reaper.stop(set(), real)
+        reaper.reap(set())
+        reaper.escalate(real)
+        if not reaper.orphans(set()) or real >= self._drain_orphans_at:
+            self._finish_drain()
+
+    def _finish_drain(self) -> None:
+        self._draining = False
+        self._stopping = True
+
+    def _shutdown(self) -> None:
+        """Each step runs even if an earlier one failed: the lock must be
+        released and the children's fate settled whatever went wrong."""
+        stop_children = self._children_go()
+        if stop_children and any(s.worker is not None for s in self._slots.values()):
+            # The loop ended without stopping them (it crashed, or start-up
+            # was cut short): the same drain, here.
+            try:
+                if not self._draining:
+                    self._begin_drain()
+                while self._draining:
+                    self._iterate()
+            except BaseException as exc:
+                logger.opt(exception=exc).error("shutdown: could not stop the children: {}", exc)
+        self._stopping = True
+        steps: list[tuple[str, Callable[[], None]]] = [
+            ("write the final state", lambda: self._final_publish(stop_children)),
+            ("detach from the children", self._detach_all),
+            (
+                "announce the stop",
+                lambda: self._emit(
+                    "supervisor_stopped", data={"children": "stopped" if stop_children else "left"}
+                ),
+            ),
+            ("close the event sources", self._close_sources),
+        ]
+        for what, step in steps:
+            try:
+                step()
+            except BaseException as exc:
+                logger.opt(exception=exc).error("shutdown: could not {}: {}", what, exc)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # the kernel drops the flock with it
+            self._lock_fd = None
+        if self._temp_state is not None and stop_children:
+            self._temp_state.remove()
+        with self._snap_cond:
+            self._snap_cond.notify_all()
+
+    def _detach_all(self) -> None:
+        for slot in self._slots.values():
+            if slot.worker is not None:
+                slot.worker.detach()
+
+    def _close_sources(self) -> None:
+        if self._watcher is not None:
+            self._watcher.close()
+        if self._selector is not None:
+            self._selector.close()
+        with self._poke_lock:
+            fds, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), None, None
+        for fd in fds:
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)

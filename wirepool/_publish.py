@@ -1,0 +1,251 @@
+"""What the pool writes for others: each session's record (what a
+successor adopts by), the in-memory snapshot that ``wait_until`` and the
+event stream see, and ``status.json``, with the degraded flags a failing
+write raises.  Records are written at once; snapshot and file are throttled,
+since both are O(sessions) and a burst of exits must not pay that per exit.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from loguru import logger
+
+from wirepool._core import _describe, _PoolCore, _Slot
+from wirepool._proc import identity_of
+from wirepool._records import SessionRecord, WorkerRecord
+from wirepool._session import Phase
+from wirepool._status import SessionStatus, Snapshot
+from wirepool._store import STATUS_SCHEMA, atomic_write_json
+from wirepool._version import VERSION as _VERSION
+
+
+class _Publisher(_PoolCore):
+    """See :mod:`wirepool._publish`."""
+
+    def _publish(self, *, force: bool = False) -> None:
+        """Write changed records now (they are what a successor adopts by);
+        rebuild the snapshot and ``status.json`` at most every
+        ``publish_interval`` -- both are O(sessions), and a burst of exits
+        in a big pool must not pay that once per exit."""
+        wrote = failed = False
+        for slot in self._slots.values():
+            if slot.dirty:
+                slot.dirty = False
+                self._status_dirty = True
+                if self._write_record(slot):
+                    wrote = True
+                else:
+                    failed = True
+        if wrote and not failed:
+            self._set_degraded("records", None)
+        if not self._status_dirty:
+            self._publish_due = None
+            self._flush_status(time.monotonic(), force)
+            return
+        # Real time, not the pool's clock: this throttles CPU, and a mock
+        # clock that stands still must not stop the snapshots.
+        # The pause scales with the pool (the work does): a small pool
+        # publishes at once, a thousand sessions at most ten times a second.
+        real = time.monotonic()
+        pause = min(self.publish_interval, len(self._slots) * 1e-4)
+        wait = self._last_publish + pause - real
+        if not force and wait > 0:
+            self._publish_due = self.clock.monotonic() + wait
+            return
+        self._publish_due = None
+        self._last_publish = real
+        self._status_dirty = False
+        snap = self._build_snapshot()
+        with self._snap_cond:
+            self._snapshot = snap
+            self._snap_cond.notify_all()
+        self._status_file_dirty = True
+        self._flush_status(real, force)
+        if failed:
+            self._retry_publish()
+
+    def _flush_status(self, real: float, force: bool) -> None:
+        """Write ``status.json`` from the current snapshot, at most every
+        ``status_interval`` seconds.  The in-memory snapshot (what
+        ``wait_until`` and the event stream see) is not held back; the file
+        is for ``wirepool status`` and other processes, for whom a quarter
+        of a second is fresh -- and in a crash loop, rewriting it on every
+        exit was a third of the supervisor's CPU."""
+        if not self._status_file_dirty:
+            return
+        wait = self._last_status_write + self.status_interval - real
+        if not force and wait > 0:
+            due = self.clock.monotonic() + wait
+            if self._publish_due is None or due < self._publish_due:
+                self._publish_due = due
+            return
+        self._status_file_dirty = False
+        self._last_status_write = real
+        self._write_status(self._snapshot)
+
+    def _build_snapshot(self) -> Snapshot:
+        now, wall = self.clock.monotonic(), self.clock.time()
+        sessions: dict[str, SessionStatus] = {}
+        live = (Phase.RUNNING, Phase.ADOPTED, Phase.STOPPING)
+        for name, slot in self._slots.items():
+            worker, st = slot.worker, slot.state
+            next_start_at = None
+            if worker is None and st.phase is Phase.BACKOFF:
+                next_start_at = wall + max(0.0, st.next_start - now)
+            state = st.phase
+            if worker is not None and state not in live:  # not yet decided on
+                adopted = st.running is not None and st.running.adopted
+                state = Phase.ADOPTED if adopted else Phase.RUNNING
+            sessions[name] = SessionStatus(
+                name=name,
+                display_name=slot.session.display_name,
+                home=str(slot.session.home),
+                cwd=str(slot.session.cwd) if slot.session.cwd else None,
+                state=state.value,  # a plain string in the public snapshot
+                reason=self._reason(slot, state),
+                identity=worker.identity if worker else None,
+                owned=worker.owned if worker else True,
+                started_at=worker.started_at if worker else None,
+                restarts=st.restarts,
+                streak=st.streak.failures,
+                last_exit=st.last_exit,
+                last_exit_at=st.last_exit_at,
+                next_start_at=next_start_at,
+                health=slot.health,
+                log_path=str(worker.log_path) if worker and worker.log_path else None,
+                attrs=slot.session.attrs,
+            )
+        self._generation += 1
+        return Snapshot(
+            sessions, os.getpid(), not self._stopping, wall, self._generation, dict(self._degraded)
+        )
+
+    def _set_degraded(self, area: str, problem: str | None) -> None:
+        """A state write failing (disk full, read-only) degrades the pool --
+        no record for a successor, no fresh status.json -- but supervision
+        goes on.  Said in the snapshot, status.json and the log, and said
+        again when it is over."""
+        if self._degraded.get(area) == problem:
+            return
+        if problem is None:
+            del self._degraded[area]
+            logger.warning("state directory: {} writable again", area)
+        else:
+            self._degraded[area] = problem
+        self._status_dirty = True
+
+    @staticmethod
+    def _reason(slot: _Slot, state: str) -> str:
+        reason = slot.state.verdict.reason if state == "running" else slot.state.reason
+        extra = [slot.existing_error] if state == "running" else []
+        if slot.scan_error and slot.scan_error != reason:
+            extra.append(f"{slot.scan_error}; keeping its last state")
+        return "; ".join([reason, *(e for e in extra if e)])
+
+    def _write_record(self, slot: _Slot) -> bool:
+        if slot.record_path is None:
+            return True
+        now, wall = self.clock.monotonic(), self.clock.time()
+        worker, st = slot.worker, slot.state
+        record = SessionRecord(
+            session=slot.session,
+            worker=None
+            if worker is None
+            else WorkerRecord(worker.identity, worker.owned, worker.started_at),
+            streak=st.streak.failures,
+            next_start_at=wall + (st.next_start - now) if st.next_start > now else None,
+            restarts=st.restarts,
+            failed=st.failed,
+            # what holds it back is what the next supervisor must resume
+            reason=st.held if st.held and (st.failed or st.next_start > now) else st.reason,
+            last_exit=st.last_exit,
+            last_exit_at=st.last_exit_at,
+        )
+        try:
+            # fsync only a `failed` mark: it is the one fact in a record
+            # that matters after a power loss (no child survives one, so
+            # identities are moot, and a lost backoff streak only restarts
+            # sooner).  The rename keeps a record whole through a crash of
+            # the supervisor either way.  Two fsyncs per crash-loop cycle
+            # were a sixth of the supervisor's CPU.
+            record.write(slot.record_path, durable=self.durable and st.failed)
+        except OSError as exc:
+            slot.dirty = True  # try again on the next change
+            self._log_once(
+                f"record:{exc.errno}",
+                "cannot write state record {} ({}); supervision goes on",
+                slot.record_path.name,
+                _describe(exc),
+            )
+            self._set_degraded("records", f"cannot write state records: {_describe(exc)}")
+            return False
+        return True
+
+    def _retry_publish(self) -> None:
+        # A full or read-only disk raises no event when it recovers: look
+        # again in a few seconds rather than at the next unrelated change.
+        retry = self.clock.monotonic() + 5.0
+        if self._publish_due is None or self._publish_due > retry:
+            self._publish_due = retry
+
+    def _write_status(self, snap: Snapshot) -> None:
+        me = identity_of(os.getpid())
+        doc: dict[str, Any] = {
+            "schema": STATUS_SCHEMA,
+            "plugin": self.plugin,
+            "state_dir": str(self.state.root),
+            "updated_at": snap.taken_at,
+            "supervisor": {
+                "pid": os.getpid(),
+                "process_start": me.start if me else None,
+                "started_at": self._started_at,
+                "running": snap.running,
+                "version": _VERSION,
+            },
+            "sessions": [s.to_json() for s in snap.sessions.values()],
+            "degraded": sorted(snap.degraded.values()),
+        }
+        if self.status_extra is not None:
+            try:
+                self.status_extra(doc)
+            except Exception as exc:
+                self._log_once(f"extra:{exc}", "plugin status extra failed: {}", exc)
+        try:
+            atomic_write_json(self.state.status_path, doc, durable=False, indent=None, strict=True)
+        except OSError as exc:
+            self._status_dirty = True
+            self._log_once(f"status:{exc.errno}", "cannot write status.json ({})", _describe(exc))
+            self._set_degraded("status", f"cannot write status.json: {_describe(exc)}")
+            self._retry_publish()
+        else:
+            if "status" in self._degraded:
+                self._set_degraded("status", None)
+                # what was just written still says "cannot write": once more
+                self._publish_due = self.clock.monotonic()
+
+    def _final_publish(self, stopped_children: bool) -> None:
+        for slot in self._slots.values():
+            if slot.worker is not None and not stopped_children:
+                slot.dirty = True  # records keep the identity for the next one
+            elif not slot.dirty and not SessionRecord.whole(slot.record_path):
+                # Torn by someone else since we last wrote it: the next
+                # supervisor would have to set it aside and lose the
+                # session's streak, so leave it a whole one.
+                slot.dirty = True
+        if not stopped_children:
+            self._status_dirty = True
+            self._publish(force=True)
+            return
+        # Every child is gone: the records only say so.  Not fsynced (one
+        # fsync per session made stopping 200 children take 0.1-0.3 s): if a
+        # crash loses them, the durable ones before name children that are
+        # no longer alive, which the next supervisor checks by identity.
+        durable, self.durable = self.durable, False
+        try:
+            self._status_dirty = True
+            self._publish(force=True)
+        finally:
+            self.durable = durable

@@ -1,0 +1,357 @@
+"""The per-session shell: the one place that turns what happens to a
+session (a decision to make, a spawn, an exit, a probe, a deadline) into an
+event for its pure state machine (:mod:`wirepool._session`), and performs the
+actions the machine returns: spawn, terminate, kill, release, forget, wake,
+emit.  It never decides a session's phase or reason itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import selectors
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from loguru import logger
+
+from wirepool import _session
+from wirepool._core import _describe, _Slot
+from wirepool._proc import ProcessIdentity, is_alive
+from wirepool._publish import _Publisher
+from wirepool._session import (
+    Adopted,
+    AdoptFailed,
+    AlreadyGone,
+    Deferred,
+    Emit,
+    Exited,
+    Forget,
+    Kill,
+    KillDue,
+    PlanNow,
+    Probed,
+    Release,
+    Reset,
+    SessionState,
+    Spawn,
+    Spawned,
+    SpawnFailed,
+    Terminate,
+    WakeAt,
+    WallStepped,
+)
+from wirepool._types import ExitStatus
+from wirepool.spawn import AdoptedWorker, Worker
+
+
+class _SessionShell(_Publisher):
+    """See :mod:`wirepool._shell`."""
+
+    def _reconcile(self, now: float, only: set[str] | None = None) -> None:
+        """Let each session decide, for every session or ``only`` these (the
+        others' inputs have not changed since they last decided), then run
+        the due spawns in the plan's order as far as the spawn-rate limit
+        allows."""
+        if only is None:
+            # Every session says again when it next needs a wake-up.  A
+            # partial pass keeps the others' (at worst a stale one: an early
+            # wake-up that decides for everyone).
+            self._wake_at = None
+            self._spawn_deferred_until = None
+            slots = self._slots
+        else:
+            slots = {name: self._slots[name] for name in only if name in self._slots}
+        decided = _session.plan({name: s.state for name, s in slots.items()}, now, self._policy)
+        for name, slot in list(slots.items()):  # a Forget drops a slot
+            self._update(slot, decided.states[name])
+            self._perform(slot, decided.actions.get(name, ()), now)
+        for n, name in enumerate(decided.spawn):
+            due = self._slots.get(name)
+            if due is None or due.worker is not None:
+                continue
+            if not self._start(due, now):
+                # The rate limit: the rest wait for its next token.
+                for later in decided.spawn[n + 1 :]:
+                    if later in self._slots:
+                        self._apply(self._slots[later], Deferred(), now)
+                break
+
+    def _apply(
+        self,
+        slot: _Slot,
+        event: _session.Event,
+        now: float,
+        *,
+        pid: int | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Step the session's machine with ``event`` and perform what it
+        asks.  ``pid`` and ``data`` complete the events it emits with what
+        only the shell knows (the pid of a child already let go, a log
+        path)."""
+        state, actions = _session.step(slot.state, event, now, self._policy)
+        self._update(slot, state)
+        self._perform(slot, actions, now, pid=pid, data=data)
+
+    @staticmethod
+    def _update(slot: _Slot, state: SessionState) -> None:
+        if state != slot.state:
+            slot.state = state
+            slot.dirty = True
+
+    def _perform(
+        self,
+        slot: _Slot,
+        actions: Iterable[_session.Action],
+        now: float,
+        *,
+        pid: int | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> None:
+        name = slot.session.name
+        for action in actions:
+            match action:
+                case Emit(kind, reason, extra):
+                    who = pid if pid is not None else (slot.worker.pid if slot.worker else None)
+                    merged = {**(extra or {}), **(data or {})}
+                    self._emit(kind, slot.session, who, reason, data=merged or None)
+                case Spawn():
+                    pass  # ordered pool-wide: see _reconcile
+                case Terminate():
+                    if slot.worker is not None and not slot.worker.terminate():
+                        # Already gone: the exit event (or the sweep) finishes it.
+                        self._apply(slot, AlreadyGone(), now)
+                case Kill():
+                    if slot.worker is not None:
+                        logger.warning(
+                            "session {!r}: pid {} ignored SIGTERM for {:.0f}s; sending SIGKILL",
+                            name,
+                            slot.worker.pid,
+                            self.stop_grace,
+                        )
+                        slot.worker.kill()
+                case Release():
+                    self._unwatch(slot)
+                case Forget():
+                    self._forget(slot)
+                case WakeAt(at):
+                    self._wake_at = at if self._wake_at is None else min(self._wake_at, at)
+                case PlanNow():
+                    self._plan_only.add(name)
+
+    def _start(self, slot: _Slot, now: float) -> bool:
+        """Start (or adopt) a child for ``slot``.  False: the rate limit is hit
+        and the remaining spawns wait for the next token."""
+        session = slot.session
+        found = self._existing(slot)
+        if found is not None:
+            self._adopt(slot, found, owned=False, why="a live daemon already serves it")
+            return True
+        if not self.spawn_limit.try_acquire(now):
+            self._spawn_deferred_until = self.spawn_limit.next_token_at(now)
+            self._apply(slot, Deferred(), now)
+            return False
+        try:
+            worker = self.spawner.spawn(session)
+        except Exception as exc:
+            reason = f"spawn failed: {_describe(exc)}"
+            self._apply(slot, SpawnFailed(reason), now)
+            self._log_once(
+                f"spawn:{session.name}:{reason}", "session {!r}: {}", session.name, reason
+            )
+            return True
+        self._watch(slot, worker)
+        self._apply(
+            slot,
+            Spawned(),
+            now,
+            data={"log": str(worker.log_path or ""), "start": worker.identity.start},
+        )
+        return True
+
+    def _existing(self, slot: _Slot) -> ProcessIdentity | None:
+        try:
+            found = self.health.existing(slot.session)
+            slot.existing_error = self.health.problem(slot.session)
+        except Exception as exc:
+            slot.existing_error = f"existing-daemon check failed: {_describe(exc)}"
+            self._log_once(
+                f"existing:{slot.session.name}:{exc}",
+                "session {!r}: existing-daemon check failed: {}",
+                slot.session.name,
+                exc,
+            )
+            return None
+        if found is None:
+            return None
+        for other in self._slots.values():
+            if other is not slot and other.worker is not None and other.worker.identity == found:
+                # Someone else's daemon: a pidfile copied between homes must
+                # not make two sessions share (or fight over) one process.
+                return None
+        return found
+
+    def _adopt(
+        self,
+        slot: _Slot,
+        ident: ProcessIdentity,
+        *,
+        owned: bool,
+        why: str,
+        started_at: float | None = None,
+    ) -> bool:
+        """Watch a live process as the session's child.  False if it died
+        in between (the session then decides again at once)."""
+        worker = AdoptedWorker(
+            ident,
+            owned=owned,
+            started_at=started_at,
+            log_path=self.spawner.log_path(slot.session) if owned else None,
+        )
+        now = self.clock.monotonic()
+        if worker.fileno() is None and not is_alive(ident):
+            self._replan = True
+            self._apply(slot, AdoptFailed(), now)
+            return False
+        self._watch(slot, worker)
+        self._apply(slot, Adopted(owned, why), now, data={"start": ident.start})
+        return True
+
+    def _watch(self, slot: _Slot, worker: Worker) -> None:
+        slot.worker = worker
+        slot.health = None
+        slot.dirty = True
+        if self.health.interval is not None:
+            slot.next_probe = self.clock.monotonic() + self.health.interval
+        fd = worker.fileno()
+        if fd is not None and self._selector is not None:
+            self._selector.register(fd, selectors.EVENT_READ, slot.session.name)
+            self._fd_owner[fd] = slot.session.name
+
+    def _unwatch(self, slot: _Slot) -> Worker | None:
+        worker = slot.worker
+        if worker is None:
+            return None
+        fd = worker.fileno()
+        if fd is not None and fd in self._fd_owner:
+            del self._fd_owner[fd]
+            if self._selector is not None:
+                with contextlib.suppress(KeyError, ValueError):
+                    self._selector.unregister(fd)
+        worker.close()
+        slot.worker = None
+        slot.next_probe = None
+        slot.dirty = True
+        return worker
+
+    def _escalate(self, now: float) -> None:
+        for slot in self._slots.values():
+            run = slot.state.running
+            if slot.worker is None or run is None or run.kill_at is None or now < run.kill_at:
+                continue
+            status = slot.worker.poll()
+            if status is not None:
+                self._on_exit(slot, status)
+                continue
+            self._replan = True
+            self._apply(slot, KillDue(), now)
+
+    def _forget(self, slot: _Slot) -> None:
+        self._slots.pop(slot.session.name, None)
+        if slot.worker is not None:
+            self._unwatch(slot)
+        if slot.record_path is not None:
+            with contextlib.suppress(OSError):
+                slot.record_path.unlink()
+        self._status_dirty = True
+
+    def _on_fd_ready(self, fd: int) -> None:
+        name = self._fd_owner.get(fd)
+        slot = self._slots.get(name) if name is not None else None
+        if slot is None or slot.worker is None:
+            return
+        status = slot.worker.poll()
+        if status is None:
+            # Readable but not reapable yet: stop listening on this fd (it
+            # would stay readable and spin) and let the sweep catch it.
+            with contextlib.suppress(KeyError, ValueError):
+                if self._selector is not None:
+                    self._selector.unregister(fd)
+            self._fd_owner.pop(fd, None)
+            self._next_sweep = min(self._next_sweep, self.clock.monotonic() + 0.2)
+            return
+        self._on_exit(slot, status)
+
+    def _on_exit(self, slot: _Slot, status: ExitStatus) -> None:
+        now = self.clock.monotonic()
+        run = slot.state.running
+        worker = self._unwatch(slot)
+        assert worker is not None
+        with contextlib.suppress(OSError):  # a Python worker's marker file
+            (self.state.markers_dir / f"{worker.pid}.json").unlink()
+        if worker.owned:
+            # What it left behind outside its process group goes with it.
+            self._reaper.stop(self._worker_pids(), now, slot.session.name)
+        if run is not None and run.spawned_at is not None:
+            lived: float | None = now - run.spawned_at
+        else:
+            lived = max(0.0, self.clock.time() - worker.started_at)
+        self._apply(slot, Exited(status, lived, self.clock.time()), now, pid=worker.pid)
+
+    def _reset(self, name: str) -> None:
+        slot = self._slots.get(name)
+        if slot is None:
+            logger.warning("reset: no session named {!r}", name)
+            return
+        self._apply(slot, Reset(), self.clock.monotonic())
+
+    def _probe(self, now: float) -> None:
+        if self.health.interval is None:
+            return
+        wall = self.clock.time()
+        for slot in self._slots.values():
+            worker = slot.worker
+            if worker is None or slot.next_probe is None or now < slot.next_probe:
+                continue
+            slot.next_probe = now + self.health.interval
+            self._replan = True
+            run = slot.state.running
+            if run is not None and run.stop_reason is not None:
+                continue
+            try:
+                verdict = self.health.probe(slot.session, worker.identity, wall)
+            except Exception as exc:
+                self._log_once(
+                    f"probe:{slot.session.name}:{exc}",
+                    "session {!r}: health probe failed to run: {}",
+                    slot.session.name,
+                    exc,
+                )
+                continue
+            previous = slot.health
+            slot.health = ("ok: " if verdict.eligible else "unhealthy: ") + verdict.reason
+            if previous is None or previous[:3] != slot.health[:3]:
+                # only a flip is news; "last sync 8s ago" -> "9s" is not,
+                # and must not cost a status write per probe
+                self._status_dirty = True
+            self._apply(slot, Probed(verdict.eligible, verdict.reason), now)
+
+    def _after_wall_step(self, offset: float, now: float) -> None:
+        """Health verdicts compare heartbeats (file mtimes, timestamps: wall
+        time) with the wall clock.  When the wall clock steps forward every
+        heartbeat looks old at once, and a pool would restart every healthy
+        daemon; so after a step, verdicts wait four probe intervals (the
+        stock checks' whole max_age) for the daemons to beat on the new
+        clock.  Backoff and stop deadlines are monotonic and need nothing."""
+        last, self._wall_offset = self._wall_offset, offset
+        if last is None or abs(offset - last) < 2.0:
+            return
+        self._status_dirty = True  # every wall time it shows moved
+        interval = self.health.interval
+        logger.warning("wall clock stepped by {:+.0f}s", offset - last)
+        if interval is None:
+            return
+        for slot in self._slots.values():
+            self._apply(slot, WallStepped(), now)
+            if slot.next_probe is not None:
+                slot.next_probe = now + 4 * interval
