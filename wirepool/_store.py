@@ -45,6 +45,23 @@ def atomic_write_json(
     separators = (",", ":") if indent is None else None
     dumps = dumps_strict if strict else json.dumps
     payload = dumps(data, indent=indent, separators=separators, default=str).encode()
+    atomic_write(path, payload, durable=durable)
+
+
+def atomic_write(
+    path: Path,
+    payload: bytes,
+    *,
+    durable: bool = True,
+    mode: int | None = None,
+    sync_dir: bool = False,
+) -> None:
+    """Whole or not at all: a temp file beside ``path`` (``mkstemp``: 0600,
+    ``O_EXCL``, so a planted name is never followed), written, fsynced when
+    ``durable``, then renamed over ``path`` -- a reader or a crash sees the
+    old file or the new one, never half of it.  ``mode``: the file's mode,
+    if not 0600.  ``sync_dir``: make the rename itself durable too (an fsync
+    of the directory, where the file system allows it)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -52,11 +69,20 @@ def atomic_write_json(
             fh.flush()
             if durable:
                 os.fsync(fh.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    if sync_dir:
+        with contextlib.suppress(OSError):
+            dir_fd = os.open(path.parent, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
 
 
 # A lone surrogate: what ``surrogateescape`` makes of a byte that is not

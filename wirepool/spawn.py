@@ -54,7 +54,7 @@ from wirepool._proc import (
     signal_group,
     wirepool_environ,
 )
-from wirepool._store import SMALL_STATE_LIMIT, read_json
+from wirepool._store import SMALL_STATE_LIMIT, StateDir, read_json
 from wirepool._types import ExitStatus, Session
 
 __all__ = [
@@ -249,7 +249,7 @@ class Spawner(ABC):
         """Called once by the pool before the first spawn."""
         if self.log_dir is None:
             self.log_dir = state_dir / "logs"
-        self.marker_dir = state_dir / "markers"
+        self.marker_dir = StateDir(state_dir).markers_dir
         self.markers = MappingProxyType(dict(markers))
 
     def log_path(self, session: Session) -> Path | None:

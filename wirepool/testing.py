@@ -260,7 +260,7 @@ class ProcessLedger:
 def live_children(pool: SessionPool) -> dict[str, list[ProcessIdentity]]:
     """The pool's live children per session, read from the process table
     (marker variables and marker files), oldest first."""
-    return find_children(pool.pool_id, pool.state_dir / "markers")
+    return find_children(pool.pool_id, pool.state.markers_dir)
 
 
 def assert_one_child_per_session(

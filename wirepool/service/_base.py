@@ -7,15 +7,14 @@ file is written, and how a result begins, are decided here once.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Final, Protocol
 
+from wirepool._store import atomic_write
 from wirepool.service._results import InstallResult, Manager, ServiceStatus, UninstallResult
 from wirepool.service._run import Runner, default_runner
 from wirepool.service._spec import ServiceError, ServiceSpec
@@ -87,27 +86,10 @@ class Host:
 
 def _write_atomic(path: Path, data: bytes) -> None:
     # A manager reading the unit mid-write (daemon-reload, launchd's watch of LaunchAgents)
-    # must see the old file or the new one, never half of it: temp file, fsync, rename.
+    # must see the old file or the new one, never half of it.
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        with contextlib.suppress(OSError):  # make the rename durable; not all FSes allow it
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+        atomic_write(path, data, mode=0o644, sync_dir=True)
     except OSError as exc:
         raise ServiceError(f"cannot write {path}: {exc}") from exc
 
