@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
 from loguru import logger
 
@@ -17,8 +16,8 @@ from wirepool._core import _describe, _PoolCore, _Slot
 from wirepool._proc import identity_of
 from wirepool._records import SessionRecord, WorkerRecord
 from wirepool._session import Phase
-from wirepool._status import SessionStatus, Snapshot
-from wirepool._store import STATUS_SCHEMA, atomic_write_json
+from wirepool._status import SessionStatus, Snapshot, status_document
+from wirepool._store import atomic_write_json
 from wirepool._version import VERSION as _VERSION
 
 
@@ -193,21 +192,20 @@ class _Publisher(_PoolCore):
 
     def _write_status(self, snap: Snapshot) -> None:
         me = identity_of(os.getpid())
-        doc: dict[str, Any] = {
-            "schema": STATUS_SCHEMA,
-            "plugin": self.plugin,
-            "state_dir": str(self.state.root),
-            "updated_at": snap.taken_at,
-            "supervisor": {
+        doc = status_document(
+            plugin=self.plugin,
+            state_dir=str(self.state.root),
+            sessions=snap.sessions.values(),
+            supervisor={
                 "pid": os.getpid(),
                 "process_start": me.start if me else None,
                 "started_at": self._started_at,
                 "running": snap.running,
                 "version": _VERSION,
             },
-            "sessions": [s.to_json() for s in snap.sessions.values()],
-            "degraded": sorted(snap.degraded.values()),
-        }
+            updated_at=snap.taken_at,
+            degraded=snap.degraded.values(),
+        )
         if self.status_extra is not None:
             try:
                 self.status_extra(doc)

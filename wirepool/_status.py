@@ -9,14 +9,16 @@ health -- in words.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from wirepool._proc import ProcessIdentity
+from wirepool._session import Phase
+from wirepool._store import STATUS_SCHEMA
 from wirepool._types import ExitStatus
 
-STATES = ("running", "adopted", "backoff", "ineligible", "failed", "stopped", "stopping", "pending")
+STATES = tuple(phase.value for phase in Phase)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,3 +113,45 @@ class Snapshot:
 
     def pids(self) -> dict[str, int]:
         return {n: s.pid for n, s in self.sessions.items() if s.pid is not None}
+
+
+def status_document(
+    *,
+    plugin: str,
+    state_dir: str,
+    sessions: Iterable[SessionStatus],
+    supervisor: Mapping[str, Any],
+    updated_at: float | None,
+    degraded: Iterable[str] = (),
+    errors: Iterable[str] | None = None,
+) -> dict[str, Any]:
+    """The ``status.json`` document (schema ``wirepool.status/1``): what the
+    pool writes, and what ``wirepool status`` builds from discovery when no
+    supervisor has written one yet."""
+    doc: dict[str, Any] = {
+        "schema": STATUS_SCHEMA,
+        "plugin": plugin,
+        "state_dir": state_dir,
+        "updated_at": updated_at,
+        "supervisor": dict(supervisor),
+        "sessions": [s.to_json() for s in sessions],
+        "degraded": sorted(degraded),
+    }
+    if errors is not None:
+        doc["errors"] = list(errors)
+    return doc
+
+
+def normalize_status(doc: dict[str, Any]) -> None:
+    """Give a document read from disk the shape readers rely on: a
+    status.json from another version, or damaged, must still render."""
+    if not isinstance(doc.get("supervisor"), dict):
+        doc["supervisor"] = {}
+    sessions = doc.get("sessions")
+    doc["sessions"] = (
+        [s for s in sessions if isinstance(s, dict)] if isinstance(sessions, list) else []
+    )
+    for key in ("errors", "notes", "degraded"):
+        value = doc.get(key)
+        if value is not None and not isinstance(value, list):
+            doc[key] = [value]

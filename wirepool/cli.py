@@ -37,6 +37,7 @@ from loguru import logger
 from wirepool import _term
 from wirepool._format import format_age
 from wirepool._proc import ProcessIdentity, identity_of, is_alive
+from wirepool._status import SessionStatus, normalize_status, status_document
 from wirepool._store import (
     STATUS_SCHEMA,
     StateDir,
@@ -284,7 +285,7 @@ def read_status(spec: PoolSpec, plugin: str) -> dict[str, Any]:
         doc, problem = None, f"cannot read {state.status_path}: {_why(exc)}"
     if doc is None or doc.get("schema") != STATUS_SCHEMA:
         doc = _discovered_doc(spec, plugin)
-    _sanitize_status(doc)
+    normalize_status(doc)
     if problem is not None:
         doc.setdefault("errors", []).append(problem)
     supervisor = doc["supervisor"]
@@ -349,27 +350,11 @@ def _state_dir_unwritable(root: Path) -> str | None:
     return None
 
 
-def _sanitize_status(doc: dict[str, Any]) -> None:
-    """Give a document read from disk the shape the code below relies on: a
-    status.json from another version, or damaged, must still render."""
-    if not isinstance(doc.get("supervisor"), dict):
-        doc["supervisor"] = {}
-    sessions = doc.get("sessions")
-    doc["sessions"] = (
-        [s for s in sessions if isinstance(s, dict)] if isinstance(sessions, list) else []
-    )
-    for key in ("errors", "notes", "degraded"):
-        value = doc.get(key)
-        if value is not None and not isinstance(value, list):
-            doc[key] = [value]
-
-
 def _discovered_doc(spec: PoolSpec, plugin: str) -> dict[str, Any]:
-    from wirepool._status import SessionStatus
     from wirepool.discovery import as_discovery
     from wirepool.eligibility import Always, as_eligibility
 
-    sessions: list[dict[str, Any]] = []
+    sessions: list[SessionStatus] = []
     errors: list[str] = []
     try:
         found = list(as_discovery(spec.discovery).discover())
@@ -394,17 +379,16 @@ def _discovered_doc(spec: PoolSpec, plugin: str) -> dict[str, Any]:
                 state=state,
                 reason=reason,
                 attrs=session.attrs,
-            ).to_json()
+            )
         )
-    return {
-        "schema": STATUS_SCHEMA,
-        "plugin": plugin,
-        "state_dir": str(spec.state_dir),
-        "updated_at": None,
-        "supervisor": {"pid": None, "running": False},
-        "sessions": sessions,
-        "errors": errors,
-    }
+    return status_document(
+        plugin=plugin,
+        state_dir=str(spec.state_dir),
+        sessions=sessions,
+        supervisor={"pid": None, "running": False},
+        updated_at=None,
+        errors=errors,
+    )
 
 
 def _fmt_exit(last: Any) -> str:
