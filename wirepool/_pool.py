@@ -139,7 +139,7 @@ class SessionPool:
             timer is then only a net under the events.  None: always
             ``rescan_interval``.
         sweep_interval: seconds between safety sweeps (identity re-checks,
-            log rotation) -- a net under the event path, not the engine.
+            a look at live logs) -- a net under the event path, not the engine.
         spawn_limit: the pool-wide spawn rate limit.
         clock: time source (:class:`wirepool.testing.MockClock` in tests).
         durable: fsync the state writes that must survive a power loss (a
@@ -669,6 +669,15 @@ class SessionPool:
         if fd is not None and self._selector is not None:
             self._selector.register(fd, selectors.EVENT_READ, slot.session.name)
             self._fd_owner[fd] = slot.session.name
+        try:
+            self.spawner.observe(slot.session, worker)
+        except Exception as exc:  # its log goes unbounded; the child is still watched
+            self._log_once(
+                f"observe:{slot.session.name}:{exc}",
+                "session {!r}: its log is not kept to size: {}",
+                slot.session.name,
+                _describe(exc),
+            )
 
     def _unwatch(self, slot: _Slot) -> Worker | None:
         worker = slot.worker
@@ -680,6 +689,8 @@ class SessionPool:
             if self._selector is not None:
                 with contextlib.suppress(KeyError, ValueError):
                     self._selector.unregister(fd)
+        with contextlib.suppress(Exception):
+            self.spawner.unobserve(slot.session, worker)
         worker.close()
         slot.worker = None
         slot.kill_at = None
@@ -1062,7 +1073,8 @@ class SessionPool:
 
     def _sweep(self) -> None:
         """The net under the event path: catch an exit whose event was lost,
-        a worker with no exit fd, and rotate live logs."""
+        a worker with no exit fd, and have the spawner look at live logs
+        (it copies nothing here: a background thread does)."""
         self._next_sweep = self.clock.monotonic() + self.sweep_interval
         for slot in list(self._slots.values()):
             worker = slot.worker
@@ -1478,6 +1490,7 @@ class SessionPool:
             ("stop the children", self._stop_all if stop_children else lambda: None),
             ("write the final state", lambda: self._final_publish(stop_children)),
             ("detach from the children", self._detach_all),
+            ("stop keeping the logs", self.spawner.close),
             (
                 "announce the stop",
                 lambda: self._emit(
