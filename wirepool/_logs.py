@@ -17,10 +17,10 @@ once.  When a log has passed ``max_bytes`` it copies the log's tail into
 ``<log>.1`` (at most ``2 * max_bytes``, and only the last ``max_bytes`` of a
 log larger than that, so a 3 GB log costs what a 10 MB one does) and
 truncates the live file through its descriptor; the child's ``O_APPEND``
-writes go on at the new end.  While logs keep growing it looks again after
-:data:`SETTLE` seconds, not after every write, so a flooding child costs the
-supervisor a few wake-ups per second, not one per write.  The pool's loop
-thread never copies, truncates or scans a log.
+writes go on at the new end.  It looks at growing logs at most once per
+:data:`SETTLE` seconds, so a flooding child costs the supervisor 200
+wake-ups a second, not one per write.  The pool's loop thread never copies,
+truncates or scans a log.
 
 **The overshoot.**  A file has no back pressure: between two looks the child
 writes what it writes.  A live log stays below ``max_bytes`` plus what its
@@ -420,6 +420,7 @@ class LogKeeper:
         ino_fd = self._open_inotify()
         if ino_fd is not None:
             poller.register(ino_fd, select.POLLIN)
+        last_look = float("-inf")
         while True:
             polled = [d for d, info in self._dirs.items() if info.wd is None]
             ready = poller.poll(self.poll * 1000 if polled else None)
@@ -427,21 +428,27 @@ class LogKeeper:
                 if self._closed:
                     return
             try:
-                with contextlib.suppress(OSError):
-                    while os.read(self._wake_r, 4096):
-                        pass
-                due = self._apply_requests()
+                woken = {fd for fd, _ in ready}
+                due: set[str] = set()
+                if self._wake_r in woken:  # a request comes with a poke
+                    with contextlib.suppress(OSError):
+                        while os.read(self._wake_r, 4096):
+                            pass
+                    due = self._apply_requests()
                 grew: set[str] = set()
-                if any(fd == ino_fd for fd, _ in ready):
+                if ino_fd in woken:
+                    # At most one look per `settle` at growing logs: a
+                    # flood's writes wake us once per pause, not per write,
+                    # while a line now and then is looked at at once.
+                    pause = last_look + self.settle - time.monotonic()
+                    if pause > 0:
+                        time.sleep(pause)
+                    last_look = time.monotonic()
                     grew = self._modified()
                 if not ready:
                     due |= {k for k, log in self._logs.items() if log.dir_key in polled}
                 for key in due | grew:
                     self._check(key)
-                if grew:
-                    # A log that grows now may grow on: look again after a
-                    # pause, not after every write (a flood would spin us).
-                    time.sleep(self.settle)
             except Exception as exc:  # never die of one bad pass: say so once, go on
                 self._say_once(f"pass:{type(exc).__name__}:{exc}", "log keeper: {}", exc)
                 time.sleep(0.1)
