@@ -23,8 +23,9 @@ Output goes straight from the child to a per-session log file (no Python in
 the data path, nothing that breaks when the supervisor restarts).  While the
 pool watches a child, one background thread keeps its log within
 ``log_max_bytes``, copy-truncate style, reacting to the log's growth: a live
-log passes the limit by at most what its child writes in a few milliseconds
-(about 15 MB at 1 GB/s), and nothing is copied on the pool's loop thread.
+log passes the limit by what its child writes in about 10 ms (35-55 MB for
+a child writing 5 GB/s, more when every core is busy), and nothing is
+copied on the pool's loop thread.
 Logs live in a directory only the supervisor's user can write; one that
 others can write is refused and the children's output discarded.  See
 :mod:`wirepool._logs`.
@@ -245,8 +246,8 @@ class Spawner(ABC):
     #: that group or others can write, is refused: children start with their
     #: output discarded, and a warning says why.
     log_dir: Path | None = None
-    #: A live log is kept within this many bytes (plus a few milliseconds of
-    #: the child's output) while the pool watches its child; 0: unbounded.
+    #: A live log is kept within this many bytes (plus about 10 ms of the
+    #: child's output) while the pool watches its child; 0: unbounded.
     log_max_bytes: int = 10 * 1024 * 1024
     #: How many rotated copies (``<log>.1`` ...) are kept.
     log_backups: int = 3
@@ -478,8 +479,9 @@ class CommandSpawner(Spawner):
             how many rotated copies are kept.  While the pool watches a
             child, a background thread copy-truncates its log as soon as it
             passes ``log_max_bytes``: the live log stays within the limit
-            plus what the child writes in a few milliseconds (about 15 MB
-            for a child writing 1 GB/s; ``benchmarks/README.md``).
+            plus what the child writes in about 10 ms (35-55 MB for a child
+            writing 5 GB/s, 1-2 MB at 140 MB/s; more when every core is
+            busy and the thread waits for one; ``benchmarks/README.md``).
         log_dir: where logs go (default: ``<state dir>/logs``).  It must be
             owned by the supervisor's user and not writable by group or
             others (a shared ``/tmp``-like directory lets anyone plant
