@@ -348,9 +348,10 @@ class LogKeeper:
         return thread.native_id if thread is not None else None
 
     @property
-    def running(self) -> bool:
-        thread = self._thread
-        return thread is not None and thread.is_alive()
+    def closed(self) -> bool:
+        """Closed, or its thread ended: it keeps nothing any more."""
+        with self._lock:
+            return self._closed
 
     def watch(self, key: str, token: int, dir_fd: int, name: str, fd: int) -> None:
         """Keep the log ``name`` in directory ``dir_fd``, open as ``fd``,
@@ -418,6 +419,8 @@ class LogKeeper:
     def _run(self) -> None:
         try:
             self._serve()
+        except BaseException as exc:  # not one pass failing: the thread itself
+            logger.opt(exception=exc).error("log keeper stopped: {}", exc)
         finally:
             with self._lock:
                 self._closed = True

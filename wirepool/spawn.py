@@ -318,7 +318,7 @@ class Spawner(ABC):
         except BaseException:
             os.close(dir_fd)
             raise
-        if self._log_keeper is None:
+        if self._log_keeper is None or self._log_keeper.closed:  # none yet, or it died
             self._log_keeper = LogKeeper(self.log_max_bytes, self.log_backups)
         self._log_keeper.watch(session.name, worker.pid, dir_fd, path.name, fd)
 
