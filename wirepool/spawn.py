@@ -25,10 +25,9 @@ pool watches a child, one background thread keeps its log within
 ``log_max_bytes``, copy-truncate style, reacting to the log's growth: a live
 log passes the limit by what its child writes in about 10 ms (35-55 MB for
 a child writing 5 GB/s, more when every core is busy), and nothing is
-copied on the pool's loop thread.
-Logs live in a directory only the supervisor's user can write; one that
-others can write is refused and the children's output discarded.  See
-:mod:`wirepool._logs`.
+copied on the pool's loop thread.  Logs live in a directory only the
+supervisor's user can write; one that others can write is refused and the
+children's output discarded.  See :mod:`wirepool._logs`.
 """
 
 from __future__ import annotations
