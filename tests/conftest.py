@@ -249,6 +249,16 @@ def services(tmp_path: Path) -> Services:
 
 
 @pytest.fixture
+def lax_umask() -> Iterator[None]:
+    """umask 0: whatever ends up owner-only is so on purpose, not by umask."""
+    old = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@pytest.fixture
 def tracker() -> Iterator[Tracker]:
     t = Tracker()
     try:

@@ -343,7 +343,7 @@ def test_rotate_log_copy_truncate_keeps_an_appending_writer_at_the_new_end(
     log = tmp_path / "s.log"
     with open(log, "ab", buffering=0) as writer:  # like a child's O_APPEND stdout
         writer.write(b"before rotation\n" * 10)
-        assert rotate_log(log, max_bytes=16, backups=2, copy_truncate=True)
+        assert rotate_log(log, max_bytes=100, backups=2, copy_truncate=True)
         assert log.stat().st_size == 0
         writer.write(b"after\n")
         # Appending: the write lands at the new end, not at the old offset
@@ -356,10 +356,21 @@ def test_rotate_log_copy_truncate_shifts_older_copies(tmp_path: Path) -> None:
     log = tmp_path / "s.log"
     (tmp_path / "s.log.1").write_bytes(b"older")
     log.write_bytes(b"y" * 100)
-    assert rotate_log(log, max_bytes=10, backups=2, copy_truncate=True)
+    assert rotate_log(log, max_bytes=60, backups=2, copy_truncate=True)
     assert (tmp_path / "s.log.1").read_bytes() == b"y" * 100
     assert (tmp_path / "s.log.2").read_bytes() == b"older"
     assert log.exists()
+    assert log.stat().st_size == 0
+
+
+def test_rotate_log_copy_truncate_of_a_huge_log_copies_only_its_tail(tmp_path: Path) -> None:
+    # Up to twice the limit the whole log is kept (nothing lost when the
+    # keeper is prompt); beyond that only the last max_bytes are copied, so
+    # a 3 GB log costs no more to rotate than a 10 MB one.
+    log = tmp_path / "s.log"
+    log.write_bytes(b"old" * 1000 + b"the tail")
+    assert rotate_log(log, max_bytes=8, backups=1, copy_truncate=True)
+    assert (tmp_path / "s.log.1").read_bytes() == b"the tail"
     assert log.stat().st_size == 0
 
 

@@ -265,11 +265,11 @@ class _PoolCore:
 
 
 def _raise_fd_limit() -> None:
-    """Every child costs the supervisor one pidfd (and Popen a pipe while it
-    starts): the common soft limit of 1 024 descriptors would cap a pool
-    just under a thousand sessions, with "Too many open files" as the only
-    clue.  Raise the soft limit to the hard one, and say so if even that is
-    low."""
+    """Every child costs the supervisor two descriptors, its pidfd and its
+    log's (held by the log keeper), and Popen a pipe while it starts: the
+    common soft limit of 1 024 descriptors would cap a pool near five hundred
+    sessions, with "Too many open files" as the only clue.  Raise the soft
+    limit to the hard one, and say so if even that is low."""
     try:
         import resource
     except ImportError:  # pragma: no cover - not POSIX
@@ -287,7 +287,7 @@ def _raise_fd_limit() -> None:
             "open-file limit is {}: a pool can supervise at most about {} children "
             "(raise the hard limit, e.g. LimitNOFILE= or ulimit -Hn)",
             soft,
-            soft - 64,
+            (soft - 64) // 2,
         )
 
 

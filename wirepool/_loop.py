@@ -218,7 +218,8 @@ class _Loop(_DiscoveryDriver):
 
     def _sweep(self) -> None:
         """The net under the event path: catch an exit whose event was lost,
-        a worker with no exit fd, and rotate live logs."""
+        a worker with no exit fd, and have the spawner look at live logs
+        (it copies nothing here: a background thread does)."""
         self._next_sweep = self.clock.monotonic() + self.sweep_interval
         for slot in list(self._slots.values()):
             worker = slot.worker
@@ -336,6 +337,7 @@ class _Loop(_DiscoveryDriver):
         steps: list[tuple[str, Callable[[], None]]] = [
             ("write the final state", lambda: self._final_publish(stop_children)),
             ("detach from the children", self._detach_all),
+            ("stop keeping the logs", self.spawner.close),
             (
                 "announce the stop",
                 lambda: self._emit(

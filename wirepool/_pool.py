@@ -67,7 +67,7 @@ class SessionPool(_Loop):
             timer is then only a net under the events.  None: always
             ``rescan_interval``.
         sweep_interval: seconds between safety sweeps (identity re-checks,
-            log rotation) -- a net under the event path, not the engine.
+            a look at live logs) -- a net under the event path, not the engine.
         spawn_limit: the pool-wide spawn rate limit.
         clock: time source (:class:`wirepool.testing.MockClock` in tests).
         durable: fsync the state writes that must survive a power loss (a

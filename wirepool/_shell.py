@@ -227,6 +227,15 @@ class _SessionShell(_Publisher):
         if fd is not None and self._selector is not None:
             self._selector.register(fd, selectors.EVENT_READ, slot.session.name)
             self._fd_owner[fd] = slot.session.name
+        try:
+            self.spawner.observe(slot.session, worker)
+        except Exception as exc:  # its log goes unbounded; the child is still watched
+            self._log_once(
+                f"observe:{slot.session.name}:{exc}",
+                "session {!r}: its log is not kept to size: {}",
+                slot.session.name,
+                _describe(exc),
+            )
 
     def _unwatch(self, slot: _Slot) -> Worker | None:
         worker = slot.worker
@@ -238,6 +247,8 @@ class _SessionShell(_Publisher):
             if self._selector is not None:
                 with contextlib.suppress(KeyError, ValueError):
                     self._selector.unregister(fd)
+        with contextlib.suppress(Exception):
+            self.spawner.unobserve(slot.session, worker)
         worker.close()
         slot.worker = None
         slot.next_probe = None

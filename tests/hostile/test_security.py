@@ -9,7 +9,6 @@ import os
 import stat
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,16 +30,6 @@ from wirepool import (
 from wirepool._store import StateDir, acquire_lock
 
 ROOT = os.geteuid() == 0
-
-
-@pytest.fixture
-def lax_umask() -> Iterator[None]:
-    """umask 0: whatever ends up owner-only is so on purpose, not by umask."""
-    old = os.umask(0)
-    try:
-        yield
-    finally:
-        os.umask(old)
 
 
 def _mode(path: Path) -> int:
