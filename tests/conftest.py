@@ -11,9 +11,11 @@ import contextlib
 import ctypes
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -29,6 +31,28 @@ from wirepool._proc import ProcessIdentity, cmdline, identity_of, is_alive, sign
 # would be group-writable -- refused, and rightly (tests that want a lax
 # umask set one themselves).
 os.umask(0o022)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every temporary file of the run -- pytest's own, ours, and those of
+    the supervisors the tests start and sometimes SIGKILL on purpose (which
+    then leave multiprocess's ``pymp-*`` directory behind) -- goes under one
+    directory, removed when the run ends.  0755: tests that act as a second
+    user must be able to reach what they plant."""
+    base = tempfile.mkdtemp(prefix="wirepool-tests-")
+    os.chmod(base, 0o755)
+    config.stash[_TMP_KEY] = base
+    os.environ["TMPDIR"] = base
+    tempfile.tempdir = None  # read TMPDIR again
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    base = config.stash.get(_TMP_KEY, None)
+    if base is not None:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+_TMP_KEY = pytest.StashKey[str]()
 
 BIN = Path(sys.executable).parent
 WIREPOOL = [sys.executable, "-m", "wirepool"]
