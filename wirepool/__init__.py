@@ -14,9 +14,10 @@ from __future__ import annotations
 from loguru import logger
 
 from wirepool._clock import Clock, SystemClock
-from wirepool._events import Event, EventStream
+from wirepool._events import Event, EventKind, EventStream
 from wirepool._pool import SessionPool
 from wirepool._proc import ProcessIdentity
+from wirepool._session import Phase
 from wirepool._status import SessionStatus, Snapshot
 from wirepool._types import ExitStatus, Session, Verdict
 from wirepool._version import VERSION as __version__
@@ -63,6 +64,7 @@ __all__ = [
     "Eligibility",
     "Environment",
     "Event",
+    "EventKind",
     "EventStream",
     "ExitStatus",
     "Guard",
@@ -72,6 +74,7 @@ __all__ = [
     "LockHeldError",
     "NoDownFile",
     "NoHealthCheck",
+    "Phase",
     "PidfileCheck",
     "Plugin",
     "PluginError",

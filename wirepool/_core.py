@@ -34,7 +34,7 @@ from loguru import logger
 
 from wirepool import _session
 from wirepool._clock import Clock, SystemClock
-from wirepool._events import Event
+from wirepool._events import Event, EventKind
 from wirepool._reaper import OrphanReaper
 from wirepool._session import SessionState
 from wirepool._status import Snapshot
@@ -48,6 +48,31 @@ from wirepool.restart import RestartPolicy, SpawnRateLimit
 from wirepool.spawn import Spawner, Worker, safe_filename
 
 OnExit = Literal["leave", "stop"]
+
+
+# What other threads and signal handlers ask of the loop (through the wake
+# pipe); the loop alone acts on them.
+@dataclass(frozen=True, slots=True)
+class StopCommand:
+    children: bool | None = None  # None: as ``on_exit`` says
+
+
+@dataclass(frozen=True, slots=True)
+class RescanCommand:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ResetCommand:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReapCommand:
+    """A child (or an orphan below us) exited: SIGCHLD."""
+
+
+Command = StopCommand | RescanCommand | ResetCommand | ReapCommand
 
 
 class StartupInterrupted(BaseException):
@@ -158,7 +183,7 @@ class _PoolCore:
 
         self._slots: dict[str, _Slot] = {}
         self._fd_owner: dict[int, str] = {}
-        self._commands: deque[tuple[str, Any]] = deque()
+        self._commands: deque[Command] = deque()
         self._listeners: list[Callable[[Event], None]] = []
         self._lock_fd: int | None = None
         self._thread: threading.Thread | None = None
@@ -193,6 +218,7 @@ class _PoolCore:
         self._last_status_write = float("-inf")
         self._snap_cond = threading.Condition()
         self._poke_lock = threading.Lock()
+        self._signal_wakeup = False  # run_forever: signals write to the wake pipe
         self._snapshot = Snapshot({}, os.getpid(), False, 0.0)
         self._generation = 0
         self._errors_seen: set[str] = set()
@@ -205,8 +231,8 @@ class _PoolCore:
         self._starting = False
         self._ready = threading.Event()
 
-    def _post(self, command: str, arg: Any) -> None:
-        self._commands.append((command, arg))
+    def _post(self, command: Command) -> None:
+        self._commands.append(command)
         self._poke()
 
     def _poke(self) -> None:
@@ -219,7 +245,7 @@ class _PoolCore:
 
     def _emit(
         self,
-        kind: str,
+        kind: EventKind,
         session: Session | None = None,
         pid: int | None = None,
         reason: str = "",
@@ -227,7 +253,7 @@ class _PoolCore:
         data: Mapping[str, Any] | None = None,
     ) -> None:
         event = Event(
-            kind,
+            kind.value,  # a plain string in what embedders and --json see
             session.name if session else None,
             pid,
             reason,
@@ -235,9 +261,9 @@ class _PoolCore:
             dict(data or {}),
         )
         self._status_dirty = True
-        logger.bind(event=kind, session=event.session, pid=pid).info(
+        logger.bind(event=event.kind, session=event.session, pid=pid).info(
             "{}{}{}{}",
-            kind,
+            event.kind,
             f" {event.session!r}" if event.session else "",
             f" pid {pid}" if pid else "",
             f": {reason}" if reason else "",

@@ -8,23 +8,43 @@ happens between opening it and waiting on it is never missed.
 
 from __future__ import annotations
 
+import enum
 import queue
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Event", "EventStream"]
+__all__ = ["Event", "EventKind", "EventStream"]
+
+
+class EventKind(enum.StrEnum):
+    """What an :class:`Event` says happened (its ``kind``, and the
+    ``event`` field of ``run --json``: the value, unchanged)."""
+
+    SUPERVISOR_STARTED = "supervisor_started"
+    ADOPTED = "adopted"
+    SPAWNED = "spawned"
+    EXITED = "exited"
+    BACKOFF = "backoff"
+    FAILED = "failed"
+    UNHEALTHY = "unhealthy"
+    INELIGIBLE = "ineligible"
+    RELEASED = "released"
+    STOPPED = "stopped"
+    FORGOTTEN = "forgotten"
+    RESET = "reset"
+    DOWN = "down"
+    UP = "up"
+    SUPERVISOR_STOPPED = "supervisor_stopped"
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
     """One thing the pool did, as ``wirepool run --json`` prints it.
 
-    ``kind`` is one of: ``supervisor_started``, ``adopted``, ``spawned``,
-    ``exited``, ``backoff``, ``failed``, ``unhealthy``, ``ineligible``,
-    ``released``, ``stopped``, ``forgotten``, ``reset``,
-    ``supervisor_stopped``.
+    ``kind`` is the value of an :class:`EventKind` (a plain string, so that
+    ``event.kind == "exited"`` reads as it always did).
     """
 
     kind: str
@@ -47,7 +67,7 @@ class Event:
 
 
 #: the last event a pool emits; a stream ends after delivering it
-FINAL_EVENT = "supervisor_stopped"
+FINAL_EVENT = EventKind.SUPERVISOR_STOPPED.value
 
 
 class EventStream:

@@ -7,16 +7,27 @@ transitions as any other stop, then the lock released.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import selectors
+import signal
 import sys
 import time
 from collections.abc import Callable
 
 from loguru import logger
 
-from wirepool._core import StartupInterrupted, _raise_fd_limit
+from wirepool._core import (
+    ReapCommand,
+    RescanCommand,
+    ResetCommand,
+    StartupInterrupted,
+    StopCommand,
+    _raise_fd_limit,
+    _Slot,
+)
 from wirepool._discover import _DiscoveryDriver
+from wirepool._events import EventKind
 from wirepool._proc import identity_of
 from wirepool._session import KillDue, LetGo, StopRequested
 from wirepool._store import acquire_lock, atomic_write_json
@@ -72,7 +83,7 @@ class _Loop(_DiscoveryDriver):
 
     def _run(self) -> None:
         try:
-            self._emit("supervisor_started", data={"state_dir": str(self.state.root)})
+            self._emit(EventKind.SUPERVISOR_STARTED, data={"state_dir": str(self.state.root)})
             self._recover()
             self._discover_pass()
             self._starting = False  # a signal from now on is the loop's to act on
@@ -131,6 +142,8 @@ class _Loop(_DiscoveryDriver):
         self._handle_commands()
 
     def _timeout(self) -> float | None:
+        if self._commands:
+            return 0.0  # posted before the wake pipe could say so
         if self._draining:
             # The stop runs on real time (a test's mock clock may stand
             # still), and looks again five times a second: only while
@@ -203,18 +216,18 @@ class _Loop(_DiscoveryDriver):
 
     def _handle_commands(self) -> None:
         while self._commands:
-            command, arg = self._commands.popleft()
-            if command == "stop":
-                if arg is not None:
-                    self._stop_children_on_exit = bool(arg)
-                if not self._draining:
-                    self._end()
-            elif command == "rescan":
-                self._next_rescan = 0.0
-            elif command == "reset":
-                self._reset(str(arg))
-            elif command == "reap":
-                self._reaper.reap(self._worker_pids())
+            match self._commands.popleft():
+                case StopCommand(children):
+                    if children is not None:
+                        self._stop_children_on_exit = children
+                    if not self._draining:
+                        self._end()
+                case RescanCommand():
+                    self._next_rescan = 0.0
+                case ResetCommand(name):
+                    self._reset(name)
+                case ReapCommand():
+                    self._reaper.reap(self._worker_pids())
 
     def _sweep(self) -> None:
         """The net under the event path: catch an exit whose event was lost,
@@ -280,40 +293,61 @@ class _Loop(_DiscoveryDriver):
 
     def _drain_step(self) -> None:
         real, now = time.monotonic(), self.clock.monotonic()
-        workers = [s for s in self._slots.values() if s.worker is not None]
+        if real >= self._drain_give_up_at:
+            # First, before anything that could fail: the stop is bounded.
+            left = [s.worker.pid for s in self._slots.values() if s.worker is not None]
+            left += self._reaper.orphans(set(left))
+            if left:
+                logger.error(
+                    "{} process(es) outlived SIGKILL ({}); stopping anyway", len(left), left
+                )
+            self._finish_drain()
+            return
         due = real >= self._drain_kill_at
-        for slot in workers:
-            worker = slot.worker
-            assert worker is not None
-            # The blind (no exit fd) are polled; once the grace is over,
-            # everyone, in case an exit event was lost.
-            if due or worker.fileno() not in self._fd_owner:
-                status = worker.poll()
-                if status is not None:
-                    self._on_exit(slot, status)
-                    continue
-            run = slot.state.running
-            if due and not self._drain_killed and run is not None and run.kill_at is not None:
-                self._apply(slot, KillDue(), max(now, run.kill_at))
+        for slot in [s for s in self._slots.values() if s.worker is not None]:
+            try:
+                self._drain_one(slot, now, due)
+            except Exception as exc:  # one child's trouble must not hold the stop
+                self._log_once(f"drain:{exc}", "stopping {!r}: {}", slot.session.name, exc)
         if due:
             self._drain_killed = True
         if any(s.worker is not None for s in self._slots.values()):
-            if real >= self._drain_give_up_at:
-                left = [s.worker.pid for s in self._slots.values() if s.worker is not None]
-                logger.error(
-                    "{} child(ren) outlived SIGKILL ({}); stopping anyway", len(left), left
-                )
-                self._finish_drain()
             return
-        # Then what they left behind outside their groups (wirepool._reaper).
+        # Then what they left behind outside their groups (wirepool._reaper):
+        # SIGTERM now, SIGKILL once the children's grace is over (and at
+        # least a second after the SIGTERM), all within the same bound.
         reaper = self._reaper
         if self._drain_orphans_at is None:
-            self._drain_orphans_at = real + self.stop_grace + 2.0
-            reaper.stop(set(), real)
+            self._drain_orphans_at = max(self._drain_kill_at, real + 1.0)
+        reaper.stop(set(), real)
         reaper.reap(set())
-        reaper.escalate(real)
-        if not reaper.orphans(set()) or real >= self._drain_orphans_at:
+        if real >= self._drain_orphans_at:
+            reaper.escalate(math.inf)
+        if not reaper.orphans(set()):
             self._finish_drain()
+
+    def _drain_one(self, slot: _Slot, now: float, due: bool) -> None:
+        worker = slot.worker
+        assert worker is not None
+        # The blind (no exit fd) are polled; once the grace is over,
+        # everyone, in case an exit event was lost.
+        if due or worker.fileno() not in self._fd_owner:
+            status = worker.poll()
+            if status is not None:
+                self._on_exit(slot, status)
+                return
+        if not due or self._drain_killed:
+            return
+        run = slot.state.running
+        if run is not None and run.kill_at is not None:
+            self._apply(slot, KillDue(), max(now, run.kill_at))
+        elif worker.owned:
+            # Its machine never asked for the stop (a bug, if it happens):
+            # the stop still ends every child of ours, as it always did.
+            logger.error(
+                "session {!r}: pid {} not stopping; SIGKILL", slot.session.name, worker.pid
+            )
+            worker.kill()
 
     def _finish_drain(self) -> None:
         self._draining = False
@@ -341,7 +375,8 @@ class _Loop(_DiscoveryDriver):
             (
                 "announce the stop",
                 lambda: self._emit(
-                    "supervisor_stopped", data={"children": "stopped" if stop_children else "left"}
+                    EventKind.SUPERVISOR_STOPPED,
+                    data={"children": "stopped" if stop_children else "left"},
                 ),
             ),
             ("close the event sources", self._close_sources),
@@ -365,6 +400,11 @@ class _Loop(_DiscoveryDriver):
                 slot.worker.detach()
 
     def _close_sources(self) -> None:
+        if self._signal_wakeup:
+            # Before the pipe is closed: the kernel would go on writing to
+            # its number, reused by then for who knows what.
+            signal.set_wakeup_fd(-1)
+            self._signal_wakeup = False
         if self._watcher is not None:
             self._watcher.close()
         if self._selector is not None:

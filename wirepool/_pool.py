@@ -34,7 +34,7 @@ from typing import Any
 
 from loguru import logger
 
-from wirepool._core import StartupInterrupted
+from wirepool._core import ReapCommand, RescanCommand, ResetCommand, StartupInterrupted, StopCommand
 from wirepool._events import Event, EventStream
 from wirepool._loop import _Loop
 from wirepool._status import Snapshot
@@ -114,7 +114,7 @@ class SessionPool(_Loop):
 
     def stop(self, *, children: bool | None = None, timeout: float | None = None) -> None:
         """Stop the loop; ``children`` overrides ``on_exit`` for this stop."""
-        self._post("stop", children)
+        self._post(StopCommand(children))
         if self._thread is not None and threading.current_thread() is not self._thread:
             self._thread.join(timeout)
 
@@ -134,14 +134,19 @@ class SessionPool(_Loop):
         previous: dict[signal.Signals, Any] = {}
 
         def on_signal(signum: int, _frame: object) -> None:
+            # No lock and no write here: a handler can run inside another
+            # (a burst of SIGCHLD as every child stops), or while this very
+            # thread holds the wake pipe's lock -- which deadlocked a stop.
+            # Appending is atomic; the kernel-level wakeup fd set below
+            # wakes the loop.
             if signum == signal.SIGCHLD:
-                self._post("reap", None)
+                self._commands.append(ReapCommand())
                 return
             if signum == signal.SIGHUP:
-                self._post("rescan", None)
+                self._commands.append(RescanCommand())
                 return
             children = True if signum == signal.SIGUSR1 else None
-            self._post("stop", children)
+            self._commands.append(StopCommand(children))
             if self._starting:
                 # Only the loop reads posted commands, and start-up may be
                 # long before it: a plugin's discovery on a slow
@@ -164,10 +169,16 @@ class SessionPool(_Loop):
             previous[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, on_signal)
         try:
             self._open()
+            assert self._wake_w is not None
+            signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+            self._signal_wakeup = True  # undone before the pipe is closed
             self._run()
         except StartupInterrupted as exc:  # before the lock was ours: nothing to undo
             logger.info("{} before start-up finished; not starting", exc)
         finally:
+            if self._signal_wakeup:  # the shutdown normally undid it
+                signal.set_wakeup_fd(-1)
+                self._signal_wakeup = False
             self._reaper.disable()
             self._starting = False
             for sig, handler in previous.items():
@@ -177,11 +188,11 @@ class SessionPool(_Loop):
 
     def rescan(self) -> None:
         """Run a discovery pass now."""
-        self._post("rescan", None)
+        self._post(RescanCommand())
 
     def reset(self, name: str) -> None:
         """Clear a session's failure streak and ``failed`` mark (operator reset)."""
-        self._post("reset", name)
+        self._post(ResetCommand(name))
 
     def snapshot(self) -> Snapshot:
         with self._snap_cond:

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from wirepool._events import EventKind
 from wirepool._types import ExitStatus, Verdict
 from wirepool.restart import RestartPolicy, Streak
 
@@ -319,7 +320,7 @@ class PlanNow:
 
 @dataclass(frozen=True, slots=True)
 class Emit:
-    kind: str
+    kind: EventKind
     reason: str = ""
     data: dict[str, Any] | None = None
 
@@ -400,7 +401,7 @@ def _step(
         case Checked(verdict):
             was_eligible = s.checked and s.verdict.eligible
             if was_eligible and not verdict.eligible and s.running is None:
-                out.append(Emit("ineligible", verdict.reason))
+                out.append(Emit(EventKind.INELIGIBLE, verdict.reason))
             return replace(s, verdict=verdict, checked=True)
         case CheckFailed(why):
             if s.checked or s.running is not None:
@@ -434,14 +435,14 @@ def _step(
                 starts=s.starts + 1,
                 running=Running(owned=True, adopted=False, spawned_at=now),
             )
-            out.append(Emit("spawned", data={"restarts": s.restarts}))
+            out.append(Emit(EventKind.SPAWNED, data={"restarts": s.restarts}))
             return _phase(s, Phase.RUNNING, "started")
         case SpawnFailed(reason):
             return _after_failure(s, None, now, reason, policy, out)
         case Adopted(owned, why):
             _no_child_yet(s, event)
             s = replace(s, running=Running(owned=owned, adopted=True, why=why))
-            out.append(Emit("adopted", why, {"owned": owned}))
+            out.append(Emit(EventKind.ADOPTED, why, {"owned": owned}))
             return _phase(s, Phase.ADOPTED, why)
         case AdoptFailed():
             out.append(PlanNow())
@@ -475,7 +476,7 @@ def _step(
                 return s
             return replace(s, running=replace(s.running, health_failures=0))
         case Reset():
-            out.append(Emit("reset"))
+            out.append(Emit(EventKind.RESET))
             out.append(PlanNow())
             return replace(
                 s,
@@ -498,13 +499,13 @@ def _step(
             if s.down:
                 return s
             s = replace(s, down=True, down_since=wall)
-            out.append(Emit("down"))
+            out.append(Emit(EventKind.DOWN))
             out.append(PlanNow())
             return s
         case Up():
             if not s.down:
                 return s
-            out.append(Emit("up"))
+            out.append(Emit(EventKind.UP))
             out.append(PlanNow())
             return replace(s, down=False, down_since=None, streak=Streak(), next_start=0.0, held="")
     raise TypeError(f"not a session event: {event!r}")  # pragma: no cover
@@ -560,7 +561,7 @@ def _decide(s: SessionState, now: float, policy: Policy, out: list[Action]) -> S
             return _phase(s, Phase.ADOPTED, run.why or "adopted")  # wanted again
         return s
     if gone:
-        out.append(Emit("forgotten", "session gone"))
+        out.append(Emit(EventKind.FORGOTTEN, "session gone"))
         out.append(Forget())
         return s
     if s.vanished_at is not None:
@@ -581,7 +582,7 @@ def _decide(s: SessionState, now: float, policy: Policy, out: list[Action]) -> S
 def _let_go(s: SessionState, reason: str, out: list[Action]) -> SessionState:
     if s.running is None or s.running.owned:
         return s  # ours are stopped, never just let go
-    out.append(Emit("released", reason))
+    out.append(Emit(EventKind.RELEASED, reason))
     out.append(Release())
     return _phase(replace(s, running=None), Phase.STOPPED, reason)
 
@@ -607,7 +608,7 @@ def _stop(
     out.append(Terminate(reason))
     out.append(WakeAt(kill_at))
     if not s.verdict.eligible and s.vanished_at is None and not s.down:
-        out.append(Emit("ineligible", reason))
+        out.append(Emit(EventKind.INELIGIBLE, reason))
     return _phase(s, Phase.STOPPING, reason)
 
 
@@ -627,7 +628,7 @@ def _exited(
     stop_reason = run.stop_reason
     out.append(
         Emit(
-            "exited",
+            EventKind.EXITED,
             stop_reason or "",
             {
                 **status.to_json(),
@@ -646,7 +647,7 @@ def _exited(
             replace(s, next_start=now, streak=Streak()), Phase.PENDING, "restarted by operator"
         )
     if stop_reason is not None and not run.stop_as_failure:
-        out.append(Emit("stopped", stop_reason))
+        out.append(Emit(EventKind.STOPPED, stop_reason))
         return _phase(s, Phase.STOPPED, stop_reason)
     return _after_failure(s, lived, now, stop_reason or status.describe(), policy, out)
 
@@ -677,13 +678,13 @@ def _after_failure(
         out.append(WakeAt(s.next_start))
     if decision.give_up:
         why = f"gave up after {decision.streak.failures} rapid failures: {reason}"
-        out.append(Emit("failed", why))
+        out.append(Emit(EventKind.FAILED, why))
         return _phase(replace(s, failed=True, held=why), Phase.FAILED, why)
     if decision.delay > 0:
         why = f"{reason}; rapid failure #{decision.streak.failures}, retry in {decision.delay:.1f}s"
         out.append(
             Emit(
-                "backoff",
+                EventKind.BACKOFF,
                 why,
                 {"delay": round(decision.delay, 3), "streak": decision.streak.failures},
             )
@@ -714,8 +715,8 @@ def _probed(
         unhealthy = f"unhealthy: {reason}"
         assert s.running is not None
         s = replace(s, running=replace(s.running, unhealthy=unhealthy))
-        out.append(Emit("unhealthy", reason))
+        out.append(Emit(EventKind.UNHEALTHY, reason))
         return _stop(s, unhealthy, now, policy, out, as_failure=True)
     if failures == limit:
-        out.append(Emit("unhealthy", f"{reason} (not ours to restart)"))
+        out.append(Emit(EventKind.UNHEALTHY, f"{reason} (not ours to restart)"))
     return s

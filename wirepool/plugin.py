@@ -204,6 +204,41 @@ def duration_callback(ctx: Any, param: Any, value: Any) -> float | None:
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
 
 
+class SpecTail(TypedDict):
+    state_dir: Path
+    on_exit: Literal["leave", "stop"]
+    grace: float
+    stop_grace: float
+    rescan_interval: float
+
+
+def spec_tail(
+    root: Path,
+    *,
+    state_dir: Path | None = None,
+    on_exit: str = "leave",
+    grace: float = 10.0,
+    stop_grace: float = 10.0,
+    rescan_interval: float = 30.0,
+) -> SpecTail:
+    """The part of a plugin's :class:`PoolSpec` every plugin spells the same
+    way, as keyword arguments: the state directory (``ROOT/.wirepool``
+    unless given, made absolute: a pool's id is a hash of its real path),
+    ``on_exit`` (anything but ``"stop"`` leaves the children for the next
+    supervisor) and the timings (:func:`timing_from` reads them from
+    options)::
+
+        PoolSpec(discovery=..., spawner=..., **spec_tail(root, **timing_from(options)))
+    """
+    return {
+        "state_dir": Path(state_dir or Path(root) / ".wirepool").absolute(),
+        "on_exit": "stop" if on_exit == "stop" else "leave",
+        "grace": float(grace),
+        "stop_grace": float(stop_grace),
+        "rescan_interval": float(rescan_interval),
+    }
+
+
 class Timing(TypedDict):
     grace: float
     stop_grace: float

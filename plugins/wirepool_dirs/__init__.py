@@ -63,7 +63,7 @@ from wirepool import (
     Worker,
 )
 from wirepool.eligibility import TrustedDirectory, directory_problem, executable_problem
-from wirepool.plugin import duration_callback, timing_from, timing_options
+from wirepool.plugin import duration_callback, spec_tail, timing_from, timing_options
 from wirepool.spawn import validate_template
 
 __all__ = ["CommandCheck", "DirsPlugin", "GlobDiscovery", "dirs_spec", "parse_command"]
@@ -370,11 +370,14 @@ def dirs_spec(
         discovery=GlobDiscovery(root, pattern, marker=marker),
         eligibility=eligibility,
         spawner=spawner,
-        state_dir=(state_dir or root / ".wirepool").absolute(),
-        on_exit="stop" if on_exit == "stop" else "leave",
-        grace=grace,
-        stop_grace=stop_grace,
-        rescan_interval=rescan_interval,
+        **spec_tail(
+            root,
+            state_dir=state_dir,
+            on_exit=on_exit,
+            grace=grace,
+            stop_grace=stop_grace,
+            rescan_interval=rescan_interval,
+        ),
     )
 
 

@@ -46,7 +46,7 @@ from wirepool import (
 )
 from wirepool._store import read_small
 from wirepool.eligibility import executable_problem, ownership_problem, session_dir_problem
-from wirepool.plugin import timing_from, timing_options
+from wirepool.plugin import spec_tail, timing_from, timing_options
 
 __all__ = ["RunScriptCheck", "ServiceDirPlugin", "read_envdir", "servicedir_spec"]
 
@@ -258,11 +258,14 @@ def servicedir_spec(
         ),
         eligibility=RunScriptCheck() & NoDownFile(),
         spawner=_EnvDirSpawner(["./run"], cwd="{home}"),
-        state_dir=(state_dir or root / ".wirepool").absolute(),
-        on_exit="stop" if on_exit == "stop" else "leave",
-        grace=grace,
-        stop_grace=stop_grace,
-        rescan_interval=rescan_interval,
+        **spec_tail(
+            root,
+            state_dir=state_dir,
+            on_exit=on_exit,
+            grace=grace,
+            stop_grace=stop_grace,
+            rescan_interval=rescan_interval,
+        ),
         # Every verdict comes from `run`, `down` and `env/`, all watched: with
         # inotify working, the timer rescan is only a net.
         watched_rescan_interval=watched_rescan_interval,

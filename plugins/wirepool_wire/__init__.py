@@ -70,7 +70,7 @@ from wirepool import (
 )
 from wirepool._proc import cmdline, create_time, identity_of
 from wirepool.eligibility import TrustedDirectory
-from wirepool.plugin import timing_from, timing_options
+from wirepool.plugin import spec_tail, timing_from, timing_options
 from wirepool_wire import layout
 
 if TYPE_CHECKING:
@@ -451,11 +451,13 @@ def wire_spec(
         health=WireDaemonHealth(
             hung_after if hung_after is not None else max(60.0, 10.0 * interval)
         ),
-        state_dir=(state_dir or root / ".wirepool").absolute(),
-        on_exit="leave",
-        grace=grace,
-        stop_grace=stop_grace,
-        rescan_interval=rescan_interval,
+        **spec_tail(
+            root,
+            state_dir=state_dir,
+            grace=grace,
+            stop_grace=stop_grace,
+            rescan_interval=rescan_interval,
+        ),
         guard=SupervisorPidGuard(root),
         extra={"sessions_root": root, "wire_bin": binary, "max_idle": max_idle},
     )

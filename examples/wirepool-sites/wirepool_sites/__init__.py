@@ -44,7 +44,7 @@ from wirepool import (
     Verdict,
     wait_jitter,
 )
-from wirepool.plugin import timing_from, timing_options
+from wirepool.plugin import spec_tail, timing_from, timing_options
 
 __all__ = ["HttpCheck", "SiteDiscovery", "SitesPlugin", "StaticServer", "ValidSite", "read_site"]
 
@@ -156,6 +156,5 @@ class SitesPlugin(Plugin):
                 wait=wait_jitter(tenacity.wait_exponential(multiplier=0.5, max=30)),
                 stop=tenacity.stop_after_attempt(max_failures) if max_failures else None,
             ),
-            state_dir=root / ".wirepool",
-            **timing_from(options),
+            **spec_tail(root, **timing_from(options)),
         )
