@@ -196,11 +196,14 @@ class _PoolCore:
         self._drain_kill_at = self._drain_give_up_at = 0.0
         self._drain_killed = False
         self._drain_orphans_at: float | None = None
+        self._drain_blind: set[str] = set()
         self._stop_children_on_exit: bool | None = None
         self._next_rescan = 0.0
         self._next_sweep = 0.0
         self._spawn_deferred_until: float | None = None
-        self._wake_at: float | None = None
+        # When each session asked to decide again (a backoff ending, a grace
+        # period, a SIGKILL due): at that time, it alone is planned.
+        self._wakes: dict[str, float] = {}
         self._replan = True
         # Sessions whose child exited, or whose directory changed, since the
         # last plan.  That changes nothing about any other session, so these
@@ -219,6 +222,11 @@ class _PoolCore:
         self._snap_cond = threading.Condition()
         self._poke_lock = threading.Lock()
         self._signal_wakeup = False  # run_forever: signals write to the wake pipe
+        # Orphan work, done once per pass for every exit since (a scan of
+        # our children is O(children)): sessions whose child exited, and
+        # whether a SIGCHLD asked for a reap.
+        self._orphans_of: set[str] = set()
+        self._reap_due = False
         self._snapshot = Snapshot({}, os.getpid(), False, 0.0)
         self._generation = 0
         self._errors_seen: set[str] = set()

@@ -132,9 +132,11 @@ class _Loop(_DiscoveryDriver):
         for key, _ in self._selector.select(timeout):
             tag = key.data
             if tag == "wake":
-                self._replan = True  # a signal or an API call
-            if tag == "wake":
-                self._drain_wake()
+                # A poke (an API call, the clock) plans everything; a signal
+                # alone does not -- every child's exit raises a SIGCHLD, and
+                # its exit fd plans that one session -- its command does.
+                if self._drain_wake():
+                    self._replan = True
             elif tag == "watch":
                 self._on_watch_event()
             else:
@@ -156,8 +158,8 @@ class _Loop(_DiscoveryDriver):
         orphan_kill = self._reaper.next_deadline()
         if orphan_kill is not None:
             deadlines.append(orphan_kill)
-        if self._wake_at is not None:
-            deadlines.append(self._wake_at)
+        if self._wakes:
+            deadlines.append(min(self._wakes.values()))
         if self._spawn_deferred_until is not None:
             deadlines.append(self._spawn_deferred_until)
         if self._publish_due is not None:
@@ -185,9 +187,15 @@ class _Loop(_DiscoveryDriver):
             self._reaper.escalate(now)
         self._after_wall_step(self.clock.time() - now, now)
         self._probe(now)
-        for deadline in (self._wake_at, self._spawn_deferred_until):
-            if deadline is not None and now >= deadline:
-                self._replan = True
+        if self._spawn_deferred_until is not None and now >= self._spawn_deferred_until:
+            self._replan = True
+        if self._wakes:
+            # A backoff ending concerns its own session only: a full plan
+            # per expiry cost O(sessions) each, in a big pool many a second.
+            due = [name for name, at in self._wakes.items() if now >= at]
+            for name in due:
+                del self._wakes[name]
+            self._plan_only.update(due)
         # Planning is O(sessions); a wake-up that changed nothing (a filtered
         # watch event, a throttled status write) must not pay for it.
         if self._replan:
@@ -207,16 +215,37 @@ class _Loop(_DiscoveryDriver):
             except BaseException:
                 self._replan = True
                 raise
+        self._upkeep_orphans(now)
 
-    def _drain_wake(self) -> None:
+    def _upkeep_orphans(self, now: float) -> None:
+        """After the restarts, not before them: stop what the exited children
+        left outside their process groups, and reap whatever exited -- one
+        scan of our children for every exit and SIGCHLD since the last."""
+        if not (self._orphans_of or self._reap_due):
+            return
+        known = self._worker_pids()
+        names, self._orphans_of = self._orphans_of, set()
+        self._reap_due = False
+        self._reaper.reap(known)
+        if names:
+            self._reaper.stop(known, now, names)
+
+    def _drain_wake(self) -> bool:
+        """Empty the wake pipe; whether it held a poke (a zero byte: the
+        kernel writes a signal's number there, ``_poke`` a zero)."""
         assert self._wake_r is not None
+        poked = False
         with contextlib.suppress(BlockingIOError, OSError):
-            while os.read(self._wake_r, 4096):
-                pass
+            while chunk := os.read(self._wake_r, 4096):
+                poked = poked or 0 in chunk
+        return poked
 
     def _handle_commands(self) -> None:
         while self._commands:
-            match self._commands.popleft():
+            command = self._commands.popleft()
+            if not isinstance(command, ReapCommand):
+                self._replan = True
+            match command:
                 case StopCommand(children):
                     if children is not None:
                         self._stop_children_on_exit = children
@@ -227,7 +256,7 @@ class _Loop(_DiscoveryDriver):
                 case ResetCommand(name):
                     self._reset(name)
                 case ReapCommand():
-                    self._reaper.reap(self._worker_pids())
+                    self._reap_due = True
 
     def _sweep(self) -> None:
         """The net under the event path: catch an exit whose event was lost,
@@ -282,6 +311,11 @@ class _Loop(_DiscoveryDriver):
         self._drain_give_up_at = real + self.stop_grace + 5.0
         self._drain_killed = False
         self._drain_orphans_at = None
+        self._drain_blind = {
+            name
+            for name, slot in self._slots.items()
+            if slot.worker is not None and slot.worker.fileno() not in self._fd_owner
+        }
         watch = self._watcher.fileno() if self._watcher is not None else None
         if watch is not None and self._selector is not None:
             with contextlib.suppress(KeyError, ValueError):
@@ -303,8 +337,11 @@ class _Loop(_DiscoveryDriver):
                 )
             self._finish_drain()
             return
-        due = real >= self._drain_kill_at
-        for slot in [s for s in self._slots.values() if s.worker is not None]:
+        due = real >= self._drain_kill_at and not self._drain_killed
+        # Exits arrive on their fds; a pass over every child only once the
+        # grace is over (a pass per wake-up made stopping 1 000 quadratic).
+        names = list(self._slots) if due else [n for n in self._drain_blind if n in self._slots]
+        for slot in [self._slots[n] for n in names if self._slots[n].worker is not None]:
             try:
                 self._drain_one(slot, now, due)
             except Exception as exc:  # one child's trouble must not hold the stop
@@ -336,7 +373,7 @@ class _Loop(_DiscoveryDriver):
             if status is not None:
                 self._on_exit(slot, status)
                 return
-        if not due or self._drain_killed:
+        if not due:
             return
         run = slot.state.running
         if run is not None and run.kill_at is not None:

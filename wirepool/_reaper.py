@@ -31,6 +31,7 @@ import ctypes
 import os
 import signal
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from loguru import logger
@@ -147,21 +148,24 @@ class OrphanReaper:
             self.pending = {i: t for i, t in self.pending.items() if identity_of(i.pid) == i}
         return reaped
 
-    def stop(self, known: set[int], now: float, session: str | None = None) -> int:
-        """SIGTERM the orphans of ``session`` (by its marker), or every
-        orphan when ``session`` is None; SIGKILL follows after the grace
+    def stop(self, known: set[int], now: float, sessions: Collection[str] | None = None) -> int:
+        """SIGTERM the orphans of ``sessions`` (by their markers), or every
+        orphan when ``sessions`` is None; SIGKILL follows after the grace
         (:meth:`escalate`).  Returns how many were signalled."""
         if not self.enabled:
             return 0
         pool = self.pool_id.encode()
-        want = None if session is None else os.fsencode(session)
+        want = None if sessions is None else {os.fsencode(name) for name in sessions}
         signalled = 0
         for pid, state in self._orphans(known):
             if state in ("Z", "X"):
                 continue
             if want is not None:
                 marks = _markers(pid)
-                if (marks.get(b"WIREPOOL_POOL"), marks.get(b"WIREPOOL_SESSION")) != (pool, want):
+                if (
+                    marks.get(b"WIREPOOL_POOL") != pool
+                    or marks.get(b"WIREPOOL_SESSION") not in want
+                ):
                     continue
             ident = identity_of(pid)
             if ident is None or ident in self.pending:
@@ -174,7 +178,7 @@ class OrphanReaper:
             logger.info(
                 "stopping {} orphaned process(es) of {}",
                 signalled,
-                repr(session) if session is not None else "the pool",
+                ", ".join(map(repr, sorted(sessions))) if sessions is not None else "the pool",
             )
         return signalled
 

@@ -56,7 +56,7 @@ class _SessionShell(_Publisher):
             # Every session says again when it next needs a wake-up.  A
             # partial pass keeps the others' (at worst a stale one: an early
             # wake-up that decides for everyone).
-            self._wake_at = None
+            self._wakes.clear()  # every session says again when it needs one
             self._spawn_deferred_until = None
             slots = self._slots
         else:
@@ -135,7 +135,7 @@ class _SessionShell(_Publisher):
                 case Forget():
                     self._forget(slot)
                 case WakeAt(at):
-                    self._wake_at = at if self._wake_at is None else min(self._wake_at, at)
+                    self._wakes[name] = min(at, self._wakes.get(name, at))
                 case PlanNow():
                     self._plan_only.add(name)
 
@@ -300,9 +300,10 @@ class _SessionShell(_Publisher):
         assert worker is not None
         with contextlib.suppress(OSError):  # a Python worker's marker file
             (self.state.markers_dir / f"{worker.pid}.json").unlink()
-        if worker.owned:
-            # What it left behind outside its process group goes with it.
-            self._reaper.stop(self._worker_pids(), now, slot.session.name)
+        if worker.owned and self._reaper.enabled:
+            # What it left behind outside its process group goes with it,
+            # after the restart: see _Loop._upkeep_orphans.
+            self._orphans_of.add(slot.session.name)
         if run is not None and run.spawned_at is not None:
             lived: float | None = now - run.spawned_at
         else:
