@@ -30,7 +30,9 @@ class _Publisher(_PoolCore):
         ``publish_interval`` -- both are O(sessions), and a burst of exits
         in a big pool must not pay that once per exit."""
         wrote = failed = False
-        for slot in self._slots.values():
+        # While the children are being stopped, each record would be written
+        # twice (stopping, then stopped): the final publish writes them once.
+        for slot in () if self._draining else self._slots.values():
             if slot.dirty:
                 slot.dirty = False
                 self._status_dirty = True
