@@ -112,7 +112,8 @@ class _Loop(_DiscoveryDriver):
             logger.opt(exception=exc).debug("pool pass failure")
             time.sleep(0.2)
         try:
-            self._publish()
+            if not self._draining:  # the stop ends with one final publish
+                self._publish()
         except Exception as exc:  # a plugin's status value, say: say so, go on
             self._log_once(f"publish:{type(exc).__name__}:{exc}", "publishing failed: {}", exc)
         self._ready.set()
