@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 
 from loguru import logger
 
-from wirepool._proc import ProcessIdentity, identity_of, stat_fields
+from wirepool._proc import ProcessIdentity, identity_of, stat_fields, wirepool_environ
+from wirepool.spawn import POOL_MARKER, SESSION_MARKER
 
 __all__ = ["OrphanReaper"]
 
@@ -66,20 +67,6 @@ def _state_and_session(pid: int) -> tuple[str, int] | None:
         return (tail[0].decode(), int(tail[3])) if tail is not None else None
     except (IndexError, ValueError):
         return None
-
-
-def _markers(pid: int) -> dict[bytes, bytes]:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as fh:
-            raw = fh.read()
-    except OSError:
-        return {}
-    found: dict[bytes, bytes] = {}
-    for item in raw.split(b"\0"):
-        if item.startswith(b"WIREPOOL_"):
-            key, _, value = item.partition(b"=")
-            found[key] = value
-    return found
 
 
 @dataclass
@@ -154,18 +141,14 @@ class OrphanReaper:
         (:meth:`escalate`).  Returns how many were signalled."""
         if not self.enabled:
             return 0
-        pool = self.pool_id.encode()
-        want = None if sessions is None else {os.fsencode(name) for name in sessions}
+        want = None if sessions is None else set(sessions)
         signalled = 0
         for pid, state in self._orphans(known):
             if state in ("Z", "X"):
                 continue
             if want is not None:
-                marks = _markers(pid)
-                if (
-                    marks.get(b"WIREPOOL_POOL") != pool
-                    or marks.get(b"WIREPOOL_SESSION") not in want
-                ):
+                marks = wirepool_environ(pid) or {}
+                if marks.get(POOL_MARKER) != self.pool_id or marks.get(SESSION_MARKER) not in want:
                     continue
             ident = identity_of(pid)
             if ident is None or ident in self.pending:
