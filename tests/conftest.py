@@ -54,6 +54,29 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 _TMP_KEY = pytest.StashKey[str]()
 
+# Acting as a second user: the attacks of tests/hostile plant files and hold
+# locks as nobody, against real processes of ours.
+NOBODY = 65534  # nobody and nogroup, as Debian and most others number them
+#: argv prefix: run the rest as nobody:nogroup, with no supplementary groups
+AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
+needs_second_user = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="acting as a second user (nobody) takes root and setpriv",
+)
+
+
+@contextlib.contextmanager
+def reachable_dir(prefix: str, mode: int = 0o755) -> Iterator[Path]:
+    """A fresh directory the second user can reach (pytest's own tmp_path is
+    0700 under root), with ``mode``; removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        path.chmod(mode)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 BIN = Path(sys.executable).parent
 WIREPOOL = [sys.executable, "-m", "wirepool"]
 

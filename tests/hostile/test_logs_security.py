@@ -11,7 +11,6 @@ every temporary directory is removed.  See docs/SECURITY.md.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import stat
 import subprocess
@@ -22,7 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Tracker, wait_for
+from conftest import AS_NOBODY, NOBODY, Tracker, needs_second_user, reachable_dir, wait_for
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -37,7 +36,6 @@ from wirepool import (
 from wirepool.spawn import rotate_log
 
 ROOT = os.geteuid() == 0
-NOBODY = 65534
 MiB = 1024 * 1024
 #: What a test allows a live log beyond its limit: what the flood below
 #: writes in about 130 ms, far above the keeper's reaction when it gets a
@@ -45,12 +43,12 @@ MiB = 1024 * 1024
 #: reaches in these tests.
 SLACK = 48 * MiB
 
-needs_root = pytest.mark.skipif(not ROOT, reason="planting as a second user needs root")
+needs_root = needs_second_user
 
 
 def as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--", *argv],
+        [*AS_NOBODY, *argv],
         capture_output=True,
         text=True,
         timeout=30,
@@ -62,12 +60,8 @@ def shared_dir() -> Iterator[Path]:
     """A log directory as an embedding program might share it: mode 1777,
     directly under /tmp so that nobody can reach it (pytest's tmp_path is
     root-only)."""
-    path = Path(tempfile.mkdtemp(prefix="wirepool-shared-logs-"))
-    try:
-        path.chmod(0o1777)
+    with reachable_dir("wirepool-shared-logs-", 0o1777) as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def _pool(

@@ -9,11 +9,9 @@ import base64
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -21,7 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import WIREPOOL, Services, Tracker, cli, wait_for
+from conftest import (
+    AS_NOBODY,
+    NOBODY,
+    WIREPOOL,
+    Services,
+    Tracker,
+    cli,
+    needs_second_user,
+    reachable_dir,
+    wait_for,
+)
 from hostile_helpers import attempt, hostile_bytes
 from hypothesis import given
 from hypothesis import strategies as st
@@ -38,14 +46,7 @@ from wirepool._store import (
 )
 from wirepool.spawn import _read_marker
 
-NOBODY = 65534
-AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
 EXIT_UNSAFE_STATE = 7
-
-needs_second_user = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("setpriv") is None,
-    reason="acting as a second user takes root and setpriv",
-)
 
 
 def as_nobody(script: str, *args: str) -> None:
@@ -57,12 +58,8 @@ def as_nobody(script: str, *args: str) -> None:
 def shared() -> Iterator[Path]:
     """A directory both users can reach (pytest's tmp_path base is 0700
     under root, so nobody could not even look in)."""
-    base = Path(tempfile.mkdtemp(prefix="wirepool-sec-state-"))
-    try:
-        base.chmod(0o755)
+    with reachable_dir("wirepool-sec-state-") as base:
         yield base
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Collection, Iterator
 from pathlib import Path
@@ -22,12 +21,16 @@ from typing import IO, Any
 
 import pytest
 from conftest import (
+    AS_NOBODY,
+    NOBODY,
     WIREPOOL,
     Services,
     Supervisor,
     Tracker,
     alive,
     cli,
+    needs_second_user,
+    reachable_dir,
     status_sessions,
     wait_for,
 )
@@ -44,12 +47,9 @@ from wirepool.eligibility import (
     symlink_problem,
 )
 
-NOBODY = 65534  # nobody and nogroup, as Debian and most others number them
 SH = ("sh", "-c")
 ROOT = os.geteuid() == 0
-needs_root = pytest.mark.skipif(
-    not ROOT, reason="the attacker is a second real user (nobody): only root can become them"
-)
+needs_root = needs_second_user
 
 # What the reported attack planted: `make` is ours (root's, mode 0755) and
 # passed every check on `run`; the Makefile next to it is theirs.
@@ -60,7 +60,7 @@ PLANT_MAKE = f"mkdir evil && ln -s /usr/bin/make evil/run && printf '{MAKEFILE}'
 def as_nobody(script: str, cwd: Path) -> None:
     """Run ``sh -c script`` as nobody:nogroup with no supplementary groups."""
     subprocess.run(
-        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *SH, script],
+        [*AS_NOBODY, *SH, script],
         cwd=cwd,
         env={"PATH": "/usr/bin:/bin"},
         check=True,
@@ -72,9 +72,7 @@ def as_nobody(script: str, cwd: Path) -> None:
 def public() -> Iterator[Path]:
     """A fresh directory nobody can reach: pytest's own tmp directories are
     mode 0700 under root, so the attacker could not get to a ROOT there."""
-    base = Path(tempfile.mkdtemp(prefix="wirepool-untrusted-"))
-    try:
-        base.chmod(0o755)
+    with reachable_dir("wirepool-untrusted-") as base:
         probe = base / "probe"
         probe.mkdir(mode=0o1777)
         probe.chmod(0o1777)
@@ -86,8 +84,6 @@ def public() -> Iterator[Path]:
             )
         shutil.rmtree(probe)
         yield base
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def shared_root(path: Path) -> Path:
