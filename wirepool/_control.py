@@ -95,6 +95,8 @@ def decode_line(line: bytes) -> dict[str, Any]:
         raise ValueError("not UTF-8") from None
     if not isinstance(obj, dict):
         raise ValueError("not a JSON object")
+    if b"_bytes" not in line:  # nothing to restore: skip the walk
+        return obj
     restored: dict[str, Any] = from_strict_json(obj)
     return restored
 

@@ -149,11 +149,9 @@ class _Operator(_DiscoveryDriver):
     def _live_status(self, names: Sequence[str] | None) -> dict[str, Any]:
         """The status document, from memory: what status.json will say at
         its next write, without its quarter-second lag."""
-        snap = self._build_snapshot(count=False)
-        sessions = snap.sessions
-        if names:
-            sessions = {key: sessions[key] for key in self._resolve(names)}
-        doc = self._status_doc(snap, sessions.values())
+        keys = self._resolve(names) if names else None
+        snap = self._build_snapshot(count=False, only=keys)
+        doc = self._status_doc(snap, snap.sessions.values())
         doc["live"] = True
         return doc
 

@@ -90,11 +90,18 @@ class _Publisher(_PoolCore):
         self._last_status_write = real
         self._write_status(self._snapshot)
 
-    def _build_snapshot(self, *, count: bool = True) -> Snapshot:
+    def _build_snapshot(self, *, count: bool = True, only: Iterable[str] | None = None) -> Snapshot:
+        """The snapshot of every session, or of ``only`` these (a live status
+        of one session must not pay for a thousand)."""
         now, wall = self.clock.monotonic(), self.clock.time()
         sessions: dict[str, SessionStatus] = {}
         live = (Phase.RUNNING, Phase.ADOPTED, Phase.STOPPING)
-        for name, slot in self._slots.items():
+        slots = (
+            self._slots.items()
+            if only is None
+            else [(k, self._slots[k]) for k in only if k in self._slots]
+        )
+        for name, slot in slots:
             worker, st = slot.worker, slot.state
             next_start_at = None
             if worker is None and st.phase is Phase.BACKOFF:
