@@ -126,7 +126,7 @@ class _Publisher(_PoolCore):
                 last_exit_at=st.last_exit_at,
                 next_start_at=next_start_at,
                 health=slot.health,
-                log_path=str(worker.log_path) if worker and worker.log_path else None,
+                log_path=str(slot.log_path) if slot.log_path else None,
                 attrs=slot.session.attrs,
             )
         if count:  # a live status answer is not a new published snapshot

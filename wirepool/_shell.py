@@ -218,6 +218,8 @@ class _SessionShell(_Publisher):
 
     def _watch(self, slot: _Slot, worker: Worker) -> None:
         slot.worker = worker
+        if worker.log_path is not None:
+            slot.log_path = worker.log_path  # still shown once the child is gone
         slot.health = None
         slot.dirty = True
         if self.health.interval is not None:
