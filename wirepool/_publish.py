@@ -116,7 +116,8 @@ class _Publisher(_PoolCore):
                 last_exit_at=st.last_exit_at,
                 next_start_at=next_start_at,
                 health=slot.health,
-                log_path=str(worker.log_path) if worker and worker.log_path else None,
+                log_path=str(slot.log_path) if slot.log_path else None,
+                last_output=slot.last_output,
                 attrs=slot.session.attrs,
             )
         self._generation += 1
@@ -164,6 +165,8 @@ class _Publisher(_PoolCore):
             reason=st.held if st.held and (st.failed or st.next_start > now) else st.reason,
             last_exit=st.last_exit,
             last_exit_at=st.last_exit_at,
+            log_path=slot.log_path,
+            last_output=slot.last_output,
         )
         try:
             # fsync only a `failed` mark: it is the one fact in a record

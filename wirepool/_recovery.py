@@ -71,6 +71,8 @@ class _Recovery(_SessionShell):
                     last_exit_at=rec.last_exit_at,
                     next_start=next_start,
                 ),
+                log_path=rec.log_path,
+                last_output=rec.last_output,
             )
             if rec.worker is None:
                 continue
