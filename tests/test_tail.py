@@ -257,6 +257,7 @@ def test_follow_ends_on_its_stop_event_and_its_timeout(logs: Path) -> None:
     stop.set()
     thread.join(20)
     assert not thread.is_alive()
+    _append(log, b"unfinished")  # never ended: not a line yet when it stops
     assert list(follow(log, lines=1, timeout=0.2, stop=lambda: False)) == ["only"]
 
 
@@ -414,3 +415,17 @@ def test_follower_is_a_context_manager_that_closes_its_file(logs: Path) -> None:
     with Follower(log, lines=1) as f:
         assert next(f) == "x"
     assert set(os.listdir("/proc/self/fd")) <= before
+
+
+def test_follow_stops_with_an_error_at_a_link_put_in_the_log_s_place(
+    logs: Path, tmp_path: Path
+) -> None:
+    log = logs / "a.log"
+    log.write_bytes(b"one\n")
+    with follow(log, lines=1, timeout=30) as f:
+        assert next(f) == "one"
+        log.rename(logs / "a.log.1")
+        (tmp_path / "victim").write_text("secret\n")
+        log.symlink_to(tmp_path / "victim")
+        with pytest.raises(OSError, match="symbolic link; not followed"):
+            next(f)

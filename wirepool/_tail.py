@@ -20,7 +20,8 @@ truncation, one on its directory for a file put in its place) with a slow
 poll as a net: an idle follower costs a wake-up per ``poll`` seconds.  A line
 is yielded once complete: a last line without its newline yet is held back
 until the newline comes, or until the file is rotated or replaced under it
-(then it is yielded as it is: its end, if any, is in the next file).
+(then it is yielded as it is: its end, if any, is in the next file); one
+still unfinished when the follower stops is not yielded.
 
 Rotations as wirepool makes them: the keeper copies the log's tail into
 ``<log>.1`` and truncates the live file in place.  The follower notices that
@@ -190,7 +191,9 @@ class Follower:
     callable returning true; looked at after each wake-up, so at the latest
     ``poll`` seconds after), when ``timeout`` seconds have passed, or when
     the caller stops iterating and calls :meth:`close`.  Iterate it from one
-    thread; another may set the ``stop`` event."""
+    thread; another may set the ``stop`` event.  Iterating raises OSError
+    (and ends) when a file put in the log's place cannot be read: a symlink,
+    a FIFO, no permission."""
 
     def __init__(
         self,
