@@ -109,7 +109,8 @@ class _Slot:
     scan_error: str | None = None  # why discovery could not read it this pass
     health: str | None = None  # the last probe's word, for status
     next_probe: float | None = None
-    log_path: Path | None = None  # its child's log, kept after the child is gone
+    log_path: Path | None = None  # the child's log, kept after it exits
+    last_output: tuple[str, ...] = ()  # what the last run wrote last (_tail.last_output)
 
 
 @dataclass
