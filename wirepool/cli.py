@@ -211,6 +211,13 @@ def _run_action(plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mappin
             else:
                 click.echo(f"wirepool: {guard.describe(holder)}; skipped", err=True)
             return EXIT_OK
+    if verb.get("log_max_size") is not None:
+        try:
+            spec.spawner.log_max_bytes = parse_size(str(verb["log_max_size"]))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--log-max-size") from None
+    if verb.get("log_backups") is not None:
+        spec.spawner.log_backups = int(verb["log_backups"])
     try:
         pool = spec.pool(name, on_exit=verb.get("on_exit") or spec.on_exit)
         if as_json:
@@ -257,9 +264,35 @@ def _run_params() -> list[click.Parameter]:
             "(plugin default).",
         ),
         click.Option(
+            ["--log-max-size"],
+            metavar="SIZE",
+            default=None,
+            help="Keep each session's log within SIZE (bytes, or 64K, 10M, 1G; 0: unbounded; "
+            "default 10M), rotating to .1, .2, ...",
+        ),
+        click.Option(
+            ["--log-backups"],
+            type=click.IntRange(min=0),
+            default=None,
+            help="How many rotated copies of each log are kept (default 3).",
+        ),
+        click.Option(
             ["--json", "as_json"], is_flag=True, help="One JSON object per event on stdout."
         ),
     ]
+
+
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def parse_size(text: str) -> int:
+    """Bytes in ``64K``, ``10M``, ``1G`` or a plain number; ValueError else."""
+    raw = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = raw[-1:] if raw[-1:] in _SIZE_UNITS and raw[-1:] else ""
+    number = raw[: len(raw) - len(unit)]
+    if not number.isdigit():
+        raise ValueError(f"not a size: {text!r} (bytes, or a number with K, M or G)")
+    return int(number) * _SIZE_UNITS[unit]
 
 
 # -------------------------------------------------------------------- stop
