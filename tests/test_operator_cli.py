@@ -237,7 +237,7 @@ def test_logs_shows_the_last_lines_and_follows_across_rotations(
     try:
         wait_for(lambda: _pid(services, "tick"), timeout=60)
         log = services.state_dir / "logs" / "tick.log"
-        wait_for(lambda: log.exists() and log.stat().st_size > 0)
+        wait_for(lambda: log.exists() and log.read_text().count("\ntick ") >= 3)
         last = cli("logs", "servicedir", root, "tick", "-n", "3")
         assert last.returncode == 0, last.stderr
         lines = last.stdout.splitlines()
