@@ -169,6 +169,14 @@ class PluginGroup(click.Group):
                 code = self.action(plugin, cmd_name, opts, verb)
             except (click.ClickException, click.exceptions.Exit, click.Abort):
                 raise
+            except BrokenPipeError:
+                # `wirepool events ... | head`: the reader is gone, which ends
+                # the stream; the interpreter's final flush must not complain.
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+                click.get_current_context().exit(EXIT_OK)
+                return
             except CliError as exc:
                 fail(exc)
                 return
