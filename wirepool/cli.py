@@ -176,7 +176,6 @@ class PluginGroup(click.Group):
                 os.dup2(devnull, sys.stdout.fileno())
                 os.close(devnull)
                 click.get_current_context().exit(EXIT_OK)
-                return
             except CliError as exc:
                 fail(exc)
                 return
