@@ -69,7 +69,7 @@ from prometheus_client.exposition import generate_latest, make_wsgi_app
 from prometheus_client.registry import CollectorRegistry
 
 from wirepool._events import Event, EventKind
-from wirepool._status import STATES, SessionStatus
+from wirepool._status import STATES, SessionStatus, Snapshot
 from wirepool._store import _escape_surrogates, atomic_write
 from wirepool._version import VERSION
 
@@ -161,8 +161,9 @@ class PoolMetrics:
 
     # -- the scraper's side
 
-    def collect(self) -> Iterator[Metric]:
-        snap = self.pool.snapshot()  # taken under the snapshot's lock, then ours alone
+    def collect(self, snap: Snapshot | None = None) -> Iterator[Metric]:
+        if snap is None:
+            snap = self.pool.snapshot()  # taken under the snapshot's lock, then ours alone
         now = time.time()
         pool = self.pool_label
         yield _gauge(
@@ -522,13 +523,18 @@ class TextfileWriter:
                     self._cond.wait_for(self._closed.is_set, pause)
                     if self._closed.is_set():
                         return
-            seen = self.metrics.pool.snapshot().generation
+            snap = self.metrics.pool.snapshot()
+            seen = snap.generation
             last = beat = time.monotonic()
-            self.write()
+            self.write(snap)
 
-    def write(self) -> None:
+    def write(self, snap: Snapshot | None = None) -> None:
+        """Write the metrics as of ``snap`` (the current snapshot if None):
+        the one whose generation the writer then counts as written."""
         try:
-            payload = generate_latest(self.metrics.registry)
+            if snap is None:  # not `or`: a snapshot of no sessions is falsy
+                snap = self.metrics.pool.snapshot()
+            payload = generate_latest(_As(self.metrics, snap))
             # 0644: node_exporter runs as a user of its own
             atomic_write(self.path, payload, durable=False, mode=0o644)
         except Exception as exc:
@@ -548,6 +554,16 @@ class TextfileWriter:
             self._cond.notify_all()
         self._thread.join(5.0)
         self.write()
+
+
+class _As:
+    """The metrics as of one snapshot, for ``generate_latest``."""
+
+    def __init__(self, metrics: PoolMetrics, snap: Snapshot) -> None:
+        self.metrics, self.snap = metrics, snap
+
+    def collect(self) -> Iterator[Metric]:
+        return self.metrics.collect(self.snap)
 
 
 # ------------------------------------------------------------------ wiring
