@@ -128,8 +128,8 @@ def disagreements(samples: Samples, doc: dict[str, Any], events: Counter[str]) -
 
     states = Counter(s["state"] for s in sessions.values())
     for state in STATES:
-        check(f"sessions {state}", value(samples, "wirepool_sessions", pool="servicedir",
-              state=state), float(states.get(state, 0)))  # fmt: skip
+        scraped = value(samples, "wirepool_sessions", pool="servicedir", state=state)
+        check(f"sessions {state}", scraped, float(states.get(state, 0)))
     up = per_session(samples, "wirepool_session_up")
     restarts = per_session(samples, "wirepool_session_restarts_total")
     exits = per_session(samples, "wirepool_session_last_exit_code")
@@ -212,8 +212,8 @@ def test_scrape_agrees_with_status(
         assert dict(info[0][1])["state_dir"] == str(services.state_dir)
         # every loop pass and the first discovery were measured
         assert value(samples, "wirepool_loop_lag_seconds_count", pool="servicedir")
-        assert value(samples, "wirepool_discovery_pass_seconds_count", pool="servicedir",
-                     scope="full")  # fmt: skip
+        full = {"pool": "servicedir", "scope": "full"}
+        assert value(samples, "wirepool_discovery_pass_seconds_count", **full)
         # the textfile names the same sessions, and the last one, written
         # as the supervisor stops, says it stopped
         wait_for(textfile.exists)
@@ -444,9 +444,7 @@ def test_textfile_writes_on_change_only_and_throttled(tmp_path: Path) -> None:
         pool.stop(children=True)
     # the pool's final snapshot is written once the throttle allows; after
     # that nothing changes, and nothing is written
-    wait_for(
-        lambda: value(parse(target.read_text()), "wirepool_supervisor_running", pool="test") == 0
-    )
+    wait_for(lambda: writer.written == pool.snapshot().generation)
     pool_done = writer.writes
     time.sleep(1.5)
     assert writer.writes == pool_done
@@ -479,6 +477,43 @@ def test_unix_socket_endpoint(tmp_path: Path) -> None:
     finally:
         served.close()
     assert not path.exists()
+
+
+def full_passes(text: str) -> float:
+    found = value(parse(text), "wirepool_discovery_pass_seconds_count", pool="test", scope="full")
+    assert found is not None
+    return found
+
+
+def test_an_unchanged_pool_is_rendered_once(tmp_path: Path) -> None:
+    """The HTTP endpoint keeps its last answer while nothing it says has
+    changed; a change (here a discovery pass) is in the next scrape."""
+    pool = pool_of(tmp_path, ("a", SLEEP))
+    served = serve(pool, "test", address=parse_address("127.0.0.1:0"))
+    assert served.server is not None
+    address = str(served.server.bound)
+    renders: list[int] = []
+    collect = served.metrics.collect
+
+    def counted(snap: Any = None) -> Any:
+        renders.append(1)
+        return collect(snap)
+
+    served.metrics.collect = counted  # type: ignore[method-assign]
+    try:
+        with pool:
+            wait_for(lambda: pool.snapshot().in_state("running"))
+            # the loop settles (a status write follows the first spawn)
+            wait_for(lambda: http_get(address) == http_get(address))
+            first, count = http_get(address), len(renders)
+            assert [http_get(address) for _ in range(5)] == [first] * 5
+            assert len(renders) == count
+            passes = full_passes(first)
+            pool.rescan()
+            wait_for(lambda: full_passes(http_get(address)) == passes + 1)
+            assert len(renders) > count
+    finally:
+        served.close()
 
 
 def test_a_stalled_client_does_not_hold_the_next_scrape(tmp_path: Path) -> None:

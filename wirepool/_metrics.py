@@ -136,6 +136,7 @@ class PoolMetrics:
         self.pool_label = pool_label
         self.max_sessions = max_sessions
         self._events: Counter[str] = Counter()
+        self._observed = 0  # what the hooks saw: a scrape's output depends on it
         self._lag = _Buckets(LAG_BUCKETS)
         self._discovery = {True: _Buckets(DISCOVERY_BUCKETS), False: _Buckets(DISCOVERY_BUCKETS)}
         self._unsubscribe = pool.subscribe(self._on_event)
@@ -152,12 +153,24 @@ class PoolMetrics:
 
     def _on_event(self, event: Event) -> None:
         self._events[event.kind] += 1
+        self._observed += 1
 
     def loop_lag(self, seconds: float) -> None:
         self._lag.observe(seconds)
+        self._observed += 1
 
     def discovery_pass(self, seconds: float, full: bool) -> None:
         self._discovery[full].observe(seconds)
+        self._observed += 1
+
+    def version(self) -> tuple[int, ...] | None:
+        """What the output depends on, as of now: equal versions, equal
+        output.  None while it also depends on the time (a session waits
+        out a backoff: its seconds until the next start count down)."""
+        snap = self.pool.snapshot()
+        if any(s.next_start_at is not None for s in snap.sessions.values()):
+            return None
+        return (id(snap), snap.generation, self._observed, self.pool._spawn_waits)
 
     # -- the scraper's side
 
@@ -396,6 +409,42 @@ class _Server(socketserver.ThreadingMixIn, WSGIServer):
         logger.opt(exception=True).debug("metrics request failed")
 
 
+class _CachingApp:
+    """prometheus_client's WSGI app, with the last response kept while
+    nothing it says has changed: an idle pool scraped every 15 s renders
+    its exposition once, not every time (8 ms of CPU at 200 sessions)."""
+
+    def __init__(self, metrics: PoolMetrics) -> None:
+        self.metrics = metrics
+        self.inner = make_wsgi_app(metrics.registry)
+        self.last: tuple[tuple[Any, ...], str, list[tuple[str, str]], list[bytes]] | None = None
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        version = self.metrics.version()
+        asked = (
+            "REQUEST_METHOD",
+            "PATH_INFO",
+            "QUERY_STRING",
+            "HTTP_ACCEPT",
+            "HTTP_ACCEPT_ENCODING",
+        )
+        key = (version, *(environ.get(name) for name in asked))
+        last = self.last  # one read: other request threads replace it
+        if version is not None and last is not None and last[0] == key:
+            start_response(last[1], last[2])
+            return last[3]
+        seen: list[Any] = []
+
+        def keep(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+            seen[:] = [status, headers]
+            return start_response(status, headers, *exc)
+
+        body = list(self.inner(environ, keep))
+        if version is not None and seen and seen[0].startswith("200"):
+            self.last = (key, seen[0], seen[1], body)
+        return body
+
+
 class MetricsServer:
     """The HTTP endpoint, in a thread of its own that blocks in a select on
     the listening socket and a pipe -- no polling tick: an idle server costs
@@ -410,7 +459,7 @@ class MetricsServer:
         if address.path is not None:
             st = os.lstat(address.path)
             self._made = (st.st_dev, st.st_ino)
-        self._server.set_app(make_wsgi_app(metrics.registry))
+        self._server.set_app(_CachingApp(metrics))
         self._server.timeout = 0
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC)
         self._thread = threading.Thread(target=self._serve, name="wirepool-metrics", daemon=True)
@@ -497,6 +546,7 @@ class TextfileWriter:
         self.interval = interval
         self.heartbeat = heartbeat
         self.writes = 0
+        self.written = 0  # the generation of the snapshot last written
         self._closed = threading.Event()
         self._failing = False
         self._cond = metrics.pool._snap_cond  # notified whenever a snapshot is published
@@ -527,6 +577,7 @@ class TextfileWriter:
             seen = snap.generation
             last = beat = time.monotonic()
             self.write(snap)
+            self.written = seen
 
     def write(self, snap: Snapshot | None = None) -> None:
         """Write the metrics as of ``snap`` (the current snapshot if None):
