@@ -37,7 +37,6 @@ from compare import cpu_seconds, memory_kb  # noqa: E402
 RESULTS = HERE / "results"
 SLEEPER = "#!/bin/sh\nexec sleep 1000000\n"
 MODES = ("off", "http", "textfile")
-BURST = 100  # back-to-back scrapes to measure one's CPU
 
 
 def wait_until(pred: Any, timeout: float, what: str) -> Any:
@@ -78,7 +77,15 @@ def scrape(address: str, query: str = "") -> tuple[float, int]:
     return time.perf_counter() - began, len(body)
 
 
-def run_mode(mode: str, n: int, window: float, interval: float, work: Path) -> dict[str, Any]:
+def run_mode(
+    mode: str,
+    n: int,
+    window: float,
+    interval: float,
+    work: Path,
+    settle: float = 5.0,
+    burst: int = 100,
+) -> dict[str, Any]:
     root = work / mode / "services"
     for i in range(n):
         d = root / f"s{i:04d}"
@@ -102,7 +109,7 @@ def run_mode(mode: str, n: int, window: float, interval: float, work: Path) -> d
                 lambda: re.search(r"http://([\d.]+:\d+)/metrics", log.read_text()), 30, "address"
             )
             address = found.group(1)
-        time.sleep(5.0)  # the first status writes and log rotation checks are over
+        time.sleep(settle)  # the first status writes and log checks are over
         scrapes: list[tuple[float, int]] = []
         writes_before = textfile.stat().st_mtime if textfile.exists() else None
         c0, t0 = cpu_seconds(proc.pid), time.monotonic()
@@ -121,13 +128,13 @@ def run_mode(mode: str, n: int, window: float, interval: float, work: Path) -> d
             # the answer kept while nothing changed, and of a fresh render
             # (two queries in turn: the endpoint keeps one answer).
             b0 = cpu_seconds(proc.pid)
-            for _ in range(BURST):
+            for _ in range(burst):
                 scrape(address)
             b1 = cpu_seconds(proc.pid)
-            for i in range(BURST):
+            for i in range(burst):
                 scrape(address, f"?burst={i % 2}")
-            per_scrape = (b1 - b0) / BURST
-            per_render = (cpu_seconds(proc.pid) - b1) / BURST
+            per_scrape = (b1 - b0) / burst
+            per_render = (cpu_seconds(proc.pid) - b1) / burst
         result: dict[str, Any] = {
             "mode": mode,
             "sessions": n,
@@ -190,14 +197,27 @@ def main() -> int:
     ap.add_argument("--window", type=float, default=60.0, help="seconds measured per mode")
     ap.add_argument("--scrape-interval", type=float, default=15.0)
     ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--settle", type=float, default=5.0, help="seconds before the window")
+    ap.add_argument("--burst", type=int, default=100, help="scrapes to measure one's CPU")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--tmp", type=Path, default=None, help="where the session trees go")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="wirepool-bench-metrics-"))
+    work = Path(tempfile.mkdtemp(prefix="wirepool-bench-metrics-", dir=args.tmp))
     results = []
     try:
         for mode in args.modes.split(","):
             print(f"{mode}: {args.sessions} sessions, {args.window:.0f} s window", flush=True)
-            results.append(run_mode(mode, args.sessions, args.window, args.scrape_interval, work))
+            results.append(
+                run_mode(
+                    mode,
+                    args.sessions,
+                    args.window,
+                    args.scrape_interval,
+                    work,
+                    args.settle,
+                    args.burst,
+                )
+            )
             print(json.dumps(results[-1]), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -22,6 +23,7 @@ import pytest
 import tenacity
 from conftest import Services, Supervisor, Tracker, alive, cli, wait_for
 from prometheus_client.parser import text_string_to_metric_families
+from test_bench_smoke import leftovers
 
 from wirepool import (
     CommandSpawner,
@@ -693,3 +695,23 @@ def test_alert_rules_fire_on_the_series_wirepool_really_serves(tmp_path: Path) -
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_benchmark_runs_and_leaves_nothing(tmp_path: Path) -> None:
+    """benchmarks/bench_metrics.py, tiny: the harness, not its numbers."""
+    out, work = tmp_path / "results", tmp_path / "work"
+    work.mkdir()
+    argv = ["--sessions", "5", "--window", "1", "--settle", "0", "--burst", "4"]
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench_metrics.py"), *argv,
+         "--out", str(out), "--tmp", str(work)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    [report] = out.glob("metrics-*.json")
+    rows = {r["mode"]: r for r in json.loads(report.read_text())["results"]}
+    assert rows.keys() == {"off", "http", "textfile"}
+    assert rows["http"]["scrapes"] >= 1 and rows["http"]["cpu_ms_per_rendered_scrape"] >= 0
+    assert all(r["pss_mb"] > 0 for r in rows.values())
+    assert "| textfile |" in next(out.glob("metrics-*.md")).read_text()
+    assert leftovers(work) == [] and list(work.iterdir()) == []
