@@ -112,7 +112,8 @@ def test_events_stream_while_sessions_crash(services: Services, tracker: Tracker
             seen.append(json.loads(watcher.stdout.readline()))
         exits = [e for e in seen if e["event"] == "exited"]
         assert len(exits) == 2 and all(e["session"] == "crash" and e["code"] == 64 for e in exits)
-        assert all(e in sup.events for e in seen)  # what `run --json` printed, object for object
+        # what `run --json` printed, object for object (its reader may lag)
+        wait_for(lambda: all(e in sup.events for e in seen))
         watcher.send_signal(signal.SIGINT)
         assert watcher.wait(timeout=30) == 0
     finally:

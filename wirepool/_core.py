@@ -123,7 +123,8 @@ class _Slot:
     health: str | None = None  # the last probe's word, for status
     next_probe: float | None = None
     spawn_failures: int = 0  # spawns that raised, in this supervisor's life
-    log_path: Path | None = None  # its child's log, kept after the child is gone
+    log_path: Path | None = None  # the child's log, kept after it exits
+    last_output: tuple[str, ...] = ()  # what the last run wrote last (_tail.last_output)
 
 
 @dataclass

@@ -40,6 +40,9 @@ class SessionStatus:
     next_start_at: float | None = None  # wall clock
     health: str | None = None
     log_path: str | None = None
+    #: the last lines the last run wrote before it exited (goes with
+    #: last_exit; wirepool's own lines left out): _tail.last_output
+    last_output: tuple[str, ...] = ()
     attrs: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -73,6 +76,7 @@ class SessionStatus:
             "next_start_at": self.next_start_at,
             "health": self.health,
             "log": self.log_path,
+            "last_output": list(self.last_output),
             "attrs": {k: v for k, v in self.attrs.items() if isinstance(k, str) and _jsonable(v)},
         }
 

@@ -66,6 +66,7 @@ from wirepool._cli_verbs import (
     reset_action,
     restart_action,
     signal_action,
+    top_action,
     up_action,
 )
 from wirepool._proc import ProcessIdentity, identity_of
@@ -712,6 +713,15 @@ _verb(
     "wirepool logs PLUGIN [options] SESSION [-n N] [-f]",
     "Show the log of a session of the {plugin} pool: its child's output, with a "
     "`wirepool:` line at each start and exit.  Works with no supervisor.",
+)
+_verb(
+    "top",
+    top_action,
+    lambda: [state_dir_option()],
+    "wirepool top PLUGIN [options]",
+    "A live view of the running {plugin} supervisor: sessions by state, problems first, "
+    "countdowns ticking; q quits, / filters, r/d/u restart, down or up the selected "
+    "session.  With no terminal, a line per event.",
 )
 _verb(
     "events",
