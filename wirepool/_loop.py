@@ -449,10 +449,19 @@ class _Loop(_Operator):
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # the kernel drops the flock with it
             self._lock_fd = None
+        self._refuse_pending()
         if self._temp_state is not None and stop_children:
             self._temp_state.remove()
         with self._snap_cond:
             self._snap_cond.notify_all()
+
+    def _refuse_pending(self) -> None:
+        """An operator verb posted as the loop ended: its caller hears so
+        now, not when its wait times out."""
+        while self._commands:
+            command = self._commands.popleft()
+            if isinstance(command, OperateCommand) and command.done.set_running_or_notify_cancel():
+                command.done.set_exception(RuntimeError("the pool stopped"))
 
     def _detach_all(self) -> None:
         for slot in self._slots.values():
