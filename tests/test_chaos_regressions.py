@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import WIREPOOL, Services, Tracker, alive, status_sessions, wait_for
 
-from wirepool import CommandSpawner, Session, SessionPool, StaticDiscovery, cli
+from wirepool import CommandSpawner, Session, SessionPool, StaticDiscovery
+from wirepool import _cli_run as cli
 from wirepool._proc import identity_of
 from wirepool._store import StateDir
 

@@ -28,16 +28,10 @@ Exit codes (stable; scripts may rely on them):
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import gc
 import json
 import os
-import signal
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -46,18 +40,15 @@ from loguru import logger
 from wirepool import _term
 from wirepool._cli_common import (
     EXIT_ERROR,
-    EXIT_LOCKED,
     EXIT_OK,
     EXIT_PLUGIN,
-    EXIT_TIMEOUT,
     EXIT_UNSAFE_STATE,
     CliError,
-    build,
-    emit_json,
     fail,
     json_option,
     state_dir_option,
 )
+from wirepool._cli_run import run_action, run_params, stop_action, stop_params
 from wirepool._cli_status import _fmt_exit, read_status, render_table, status_action
 from wirepool._cli_verbs import (
     down_action,
@@ -69,10 +60,8 @@ from wirepool._cli_verbs import (
     top_action,
     up_action,
 )
-from wirepool._proc import ProcessIdentity, identity_of
-from wirepool._store import StateDir, acquire_lock, lock_holder, lock_is_held
 from wirepool._version import VERSION
-from wirepool.errors import LockHeldError, PluginError, UnsafeStateDirError
+from wirepool.errors import PluginError, UnsafeStateDirError
 from wirepool.plugin import Plugin, find_plugins, is_run_only, load_plugin
 
 # what tests and the demo import from here
@@ -195,328 +184,6 @@ class PluginGroup(click.Group):
             callback=callback,
             help=f"{self.does.format(plugin=cmd_name)}\n\n{plugin.description}",
         )
-
-
-def _run_action(plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mapping[str, Any]) -> int:
-    spec = build(plugin, opts, verb)
-    as_json = bool(verb.get("as_json"))
-    guard = spec.guard
-    if guard is not None:
-        holder = guard.acquire()
-        if holder is not None:
-            # The plugin's own supervisor (wire's Rust one) runs: skipped,
-            # exit 0, as `wire daemon --all-sessions` does beside it, so a
-            # unit or script that ran that one keeps working.
-            if as_json:
-                emit_json(
-                    {
-                        "status": "skipped",
-                        "reason": "supervisor already running",
-                        "holder_pid": holder,
-                    }
-                )
-            else:
-                click.echo(f"wirepool: {guard.describe(holder)}; skipped", err=True)
-            return EXIT_OK
-    if verb.get("log_max_size") is not None:
-        try:
-            spec.spawner.log_max_bytes = parse_size(str(verb["log_max_size"]))
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--log-max-size") from None
-    if verb.get("log_backups") is not None:
-        spec.spawner.log_backups = int(verb["log_backups"])
-    try:
-        pool = spec.pool(name, on_exit=verb.get("on_exit") or spec.on_exit)
-        if as_json:
-            pool.subscribe(lambda event: emit_json(event.to_json()))
-        metrics = _serve_metrics(pool, name, verb)
-        try:
-            pool.run_forever()
-        except LockHeldError as exc:
-            return _skipped(
-                exc.holder_pid, "supervisor already running", as_json, state_dir=exc.state_dir
-            )
-        finally:
-            if metrics is not None:
-                metrics.close()
-    finally:
-        if guard is not None:
-            guard.release()
-    # The process ends now, and every child is stopped or left as asked.
-    # The interpreter's final collection walks every object the pool ever
-    # made: 80 ms of a 0.25 s stop of 200 children.  Frozen objects are
-    # skipped; the kernel takes the memory back anyway, and files are still
-    # flushed as their modules are torn down.
-    gc.freeze()
-    return EXIT_OK
-
-
-def _skipped(holder: int | None, reason: str, as_json: bool, state_dir: Path | None = None) -> int:
-    if as_json:
-        emit_json({"status": "skipped", "reason": reason, "holder_pid": holder})
-        return EXIT_OK
-    where = f" on {state_dir}" if state_dir else ""
-    click.echo(
-        f"wirepool: another supervisor is already running{where} "
-        f"(pid {holder if holder else 'unknown'}); not starting a second one",
-        err=True,
-    )
-    return EXIT_LOCKED
-
-
-def _run_params() -> list[click.Parameter]:
-    return [
-        state_dir_option(),
-        click.Option(
-            ["--on-exit"],
-            type=click.Choice(["leave", "stop"]),
-            default=None,
-            help="On exit, leave the children for the next supervisor or stop them "
-            "(plugin default).",
-        ),
-        click.Option(
-            ["--log-max-size"],
-            metavar="SIZE",
-            default=None,
-            help="Keep each session's log within SIZE (bytes, or 64K, 10M, 1G; 0: unbounded; "
-            "default 10M), rotating to .1, .2, ...",
-        ),
-        click.Option(
-            ["--log-backups"],
-            type=click.IntRange(min=0),
-            default=None,
-            help="How many rotated copies of each log are kept (default 3).",
-        ),
-        click.Option(
-            ["--json", "as_json"], is_flag=True, help="One JSON object per event on stdout."
-        ),
-        *_metrics_params(),
-    ]
-
-
-_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-
-
-def parse_size(text: str) -> int:
-    """Bytes in ``64K``, ``10M``, ``1G`` or a plain number; ValueError else."""
-    raw = text.strip().upper().removesuffix("B").removesuffix("I")
-    unit = raw[-1:] if raw[-1:] in _SIZE_UNITS and raw[-1:] else ""
-    number = raw[: len(raw) - len(unit)]
-    if not number.isdigit():
-        raise ValueError(f"not a size: {text!r} (bytes, or a number with K, M or G)")
-    return int(number) * _SIZE_UNITS[unit]
-
-
-def _metrics_params() -> list[click.Parameter]:
-    return [
-        click.Option(
-            ["--metrics", "metrics_address"],
-            metavar="HOST:PORT",
-            callback=_check_metrics_address,
-            help="Serve Prometheus metrics on http://HOST:PORT/metrics "
-            "(:PORT: every interface; unix:PATH: a unix socket).",
-        ),
-        click.Option(
-            ["--metrics-textfile"],
-            type=click.Path(dir_okay=False, path_type=Path),
-            callback=_check_metrics_textfile,
-            help="Write the metrics to PATH (*.prom) for node_exporter's textfile collector.",
-        ),
-        click.Option(
-            ["--metrics-max-sessions"],
-            type=click.IntRange(min=0),
-            default=1000,
-            show_default=True,
-            help="Leave out the per-session series when the pool has more sessions.",
-        ),
-    ]
-
-
-def _check_metrics_address(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
-    if value is None:
-        return None
-    from wirepool import _metrics
-
-    try:
-        return _metrics.parse_address(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-def _check_metrics_textfile(
-    _ctx: click.Context, _param: click.Parameter, value: Path | None
-) -> Path | None:
-    if value is None:
-        return None
-    value = value.absolute()
-    if value.suffix != ".prom":
-        raise click.BadParameter("node_exporter's textfile collector reads only *.prom files")
-    if not value.parent.is_dir():
-        raise click.BadParameter(f"{value.parent} is not a directory")
-    return value
-
-
-if TYPE_CHECKING:  # prometheus_client is imported only when metrics are asked for
-    from wirepool._metrics import Served
-    from wirepool._pool import SessionPool
-
-
-def _serve_metrics(pool: SessionPool, name: str, verb: Mapping[str, Any]) -> Served | None:
-    """Metrics, if asked for: bound before the pool starts, so that a busy
-    port is one clear error while nothing has been touched yet -- unless
-    another supervisor holds the pool (its own skip says so), in which case
-    this one will not start and serves nothing."""
-    address, textfile = verb.get("metrics_address"), verb.get("metrics_textfile")
-    if (address is None and textfile is None) or lock_is_held(pool.state):
-        return None
-    from wirepool import _metrics
-    from wirepool._core import _describe
-
-    try:
-        return _metrics.serve(
-            pool,
-            name,
-            address=address,
-            textfile=textfile,
-            max_sessions=verb.get("metrics_max_sessions", _metrics.DEFAULT_MAX_SESSIONS),
-        )
-    except OSError as exc:
-        raise CliError(f"cannot serve metrics on {address}: {_describe(exc)}") from None
-
-
-# -------------------------------------------------------------------- stop
-
-
-def _stop_action(
-    plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mapping[str, Any]
-) -> int:
-    spec = build(plugin, opts, verb)
-    state = StateDir(spec.state_dir)
-    children = bool(verb.get("children"))
-    timeout = float(verb.get("timeout") or (spec.stop_grace + 20))
-    if not state.verify(missing_ok=True):
-        click.echo("no supervisor is running" + ("; no records" if children else ""))
-        return EXIT_OK
-    if lock_is_held(state):
-        pid = _running_supervisor(state)
-        # ProcessLookupError: it exited by itself meanwhile; the loop sees that
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGUSR1 if children else signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while lock_is_held(state):
-            if time.monotonic() > deadline:
-                click.echo(
-                    f"wirepool: supervisor pid {pid} still running after {timeout:.0f}s", err=True
-                )
-                return EXIT_TIMEOUT
-            time.sleep(0.1)
-        what = "and its children " if children else ""
-        click.echo(f"stopped supervisor pid {pid} {what}".rstrip())
-        return EXIT_OK
-    if not children:
-        click.echo("no supervisor is running")
-        return EXIT_OK
-    # Hold the pool's lock meanwhile: a supervisor starting now would adopt
-    # these children and then see its records overwritten under it.
-    try:
-        lock_fd = acquire_lock(state)
-    except LockHeldError as exc:
-        raise CliError(
-            f"a supervisor started meanwhile (pid {exc.holder_pid}); "
-            "run the command again to stop it"
-        ) from None
-    try:
-        stopped, refused = _stop_recorded_children(state, spec.stop_grace)
-    finally:
-        os.close(lock_fd)
-    for path, pid in refused:
-        click.echo(
-            f"wirepool: left pid {pid} named by {path.name} running: it does not carry "
-            "this pool's markers, and a record alone does not make a process ours",
-            err=True,
-        )
-    left = f"; left {len(refused)} not carrying this pool's markers" if refused else ""
-    click.echo(f"no supervisor is running; stopped {stopped} recorded child(ren){left}")
-    return EXIT_OK
-
-
-def _running_supervisor(state: StateDir) -> int:
-    """The pid of the supervisor holding the lock, to signal.
-
-    The kernel's lock table names it where there is one.  Otherwise
-    ``supervisor.json`` must name a live process by pid *and* start time: a
-    bare pid there (hand-edited, half-written, or outlived by its process)
-    could be anyone's, and a stop must never signal a stranger."""
-    holder = lock_holder(state)
-    if holder is not None and identity_of(holder) is not None:
-        return holder
-    info = state.read_supervisor() or {}
-    pid, start = info.get("pid"), info.get("process_start")
-    if (
-        isinstance(pid, int)
-        and isinstance(start, int)
-        and identity_of(pid) == ProcessIdentity(pid, start)
-    ):
-        return pid
-    raise CliError(f"the supervisor holding {state.lock_path} could not be identified")
-
-
-def _stop_recorded_children(state: StateDir, grace: float) -> tuple[int, list[tuple[Path, int]]]:
-    """Stop the children the records name, with no supervisor running.
-
-    Which ones is what a new supervisor's recovery would decide
-    (``recorded_worker``): only processes alive with the recorded start
-    time, recorded as the pool's own, and carrying this pool's markers.
-    Returns how many were stopped, and the record and pid of each left
-    alone for lack of markers."""
-    from wirepool._records import SessionRecord, recorded_worker
-    from wirepool.spawn import AdoptedWorker
-
-    victims: list[tuple[Path, SessionRecord, AdoptedWorker]] = []
-    refused: list[tuple[Path, int]] = []
-    for path in state.iter_records():
-        try:
-            rec = SessionRecord.read(path)
-            worker = recorded_worker(rec, state.pool_id, state.markers_dir)
-        except Exception:  # RecursionError too: one bad record must not stop the rest
-            continue
-        if worker is None or not worker.owned:
-            if worker is not None and worker.unverified:
-                refused.append((path, worker.pid))
-            continue
-        adopted = AdoptedWorker(worker.identity, owned=True)
-        adopted.terminate()
-        victims.append((path, rec, adopted))
-    deadline = time.monotonic() + grace
-    while victims and time.monotonic() < deadline and any(w.poll() is None for _, _, w in victims):
-        time.sleep(0.1)
-    for path, rec, adopted in victims:
-        if adopted.poll() is None:
-            adopted.kill()
-        adopted.close()
-        stopped = dataclasses.replace(
-            rec, worker=None, reason="stopped by `wirepool stop --children`"
-        )
-        with contextlib.suppress(OSError):
-            stopped.write(path, durable=True)
-    return len(victims), refused
-
-
-def _stop_params() -> list[click.Parameter]:
-    return [
-        state_dir_option(),
-        click.Option(
-            ["--children"],
-            is_flag=True,
-            help="Stop the children too (default: leave them for the next supervisor).",
-        ),
-        click.Option(
-            ["--timeout"],
-            type=float,
-            default=None,
-            help="Seconds to wait for the supervisor to exit.",
-        ),
-    ]
 
 
 # ----------------------------------------------------------------- service
@@ -652,8 +319,8 @@ def _verb(
 
 _verb(
     "run",
-    _run_action,
-    _run_params,
+    run_action,
+    run_params,
     "wirepool run PLUGIN [options].",
     "Run the supervisor of the {plugin} pool in the foreground.",
 )
@@ -673,8 +340,8 @@ _verb(
 )
 _verb(
     "stop",
-    _stop_action,
-    _stop_params,
+    stop_action,
+    stop_params,
     "wirepool stop PLUGIN [options] [--children].",
     "Stop the {plugin} pool's supervisor (its children are left for the next one, "
     "or stopped too with --children).",
