@@ -190,6 +190,23 @@ def test_unknown_plugin_and_bad_usage_exit_codes() -> None:
     assert usage.returncode == 2
 
 
+def test_a_root_that_does_not_exist_is_a_usage_error(tmp_path: Path) -> None:
+    typo = tmp_path / "typo"
+    for verb in ("run", "status"):
+        for args in (["servicedir", str(typo)], ["dirs", str(typo), "--glob", "*", "--cmd", "x"]):
+            result = cli(verb, *args)
+            assert result.returncode == 2, (verb, args, result.stderr)
+            assert f"wirepool: error: {typo} does not exist" in result.stderr
+            assert "Traceback" not in result.stderr
+    assert not typo.exists()  # no /typo/.wirepool made on the way
+    (tmp_path / "file").write_text("")
+    result = cli("run", "servicedir", str(tmp_path / "file"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    # wire's sessions root is made by its first session: absent is normal
+    result = cli("status", "wire", "--sessions-root", str(typo))
+    assert result.returncode == 3, result.stderr  # not running; not a usage error
+
+
 def test_a_third_party_plugin_is_found_through_the_entry_point(
     tmp_path: Path, tracker: Tracker
 ) -> None:

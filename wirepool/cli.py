@@ -195,6 +195,14 @@ def _build(plugin: Plugin, opts: Mapping[str, Any], verb: Mapping[str, Any]) -> 
     return spec
 
 
+def _require_root(spec: PoolSpec) -> None:
+    """A root that is not there is a typo until the plugin says otherwise:
+    without this, ``run`` made ``/typo/.wirepool`` and supervised nothing."""
+    problem = spec.root_problem()
+    if problem is not None:
+        raise CliError(problem, EXIT_USAGE)
+
+
 def _emit_json(data: Mapping[str, Any]) -> None:
     sys.stdout.write(dumps_strict(data, default=str) + "\n")
     sys.stdout.flush()
@@ -202,6 +210,7 @@ def _emit_json(data: Mapping[str, Any]) -> None:
 
 def _run_action(plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mapping[str, Any]) -> int:
     spec = _build(plugin, opts, verb)
+    _require_root(spec)
     as_json = bool(verb.get("as_json"))
     guard = spec.guard
     if guard is not None:
@@ -459,6 +468,7 @@ def _status_action(
     plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mapping[str, Any]
 ) -> int:
     spec = _build(plugin, opts, verb)
+    _require_root(spec)
     doc = read_status(spec, name)
     if verb.get("as_json") or not sys.stdout.isatty():
         click.echo(dumps_strict(doc, indent=2, default=str))

@@ -13,6 +13,8 @@ plugins``), never as a traceback, and never takes the other plugins down.
 from __future__ import annotations
 
 import importlib.metadata as md
+import os
+import stat
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -86,6 +88,25 @@ class PoolSpec:
     #: ``status.json`` writes stay cheap and never call it).
     annotate: Callable[[dict[str, Any]], None] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: the directory discovery reads (:func:`spec_tail` fills it in):
+    #: ``wirepool run`` and ``status`` refuse one that is not a directory
+    #: (exit 2) -- a typo must not supervise nothing, quietly, forever --
+    #: unless ``missing_root_ok`` says an absent root just means no sessions
+    root: Path | None = None
+    missing_root_ok: bool = False
+
+    def root_problem(self) -> str | None:
+        """Why :attr:`root` cannot be supervised (None: it can, or it may
+        be absent, or there is none)."""
+        if self.root is None or self.missing_root_ok:
+            return None
+        try:
+            is_dir = stat.S_ISDIR(os.stat(self.root).st_mode)
+        except FileNotFoundError:
+            return f"{self.root} does not exist (the directory to supervise)"
+        except OSError as exc:
+            return f"cannot look at {self.root}: {exc.strerror or exc}"
+        return None if is_dir else f"{self.root} is not a directory (the directory to supervise)"
 
     def pool(self, plugin: str = "", **overrides: Any) -> SessionPool:
         from wirepool._pool import SessionPool
@@ -205,6 +226,8 @@ def duration_callback(ctx: Any, param: Any, value: Any) -> float | None:
 
 
 class SpecTail(TypedDict):
+    root: Path
+    missing_root_ok: bool
     state_dir: Path
     on_exit: Literal["leave", "stop"]
     grace: float
@@ -220,9 +243,12 @@ def spec_tail(
     grace: float = 10.0,
     stop_grace: float = 10.0,
     rescan_interval: float = 30.0,
+    missing_root_ok: bool = False,
 ) -> SpecTail:
     """The part of a plugin's :class:`PoolSpec` every plugin spells the same
-    way, as keyword arguments: the state directory (``ROOT/.wirepool``
+    way, as keyword arguments: the root (which ``wirepool run`` refuses when
+    it is not a directory, unless ``missing_root_ok``: say so when an absent
+    root just means no sessions yet), the state directory (``ROOT/.wirepool``
     unless given, made absolute: a pool's id is a hash of its real path),
     ``on_exit`` (anything but ``"stop"`` leaves the children for the next
     supervisor) and the timings (:func:`timing_from` reads them from
@@ -231,6 +257,8 @@ def spec_tail(
         PoolSpec(discovery=..., spawner=..., **spec_tail(root, **timing_from(options)))
     """
     return {
+        "root": Path(root).absolute(),
+        "missing_root_ok": missing_root_ok,
         "state_dir": Path(state_dir or Path(root) / ".wirepool").absolute(),
         "on_exit": "stop" if on_exit == "stop" else "leave",
         "grace": float(grace),
