@@ -681,7 +681,13 @@ def _after_failure(
         out.append(Emit(EventKind.FAILED, why))
         return _phase(replace(s, failed=True, held=why), Phase.FAILED, why)
     if decision.delay > 0:
-        why = f"{reason}; rapid failure #{decision.streak.failures}, retry in {decision.delay:.1f}s"
+        # Worded to agree with the RESTARTS column (``restarts``, starts
+        # after the first): the failure just seen is counted, its restart
+        # is not yet, so the pending one is restarts + 1.
+        n = decision.streak.failures
+        failures = "1 rapid failure" if n == 1 else f"{n} rapid failures in a row"
+        restart = f"restart #{s.restarts + 1}" if s.starts else "start"
+        why = f"{reason}; {failures}, {restart} in {decision.delay:.1f}s"
         out.append(
             Emit(
                 EventKind.BACKOFF,

@@ -410,7 +410,9 @@ def _fmt_exit(last: Any) -> str:
             return f"sig{last['signal']}"
     if last.get("code") is not None:
         return f"code {last['code']}"
-    return "unknown"
+    # Only an adopted child ends without a status: the kernel tells its
+    # parent how it ended, and its parent is not us.
+    return "ended (adopted)"
 
 
 def render_table(doc: Mapping[str, Any]) -> str:
