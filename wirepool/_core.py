@@ -35,6 +35,7 @@ from loguru import logger
 from wirepool import _session
 from wirepool._clock import Clock, SystemClock
 from wirepool._events import Event, EventKind
+from wirepool._probes import ProbeJob, ProbeThreads
 from wirepool._reaper import OrphanReaper
 from wirepool._session import SessionState
 from wirepool._status import Snapshot
@@ -103,6 +104,7 @@ class _Slot:
     scan_error: str | None = None  # why discovery could not read it this pass
     health: str | None = None  # the last probe's word, for status
     next_probe: float | None = None
+    probe: ProbeJob | None = None  # the probe on a thread now (see wirepool._probes)
 
 
 @dataclass
@@ -238,10 +240,20 @@ class _PoolCore:
         # True while run_forever starts up: a stop signal then unwinds it
         self._starting = False
         self._ready = threading.Event()
+        self._probes = ProbeThreads(self._nudge)
 
     def _post(self, command: Command) -> None:
         self._commands.append(command)
         self._poke()
+
+    def _nudge(self) -> None:
+        """Wake the loop for work it finds by itself (a probe's result):
+        a byte other than zero, as a signal's number is, so the wake-up
+        does not plan every session (a poke does: see _Loop._drain_wake)."""
+        with self._poke_lock:
+            if self._wake_w is not None:
+                with contextlib.suppress(BlockingIOError, OSError):
+                    os.write(self._wake_w, b"\x01")
 
     def _poke(self) -> None:
         # Under the lock: shutdown closes the pipe, and a write racing it
