@@ -44,7 +44,7 @@ from wirepool._session import (
     WallStepped,
 )
 from wirepool._types import ExitStatus, Verdict
-from wirepool.spawn import AdoptedWorker, Worker
+from wirepool.spawn import AdoptedWorker, Worker, forget_child
 
 
 class _SessionShell(_Publisher):
@@ -302,8 +302,7 @@ class _SessionShell(_Publisher):
         run = slot.state.running
         worker = self._unwatch(slot)
         assert worker is not None
-        with contextlib.suppress(OSError):  # a Python worker's marker file
-            (self.state.markers_dir / f"{worker.pid}.json").unlink()
+        forget_child(self.state.markers_dir, worker.pid)
         if worker.owned and self._reaper.enabled:
             # What it left behind outside its process group goes with it,
             # after the restart: see _Loop._upkeep_orphans.

@@ -369,7 +369,7 @@ class StateDir:
         (``requests/`` is left alone: ``wirepool reset`` writes there without
         the lock)."""
         removed = 0
-        for directory in (self.root, self.records_dir):
+        for directory in (self.root, self.records_dir, self.markers_dir):
             try:
                 entries = list(directory.iterdir())
             except OSError:
