@@ -31,6 +31,7 @@ from wirepool.eligibility import (
     NoDownFile,
 )
 from wirepool.errors import (
+    ConfigError,
     LockHeldError,
     PluginError,
     SpawnError,
@@ -59,6 +60,7 @@ __all__ = [
     "CallableSpawner",
     "Clock",
     "CommandSpawner",
+    "ConfigError",
     "DirectoryScan",
     "Discovery",
     "Eligibility",

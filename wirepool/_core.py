@@ -105,6 +105,10 @@ class _Slot:
     health: str | None = None  # the last probe's word, for status
     next_probe: float | None = None
     probe: ProbeJob | None = None  # the probe on a thread now (see wirepool._probes)
+    #: the spawner's fingerprint of what the child was started from (None:
+    #: not known), and whether the current one differs
+    started_from: str | None = None
+    outdated: bool = False
 
 
 @dataclass
@@ -143,6 +147,7 @@ class _PoolCore:
         durable: bool = True,
         plugin: str = "",
         status_extra: Callable[[dict[str, Any]], None] | None = None,
+        restart_on_change: bool = False,
     ) -> None:
         if spawner is None:
             raise TypeError("SessionPool needs a spawner")
@@ -174,6 +179,7 @@ class _PoolCore:
         self.durable = durable
         self.plugin = plugin
         self.status_extra = status_extra
+        self.restart_on_change = bool(restart_on_change)
         self.pool_id = self.state.pool_id
         self._reaper = OrphanReaper(self.pool_id, self.stop_grace)
         self._policy = _session.Policy(

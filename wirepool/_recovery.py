@@ -93,6 +93,7 @@ class _Recovery(_SessionShell):
                 why=why,
             ):
                 claimed[session.name] = worker.identity
+                slot.started_from = rec.worker.fingerprint
             else:
                 self._apply(slot, ChildLost(), now)
         self._recover_by_marker(claimed)

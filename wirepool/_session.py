@@ -235,7 +235,10 @@ class Reset:
 
 @dataclass(frozen=True, slots=True)
 class Restart:
-    """The operator asks for a new child now (not counted as a failure)."""
+    """The operator asks for a new child now (not counted as a failure);
+    so does the pool, for a child started from an older configuration."""
+
+    reason: str = "restart requested by the operator"
 
 
 @dataclass(frozen=True, slots=True)
@@ -486,13 +489,13 @@ def _step(
                 next_start=0.0,
                 reason="reset by operator",
             )
-        case Restart():
+        case Restart(why):
             if s.running is None:
                 out.append(PlanNow())
                 return replace(s, streak=Streak(), next_start=0.0, failed=False, held="")
             if not s.running.owned:
                 return s  # not ours to stop; the shell refuses it first
-            s = _stop(s, "restart requested by the operator", now, policy, out)
+            s = _stop(s, why, now, policy, out)
             assert s.running is not None
             return replace(s, running=replace(s.running, restart_after=True))
         case Down(wall):

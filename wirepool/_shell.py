@@ -35,6 +35,7 @@ from wirepool._session import (
     Probed,
     Release,
     Reset,
+    Restart,
     SessionState,
     Spawn,
     Spawned,
@@ -43,7 +44,7 @@ from wirepool._session import (
     WakeAt,
     WallStepped,
 )
-from wirepool._types import ExitStatus, Verdict
+from wirepool._types import ExitStatus, Session, Verdict
 from wirepool.spawn import AdoptedWorker, Worker, forget_child
 
 
@@ -154,6 +155,7 @@ class _SessionShell(_Publisher):
             self._spawn_deferred_until = self.spawn_limit.next_token_at(now)
             self._apply(slot, Deferred(), now)
             return False
+        started_from = self._fingerprint(session)
         try:
             worker = self.spawner.spawn(session)
         except Exception as exc:
@@ -164,6 +166,7 @@ class _SessionShell(_Publisher):
             )
             return True
         self._watch(slot, worker)
+        slot.started_from = started_from
         self._apply(
             slot,
             Spawned(),
@@ -171,6 +174,39 @@ class _SessionShell(_Publisher):
             data={"log": str(worker.log_path or ""), "start": worker.identity.start},
         )
         return True
+
+    def _fingerprint(self, session: Session) -> str | None:
+        try:
+            return self.spawner.fingerprint(session)
+        except Exception as exc:  # "cannot tell": nothing changes
+            self._log_once(
+                f"fingerprint:{session.name}:{exc}",
+                "session {!r}: cannot fingerprint its configuration: {}",
+                session.name,
+                _describe(exc),
+            )
+            return None
+
+    def _compare_config(self, slot: _Slot, now: float) -> None:
+        """Whether the child runs from the session's current configuration;
+        a restart if not, when asked for (``restart_on_change``)."""
+        run = slot.state.running
+        if (
+            slot.worker is None
+            or slot.started_from is None
+            or run is None
+            or run.stop_reason is not None
+            or slot.scan_error is not None  # what is there now does not parse
+        ):
+            return
+        current = self._fingerprint(slot.session)
+        if current is None:
+            return
+        outdated = current != slot.started_from
+        if outdated != slot.outdated:
+            slot.outdated, slot.dirty, self._status_dirty = outdated, True, True
+        if outdated and self.restart_on_change and run.owned:
+            self._apply(slot, Restart("configuration changed; restarting"), now)
 
     def _existing(self, slot: _Slot) -> ProcessIdentity | None:
         try:
@@ -256,6 +292,7 @@ class _SessionShell(_Publisher):
         slot.worker = None
         slot.next_probe = None
         slot.probe = None  # what it finds of a gone child is ignored
+        slot.started_from, slot.outdated = None, False
         slot.dirty = True
         return worker
 

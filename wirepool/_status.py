@@ -40,6 +40,9 @@ class SessionStatus:
     health: str | None = None
     log_path: str | None = None
     attrs: Mapping[str, Any] = field(default_factory=dict)
+    #: the child runs from an older configuration than the session's
+    #: current one (its spawner's fingerprint differs)
+    outdated: bool = False
 
     @property
     def pid(self) -> int | None:
@@ -67,6 +70,7 @@ class SessionStatus:
             "next_start_at": self.next_start_at,
             "health": self.health,
             "log": self.log_path,
+            "outdated": self.outdated,
             "attrs": {k: v for k, v in self.attrs.items() if isinstance(k, str) and _jsonable(v)},
         }
 

@@ -218,7 +218,11 @@ def _run_action(plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mappin
         if holder is not None:
             return _skipped(holder, "supervisor already running", as_json)
     try:
-        pool = spec.pool(name, on_exit=verb.get("on_exit") or spec.on_exit)
+        pool = spec.pool(
+            name,
+            on_exit=verb.get("on_exit") or spec.on_exit,
+            restart_on_change=bool(verb.get("restart_on_change")) or spec.restart_on_change,
+        )
         if as_json:
             pool.subscribe(lambda event: _emit_json(event.to_json()))
         try:
@@ -264,6 +268,13 @@ def _run_params() -> list[click.Parameter]:
         ),
         click.Option(
             ["--json", "as_json"], is_flag=True, help="One JSON object per event on stdout."
+        ),
+        click.Option(
+            ["--restart-on-change"],
+            is_flag=True,
+            help="Restart a child when its session's configuration changes (what the "
+            "plugin's spawner fingerprints: command, environment, input files); without "
+            "it, status only says the child runs from an older configuration.",
         ),
     ]
 

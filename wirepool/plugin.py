@@ -94,6 +94,10 @@ class PoolSpec:
     #: unless ``missing_root_ok`` says an absent root just means no sessions
     root: Path | None = None
     missing_root_ok: bool = False
+    #: restart a child whose session's configuration changed (see
+    #: :meth:`wirepool.Spawner.fingerprint`); ``wirepool run
+    #: --restart-on-change`` turns it on for a plugin that leaves it off
+    restart_on_change: bool = False
 
     def root_problem(self) -> str | None:
         """Why :attr:`root` cannot be supervised (None: it can, or it may
@@ -119,6 +123,7 @@ class PoolSpec:
             "watched_rescan_interval": self.watched_rescan_interval,
             "spawn_limit": self.spawn_limit,
             "plugin": plugin,
+            "restart_on_change": self.restart_on_change,
         }
         kwargs.update(overrides)
         return SessionPool(

@@ -89,6 +89,9 @@ __all__ = [
     "validate_template",
 ]
 
+#: the most of an input file :meth:`CommandSpawner.fingerprint` reads
+INPUT_LIMIT = 1 << 20
+
 POOL_MARKER = "WIREPOOL_POOL"
 SESSION_MARKER = "WIREPOOL_SESSION"
 
@@ -278,6 +281,16 @@ class Spawner(ABC):
             self.log_dir = state_dir / "logs"
         self.marker_dir = StateDir(state_dir).markers_dir
         self.markers = MappingProxyType(dict(markers))
+
+    def fingerprint(self, session: Session) -> str | None:
+        """What a child started now for ``session`` would be started from,
+        as a short digest (None, the default: not tracked).  The pool keeps
+        the digest of each child it starts, shows "started from an older
+        configuration" while the current one differs, and restarts the
+        child when asked to (``restart_on_change``).  Called on the loop for
+        every running session on each discovery pass: keep it cheap.
+        Raise to mean "cannot tell" (nothing changes)."""
+        return None
 
     def log_path(self, session: Session) -> Path | None:
         if self.log_dir is None:
@@ -483,6 +496,10 @@ class CommandSpawner(Spawner):
         cwd: working directory template (default: the session's home).
         env: an :class:`Environment`.
         env_for: optional per-session extra variables (applied last).
+        inputs: files the child reads its configuration from, as templates
+            (``"{home}/redis.conf"``): their contents are part of
+            :meth:`fingerprint`, beside the command, the working directory
+            and the environment the child is given beyond what it inherits.
         log_max_bytes / log_backups: the size bound of the session log, and
             how many rotated copies are kept.  While the pool watches a
             child, a background thread copy-truncates its log as soon as it
@@ -510,9 +527,15 @@ class CommandSpawner(Spawner):
         log_dir: Path | None = None,
         log_max_bytes: int = 10 * 1024 * 1024,
         log_backups: int = 3,
+        inputs: Sequence[str] = (),
     ) -> None:
         if not callable(argv) and (isinstance(argv, str) or not argv):
             raise TypeError("argv must be a non-empty list of strings (never a shell string)")
+        if isinstance(inputs, str):
+            raise TypeError("inputs must be a list of path templates, not one string")
+        for template in inputs:
+            validate_template(template)
+        self.inputs = tuple(inputs)
         self.argv = argv
         self.cwd = cwd
         self.env = env or Environment()
@@ -538,6 +561,27 @@ class CommandSpawner(Spawner):
         if self.markers:
             env[SESSION_MARKER] = session.name
         return env
+
+    def fingerprint(self, session: Session) -> str | None:
+        values = _template_values(session)
+        env = self.environment(session)
+        given = sorted(
+            (k, v)
+            for k, v in env.items()
+            if os.environ.get(k) != v and not k.startswith("WIREPOOL_")
+        )
+        digest = hashlib.sha256(
+            json.dumps(
+                [self.command(session), self.cwd.format_map(values) if self.cwd else None, given]
+            ).encode()
+        )
+        for template in self.inputs:
+            path = Path(template.format_map(values))
+            try:
+                digest.update(b"\0" + read_small(path, INPUT_LIMIT))
+            except FileNotFoundError:
+                digest.update(b"\1")  # absent is a state of its own
+        return digest.hexdigest()[:16]
 
     def spawn(self, session: Session) -> Worker:
         argv = self.command(session)

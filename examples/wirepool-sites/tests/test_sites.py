@@ -46,6 +46,7 @@ def test_serves_each_site_and_explains_the_bad_one(
                         health=spec.health, restart=spec.restart)  # fmt: skip
     snap = pool.wait_until(lambda s: "blog" in s and s["blog"].state == "running" and "broken" in s)
     assert "needs a port" in snap["broken"].reason
+    assert snap["broken"].state == "ineligible"
     assert_one_child_per_session(pool, ["blog"])
 
     assert get(port, "/index.html") == b"hello from blog"

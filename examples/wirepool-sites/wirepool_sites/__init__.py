@@ -31,6 +31,7 @@ import tenacity
 
 from wirepool import (
     CommandSpawner,
+    ConfigError,
     DirectoryScan,
     Eligibility,
     HasMarker,
@@ -52,17 +53,18 @@ CONFIG = "site.json"
 
 
 def read_site(directory: Path) -> dict[str, Any]:
-    """The site's settings, or ``{"error": reason}``: a bad ``site.json`` is
-    a reason shown in ``wirepool status``, never an exception in the loop."""
+    """The site's settings.  A ``site.json`` that does not parse raises
+    :class:`wirepool.ConfigError`: a server already running keeps running
+    with its old settings (a typo mid-edit must not take a site down), and
+    ``wirepool status`` shows why.  An ``OSError`` needs no catching:
+    :class:`wirepool.DirectoryScan` does the same with it."""
     try:
         data = json.loads((directory / CONFIG).read_text())
-    except OSError as exc:
-        return {"error": f"cannot read {CONFIG}: {exc.strerror or exc}"}
     except ValueError as exc:
-        return {"error": f"{CONFIG} is not JSON: {exc}"}
+        raise ConfigError(f"{CONFIG} is not JSON: {exc}") from None
     port = data.get("port") if isinstance(data, dict) else None
-    if not isinstance(port, int) or isinstance(port, bool) or not 1024 <= port <= 65535:
-        return {"error": f"{CONFIG} needs a port between 1024 and 65535, not {port!r}"}
+    if not isinstance(port, int) or isinstance(port, bool):
+        raise ConfigError(f"{CONFIG} needs a port (an integer), not {port!r}")
     return {"port": port}
 
 
@@ -77,13 +79,13 @@ class SiteDiscovery(DirectoryScan):
 
 
 class ValidSite(Eligibility):
-    """Eligible when ``site.json`` parsed to a usable port."""
+    """Eligible when the port ``site.json`` names is one a user may serve."""
 
     def check(self, session: Session, now: float) -> Verdict:
-        error = session.attrs.get("error")
-        if error:
-            return Verdict(False, str(error))
-        return Verdict(True, f"port {session.attrs['port']}")
+        port = session.attrs["port"]
+        if not 1024 <= port <= 65535:
+            return Verdict(False, f"port {port} is not between 1024 and 65535")
+        return Verdict(True, f"port {port}")
 
 
 class StaticServer(CommandSpawner):
