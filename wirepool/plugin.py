@@ -22,7 +22,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict
 
-from wirepool.errors import PluginError
+# What a plugin needs, from this one module: `from wirepool.plugin import
+# CommandSpawner, DirectoryScan, Plugin, PoolSpec, ...` (the names are the
+# same objects as wirepool's own).
+from wirepool._proc import ProcessIdentity
+from wirepool._types import Session, Verdict
+from wirepool.discovery import DirectoryScan, Discovery, StaticDiscovery
+from wirepool.eligibility import (
+    ActiveWithin,
+    Always,
+    Bound,
+    Eligibility,
+    HasMarker,
+    NoDownFile,
+)
+from wirepool.errors import ConfigError, PluginError, SpawnError
+from wirepool.health import HealthCheck, HeartbeatCheck, PidfileCheck
+from wirepool.restart import RestartPolicy, SpawnRateLimit, wait_jitter
+from wirepool.spawn import CallableSpawner, CommandSpawner, Environment, Spawner
 
 if TYPE_CHECKING:
     import click
@@ -30,22 +47,45 @@ if TYPE_CHECKING:
     from wirepool._pool import SessionPool
     from wirepool.discovery import DiscoveryLike
     from wirepool.eligibility import EligibilityLike
-    from wirepool.health import HealthCheck
-    from wirepool.restart import RestartPolicy, SpawnRateLimit
     from wirepool.service import ServiceManager
-    from wirepool.spawn import Spawner
 
 __all__ = [
+    "ActiveWithin",
+    "Always",
+    "Bound",
+    "CallableSpawner",
+    "CommandSpawner",
+    "ConfigError",
+    "DirectoryScan",
+    "Discovery",
+    "Eligibility",
+    "Environment",
     "Guard",
+    "HasMarker",
+    "HealthCheck",
+    "HeartbeatCheck",
+    "NoDownFile",
+    "PidfileCheck",
     "Plugin",
+    "PluginError",
     "PluginInfo",
     "PoolSpec",
+    "ProcessIdentity",
+    "RestartPolicy",
+    "Session",
+    "SpawnError",
+    "SpawnRateLimit",
+    "Spawner",
+    "StaticDiscovery",
+    "Verdict",
     "duration_callback",
     "find_plugins",
     "load_plugin",
     "parse_duration",
+    "spec_tail",
     "timing_from",
     "timing_options",
+    "wait_jitter",
 ]
 
 GROUP = "wirepool.plugins"
