@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from loguru import logger
 
+from wirepool._client import Client
 from wirepool._clock import Clock, SystemClock
 from wirepool._events import Event, EventKind, EventStream
 from wirepool._pool import SessionPool
@@ -32,7 +33,9 @@ from wirepool.eligibility import (
 )
 from wirepool.errors import (
     ConfigError,
+    ControlError,
     LockHeldError,
+    NoSupervisorError,
     PluginError,
     SpawnError,
     UnsafeStateDirError,
@@ -58,9 +61,11 @@ __all__ = [
     "Always",
     "Bound",
     "CallableSpawner",
+    "Client",
     "Clock",
     "CommandSpawner",
     "ConfigError",
+    "ControlError",
     "DirectoryScan",
     "Discovery",
     "Eligibility",
@@ -76,6 +81,7 @@ __all__ = [
     "LockHeldError",
     "NoDownFile",
     "NoHealthCheck",
+    "NoSupervisorError",
     "Phase",
     "PidfileCheck",
     "Plugin",

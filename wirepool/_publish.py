@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
+from typing import Any
 
 from loguru import logger
 
 from wirepool._core import _describe, _PoolCore, _Slot
+from wirepool._format import format_wall
 from wirepool._proc import identity_of
 from wirepool._records import SessionRecord, WorkerRecord
 from wirepool._session import Phase
@@ -87,11 +90,18 @@ class _Publisher(_PoolCore):
         self._last_status_write = real
         self._write_status(self._snapshot)
 
-    def _build_snapshot(self) -> Snapshot:
+    def _build_snapshot(self, *, count: bool = True, only: Iterable[str] | None = None) -> Snapshot:
+        """The snapshot of every session, or of ``only`` these (a live status
+        of one session must not pay for a thousand)."""
         now, wall = self.clock.monotonic(), self.clock.time()
         sessions: dict[str, SessionStatus] = {}
         live = (Phase.RUNNING, Phase.ADOPTED, Phase.STOPPING)
-        for name, slot in self._slots.items():
+        slots = (
+            self._slots.items()
+            if only is None
+            else [(k, self._slots[k]) for k in only if k in self._slots]
+        )
+        for name, slot in slots:
             worker, st = slot.worker, slot.state
             next_start_at = None
             if worker is None and st.phase is Phase.BACKOFF:
@@ -116,11 +126,12 @@ class _Publisher(_PoolCore):
                 last_exit_at=st.last_exit_at,
                 next_start_at=next_start_at,
                 health=slot.health,
-                log_path=str(worker.log_path) if worker and worker.log_path else None,
+                log_path=str(slot.log_path) if slot.log_path else None,
                 attrs=slot.session.attrs,
                 outdated=slot.outdated,
             )
-        self._generation += 1
+        if count:  # a live status answer is not a new published snapshot
+            self._generation += 1
         return Snapshot(
             sessions, os.getpid(), not self._stopping, wall, self._generation, dict(self._degraded)
         )
@@ -142,6 +153,8 @@ class _Publisher(_PoolCore):
     @staticmethod
     def _reason(slot: _Slot, state: str) -> str:
         reason = slot.state.verdict.reason if state == "running" else slot.state.reason
+        if state == Phase.DOWN and slot.state.down_since is not None:
+            reason = f"{reason} since {format_wall(slot.state.down_since)}"
         extra = [slot.existing_error] if state == "running" else []
         if slot.scan_error and slot.scan_error != reason:
             extra.append(f"{slot.scan_error}; keeping its last state")
@@ -167,15 +180,17 @@ class _Publisher(_PoolCore):
             reason=st.held if st.held and (st.failed or st.next_start > now) else st.reason,
             last_exit=st.last_exit,
             last_exit_at=st.last_exit_at,
+            down=st.down,
+            down_since=st.down_since,
         )
         try:
-            # fsync only a `failed` mark: it is the one fact in a record
-            # that matters after a power loss (no child survives one, so
+            # fsync only a `failed` or `down` mark: they are the facts in a
+            # record that matter after a power loss (no child survives one, so
             # identities are moot, and a lost backoff streak only restarts
             # sooner).  The rename keeps a record whole through a crash of
             # the supervisor either way.  Two fsyncs per crash-loop cycle
             # were a sixth of the supervisor's CPU.
-            record.write(slot.record_path, durable=self.durable and st.failed)
+            record.write(slot.record_path, durable=self.durable and (st.failed or st.down))
         except OSError as exc:
             slot.dirty = True  # try again on the next change
             self._log_once(
@@ -195,12 +210,15 @@ class _Publisher(_PoolCore):
         if self._publish_due is None or self._publish_due > retry:
             self._publish_due = retry
 
-    def _write_status(self, snap: Snapshot) -> None:
+    def _status_doc(self, snap: Snapshot, sessions: Iterable[SessionStatus]) -> dict[str, Any]:
+        """The status document of ``sessions`` (schema ``wirepool.status/1``):
+        what status.json holds, and what the control socket's ``status``
+        answers from memory."""
         me = identity_of(os.getpid())
         doc = status_document(
             plugin=self.plugin,
             state_dir=str(self.state.root),
-            sessions=snap.sessions.values(),
+            sessions=sessions,
             supervisor={
                 "pid": os.getpid(),
                 "process_start": me.start if me else None,
@@ -216,6 +234,10 @@ class _Publisher(_PoolCore):
                 self.status_extra(doc)
             except Exception as exc:
                 self._log_once(f"extra:{exc}", "plugin status extra failed: {}", exc)
+        return doc
+
+    def _write_status(self, snap: Snapshot) -> None:
+        doc = self._status_doc(snap, snap.sessions.values())
         try:
             atomic_write_json(self.state.status_path, doc, durable=False, indent=None, strict=True)
         except OSError as exc:

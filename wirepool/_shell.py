@@ -34,7 +34,6 @@ from wirepool._session import (
     PlanNow,
     Probed,
     Release,
-    Reset,
     Restart,
     SessionState,
     Spawn,
@@ -258,6 +257,8 @@ class _SessionShell(_Publisher):
 
     def _watch(self, slot: _Slot, worker: Worker) -> None:
         slot.worker = worker
+        if worker.log_path is not None:
+            slot.log_path = worker.log_path  # still shown once the child is gone
         slot.health = None
         slot.dirty = True
         if self.health.interval is not None:
@@ -349,13 +350,6 @@ class _SessionShell(_Publisher):
         else:
             lived = max(0.0, self.clock.time() - worker.started_at)
         self._apply(slot, Exited(status, lived, self.clock.time()), now, pid=worker.pid)
-
-    def _reset(self, name: str) -> None:
-        slot = self._slots.get(name)
-        if slot is None:
-            logger.warning("reset: no session named {!r}", name)
-            return
-        self._apply(slot, Reset(), self.clock.monotonic())
 
     def _probe(self, now: float) -> None:
         """Hand the due probes to their threads, and act on what they

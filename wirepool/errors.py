@@ -6,7 +6,9 @@ callers can catch broadly::
     ├── LockHeldError (WirepoolError, RuntimeError)  another supervisor owns the state dir
     ├── UnsafeStateDirError (WirepoolError, PermissionError)  others could write the state dir
     ├── PluginError (WirepoolError, ImportError)     a plugin failed to load or to build
-    └── ConfigError (WirepoolError, ValueError)      a session's own configuration does not parse
+    ├── ConfigError (WirepoolError, ValueError)      a session's own configuration does not parse
+    ├── ControlError (WirepoolError, RuntimeError)   the supervisor refused a request
+    └── NoSupervisorError (WirepoolError, ConnectionError)  no supervisor to ask
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from pathlib import Path
 
 __all__ = [
     "ConfigError",
+    "ControlError",
     "LockHeldError",
+    "NoSupervisorError",
     "PluginError",
     "SpawnError",
     "UnsafeStateDirError",
@@ -68,3 +72,20 @@ class ConfigError(WirepoolError, ValueError):
     what it has -- a running child goes on running, with the old settings
     -- and its status says why; one with no child yet is not started.  A
     typo in an edit must not stop a healthy daemon."""
+
+
+class ControlError(WirepoolError, RuntimeError):
+    """The supervisor refused an operator request: an unknown or ambiguous
+    session name, a session that cannot do what was asked, a malformed
+    request.  ``code`` is stable (``docs/CONTROL.md``); ``candidates`` are
+    the sessions a name may have meant."""
+
+    def __init__(self, code: str, message: str, candidates: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.candidates = list(candidates or [])
+
+
+class NoSupervisorError(WirepoolError, ConnectionError):
+    """No supervisor is running on the state directory (or it cannot be
+    reached through its control socket)."""

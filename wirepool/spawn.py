@@ -295,7 +295,7 @@ class Spawner(ABC):
     def log_path(self, session: Session) -> Path | None:
         if self.log_dir is None:
             return None
-        return self.log_dir / (safe_filename(session.name) + ".log")
+        return self.log_dir / log_filename(session)
 
     def _open_child_log(self, session: Session) -> tuple[Path | None, int | None]:
         """The session's log, opened (created ``0600``) for the child to
@@ -361,6 +361,16 @@ class Spawner(ABC):
         keeper, self._log_keeper = self._log_keeper, None
         if keeper is not None:
             keeper.close()
+
+
+def log_filename(session: Session) -> str:
+    """A session's log file name: the name an operator knows it by first
+    (wire's persona handle, ``real-0.by-key_7343...-1a2b3c4d.log``), then
+    its key where that differs, since two sessions may show one name."""
+    shown, key = session.display_name, session.name
+    if shown == key:
+        return f"{safe_filename(key)}.log"
+    return f"{safe_filename(shown)}.{safe_filename(key)}.log"
 
 
 def safe_filename(name: str) -> str:
