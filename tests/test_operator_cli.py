@@ -212,3 +212,66 @@ def test_restart_of_an_adopted_daemon_through_the_cli(services: Services, tracke
     finally:
         _stop(services, second)
     assert os.path.exists(services.state_dir)
+
+
+TICKER = """#!/bin/sh
+exec python3 -c '
+import sys, time
+n = 0
+while True:
+    n += 1
+    sys.stdout.write("tick %06d %s\\n" % (n, "x" * 80))
+    sys.stdout.flush()
+    time.sleep(0.002)
+'
+"""
+
+
+def test_logs_shows_the_last_lines_and_follows_across_rotations(
+    services: Services, tracker: Tracker
+) -> None:
+    services.add("tick", TICKER)
+    sup = _start(services, tracker, "--log-max-size", "64K", "--log-backups", "2")
+    root = str(services.root)
+    follower = None
+    try:
+        wait_for(lambda: _pid(services, "tick"), timeout=60)
+        log = services.state_dir / "logs" / "tick.log"
+        wait_for(lambda: log.exists() and log.read_text().count("\ntick ") >= 3)
+        last = cli("logs", "servicedir", root, "tick", "-n", "3")
+        assert last.returncode == 0, last.stderr
+        lines = last.stdout.splitlines()
+        assert len(lines) == 3 and all(line.startswith("tick ") for line in lines)
+        follower = subprocess.Popen(
+            [*WIREPOOL, "logs", "servicedir", root, "tick", "-n", "0", "-f"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert follower.stdout is not None
+        rotated = log.with_name("tick.log.1")
+        seen: list[int] = []
+        rotations_seen = 0
+        inode = None
+        deadline = time.monotonic() + 60
+        # read on until the log has been rotated twice after we started
+        while rotations_seen < 2 and time.monotonic() < deadline:
+            line = follower.stdout.readline()
+            assert line.startswith("tick "), line
+            seen.append(int(line.split()[1]))
+            if rotated.exists() and rotated.stat().st_ino != inode:
+                inode = rotated.stat().st_ino
+                rotations_seen += 1
+        for _ in range(200):  # and past the last rotation
+            seen.append(int(follower.stdout.readline().split()[1]))
+        assert rotations_seen == 2
+        # never a line twice, never out of order, through every rotation
+        assert seen == sorted(set(seen))
+        follower.send_signal(signal.SIGINT)
+        assert follower.wait(timeout=30) == 0
+    finally:
+        if follower is not None:
+            if follower.poll() is None:
+                follower.kill()
+            follower.communicate(timeout=30)
+        _stop(services, sup)

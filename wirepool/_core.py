@@ -115,7 +115,8 @@ class _Slot:
     #: not known), and whether the current one differs
     started_from: str | None = None
     outdated: bool = False
-    log_path: Path | None = None  # its child's log, kept after the child is gone
+    log_path: Path | None = None  # the child's log, kept after it exits
+    last_output: tuple[str, ...] = ()  # what the last run wrote last (_tail.last_output)
 
 
 @dataclass

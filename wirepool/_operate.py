@@ -201,9 +201,17 @@ class _Operator(_DiscoveryDriver):
 
     def _do_reset(self, slot: _Slot) -> str:
         st = slot.state
-        was = "failed" if st.failed else ("backing off" if st.streak.failures else "")
+        n = st.streak.failures
+        if st.failed:
+            was = "was failed"
+        elif st.phase is Phase.BACKOFF:
+            was = "was backing off"
+        elif n:
+            was = f"cleared {n} rapid failure{'s' if n > 1 else ''}"
+        else:
+            was = "nothing held it back"
         self._apply(slot, Reset(), self.clock.monotonic())
-        return f"reset (was {was})" if was else "reset (nothing held it back)"
+        return f"reset ({was})"
 
     def _check_signal(self, slot: _Slot, sig: signal.Signals) -> None:
         name = slot.session.display_name

@@ -127,6 +127,7 @@ class _Publisher(_PoolCore):
                 next_start_at=next_start_at,
                 health=slot.health,
                 log_path=str(slot.log_path) if slot.log_path else None,
+                last_output=slot.last_output,
                 attrs=slot.session.attrs,
                 outdated=slot.outdated,
             )
@@ -182,6 +183,8 @@ class _Publisher(_PoolCore):
             last_exit_at=st.last_exit_at,
             down=st.down,
             down_since=st.down_since,
+            log_path=slot.log_path,
+            last_output=slot.last_output,
         )
         try:
             # fsync only a `failed` or `down` mark: they are the facts in a

@@ -12,12 +12,14 @@ import functools
 import selectors
 import time
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
 from wirepool import _session
 from wirepool._core import _describe, _Slot
+from wirepool._logs import exit_mark, write_mark
 from wirepool._probes import ProbeJob
 from wirepool._proc import ProcessIdentity, is_alive
 from wirepool._publish import _Publisher
@@ -43,6 +45,7 @@ from wirepool._session import (
     WakeAt,
     WallStepped,
 )
+from wirepool._tail import last_output
 from wirepool._types import ExitStatus, Session, Verdict
 from wirepool.spawn import AdoptedWorker, Worker, forget_child
 
@@ -154,11 +157,16 @@ class _SessionShell(_Publisher):
             self._spawn_deferred_until = self.spawn_limit.next_token_at(now)
             self._apply(slot, Deferred(), now)
             return False
+        # Before the child runs: a line after the spawn would land after
+        # what a child that fails at once already said.
+        log = self.spawner.log_path(session)
+        self._mark_log(session, log, "starting")
         started_from = self._fingerprint(session)
         try:
             worker = self.spawner.spawn(session)
         except Exception as exc:
             reason = f"spawn failed: {_describe(exc)}"
+            self._mark_log(session, log, reason)
             self._apply(slot, SpawnFailed(reason), now)
             self._log_once(
                 f"spawn:{session.name}:{reason}", "session {!r}: {}", session.name, reason
@@ -252,6 +260,7 @@ class _SessionShell(_Publisher):
             self._apply(slot, AdoptFailed(), now)
             return False
         self._watch(slot, worker)
+        self._mark_log(slot.session, worker.log_path, f"adopted pid {ident.pid} ({why})")
         self._apply(slot, Adopted(owned, why), now, data={"start": ident.start})
         return True
 
@@ -349,7 +358,48 @@ class _SessionShell(_Publisher):
             lived: float | None = now - run.spawned_at
         else:
             lived = max(0.0, self.clock.time() - worker.started_at)
-        self._apply(slot, Exited(status, lived, self.clock.time()), now, pid=worker.pid)
+        data = None
+        if worker.log_path is not None and self.spawner.output_to_log:
+            # Read before the exit line goes in: the run's last words, for
+            # status and the record (a later supervisor shows them too).
+            slot.last_output = self._last_output(slot.session, worker.log_path)
+            self._mark_log(slot.session, worker.log_path, exit_mark(worker.pid, status))
+            data = {"last_output": list(slot.last_output)}
+        self._apply(slot, Exited(status, lived, self.clock.time()), now, pid=worker.pid, data=data)
+
+    def _mark_log(self, session: Session, path: Path | None, text: str) -> None:
+        """One line of the supervisor's in the session's log (see
+        :func:`wirepool._logs.write_mark`), for spawners whose children
+        write there.  A few system calls on the loop thread; a log that
+        cannot take it (a full disk, a refused directory) is said once and
+        changes nothing else."""
+        if path is None or not self.spawner.output_to_log:
+            return
+        try:
+            write_mark(path, text, self.clock.time())
+        except Exception as exc:
+            self._log_once(
+                f"mark:{path.parent}:{getattr(exc, 'errno', type(exc).__name__)}",
+                "session {!r}: cannot write to its log {} ({}); the child is unaffected",
+                session.name,
+                path,
+                _describe(exc),
+            )
+
+    def _last_output(self, session: Session, path: Path) -> tuple[str, ...]:
+        try:
+            return tuple(last_output(path))
+        except FileNotFoundError:  # removed by someone: nothing to show
+            return ()
+        except Exception as exc:
+            self._log_once(
+                f"tail:{path.parent}:{getattr(exc, 'errno', type(exc).__name__)}",
+                "session {!r}: cannot read its log {} ({})",
+                session.name,
+                path,
+                _describe(exc),
+            )
+            return ()
 
     def _probe(self, now: float) -> None:
         """Hand the due probes to their threads, and act on what they

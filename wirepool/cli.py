@@ -67,6 +67,7 @@ from wirepool._cli_verbs import (
     reset_action,
     restart_action,
     signal_action,
+    top_action,
     up_action,
 )
 from wirepool._proc import ProcessIdentity, identity_of
@@ -169,6 +170,13 @@ class PluginGroup(click.Group):
                 code = self.action(plugin, cmd_name, opts, verb)
             except (click.ClickException, click.exceptions.Exit, click.Abort):
                 raise
+            except BrokenPipeError:
+                # `wirepool events ... | head`: the reader is gone, which ends
+                # the stream; the interpreter's final flush must not complain.
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+                click.get_current_context().exit(EXIT_OK)
             except CliError as exc:
                 fail(exc)
                 return
@@ -212,6 +220,13 @@ def _run_action(plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mappin
             else:
                 click.echo(f"wirepool: {guard.describe(holder)}; skipped", err=True)
             return EXIT_OK
+    if verb.get("log_max_size") is not None:
+        try:
+            spec.spawner.log_max_bytes = parse_size(str(verb["log_max_size"]))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--log-max-size") from None
+    if verb.get("log_backups") is not None:
+        spec.spawner.log_backups = int(verb["log_backups"])
     try:
         pool = spec.pool(
             name,
@@ -262,6 +277,19 @@ def _run_params() -> list[click.Parameter]:
             "(plugin default).",
         ),
         click.Option(
+            ["--log-max-size"],
+            metavar="SIZE",
+            default=None,
+            help="Keep each session's log within SIZE (bytes, or 64K, 10M, 1G; 0: unbounded; "
+            "default 10M), rotating to .1, .2, ...",
+        ),
+        click.Option(
+            ["--log-backups"],
+            type=click.IntRange(min=0),
+            default=None,
+            help="How many rotated copies of each log are kept (default 3).",
+        ),
+        click.Option(
             ["--json", "as_json"], is_flag=True, help="One JSON object per event on stdout."
         ),
         click.Option(
@@ -272,6 +300,19 @@ def _run_params() -> list[click.Parameter]:
             "it, status only says the child runs from an older configuration.",
         ),
     ]
+
+
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def parse_size(text: str) -> int:
+    """Bytes in ``64K``, ``10M``, ``1G`` or a plain number; ValueError else."""
+    raw = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = raw[-1:] if raw[-1:] in _SIZE_UNITS and raw[-1:] else ""
+    number = raw[: len(raw) - len(unit)]
+    if not number.isdigit():
+        raise ValueError(f"not a size: {text!r} (bytes, or a number with K, M or G)")
+    return int(number) * _SIZE_UNITS[unit]
 
 
 # -------------------------------------------------------------------- stop
@@ -643,6 +684,15 @@ _verb(
     "wirepool logs PLUGIN [options] SESSION [-n N] [-f]",
     "Show the log of a session of the {plugin} pool: its child's output, with a "
     "`wirepool:` line at each start and exit.  Works with no supervisor.",
+)
+_verb(
+    "top",
+    top_action,
+    lambda: [state_dir_option()],
+    "wirepool top PLUGIN [options]",
+    "A live view of the running {plugin} supervisor: sessions by state, problems first, "
+    "countdowns ticking; q quits, / filters, r/d/u restart, down or up the selected "
+    "session.  With no terminal, a line per event.",
 )
 _verb(
     "events",

@@ -267,6 +267,10 @@ class Spawner(ABC):
     survives_supervisor: bool = True
     #: Marker variables the pool asks every child to carry.
     markers: Mapping[str, str] = MappingProxyType({})
+    #: Whether the child's output goes to :meth:`log_path`.  The pool then
+    #: writes a line there at each start and exit of the child, and keeps
+    #: the last lines of each run for status (``last_output``).
+    output_to_log: bool = False
 
     @abstractmethod
     def spawn(self, session: Session) -> Worker: ...
@@ -526,6 +530,8 @@ class CommandSpawner(Spawner):
             spawn, and a log problem must not stop the pool.  The child
             then starts with its output discarded, and a warning says why.
     """
+
+    output_to_log = True
 
     def __init__(
         self,
@@ -970,6 +976,7 @@ class CallableSpawner(Spawner):
     """
 
     survives_supervisor = False
+    output_to_log = True
 
     def __init__(
         self,
