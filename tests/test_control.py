@@ -144,6 +144,7 @@ def test_live_status_has_no_file_lag(tracker: Tracker, tmp_path: Path) -> None:
         [entry] = doc["sessions"]
         assert (entry["name"], entry["state"], entry["pid"]) == ("a", "running", second)
         assert client.status("a")["sessions"][0]["pid"] == second
+        assert doc["last_minute"] == {"spawned": 2, "exited": 1}
         hello = client.hello()
         assert hello["protocol"] == 1 and hello["sessions"] == 1
 

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from loguru import logger
 
@@ -95,6 +95,19 @@ class StartupInterrupted(BaseException):
         return signal.Signals(self.signum).name
 
 
+class Instruments(Protocol):
+    """What the metrics (:mod:`wirepool._metrics`) learn only from inside
+    the loop, as it happens; everything else they read from the snapshot
+    when scraped.  Called on the loop thread: each call must be cheap."""
+
+    def loop_lag(self, seconds: float) -> None:
+        """From the moment something needed the loop (an fd ready, a deadline
+        due) until it waits again: how long an exit can wait to be seen."""
+
+    def discovery_pass(self, seconds: float, full: bool) -> None:
+        """One discovery pass took ``seconds`` (``full``: of every session)."""
+
+
 @dataclass
 class _Slot:
     """What the shell holds for one session: its state machine's state (the
@@ -115,6 +128,7 @@ class _Slot:
     #: not known), and whether the current one differs
     started_from: str | None = None
     outdated: bool = False
+    spawn_failures: int = 0  # spawns that raised, in this supervisor's life
     log_path: Path | None = None  # the child's log, kept after it exits
     last_output: tuple[str, ...] = ()  # what the last run wrote last (_tail.last_output)
 
@@ -258,6 +272,10 @@ class _PoolCore:
         self._starting = False
         self._ready = threading.Event()
         self._probes = ProbeThreads(self._nudge)
+        # None unless metrics are served: the loop then pays nothing for them.
+        self.instruments: Instruments | None = None
+        self._loop_woke: float | None = None
+        self._spawn_waits = 0  # due spawns the spawn-rate limit held back
 
     def _post(self, command: Command) -> None:
         self._commands.append(command)

@@ -134,7 +134,19 @@ class _Loop(_Operator):
     def _wait_and_dispatch(self) -> None:
         timeout = self._timeout()
         assert self._selector is not None
-        for key, mask in self._selector.select(timeout):
+        instruments = self.instruments
+        if instruments is None:
+            ready = self._selector.select(timeout)
+        else:
+            began = time.monotonic()
+            if self._loop_woke is not None:
+                instruments.loop_lag(began - self._loop_woke)
+            ready = self._selector.select(timeout)
+            # Late for a deadline counts from the deadline, not from when
+            # the oversleeping select returned.
+            woke = time.monotonic()
+            self._loop_woke = woke if timeout is None else min(woke, began + timeout)
+        for key, mask in ready:
             tag = key.data
             if isinstance(tag, ControlServer):
                 tag.on_ready(key.fileobj, mask)

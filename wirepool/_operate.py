@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -30,12 +31,16 @@ from wirepool.errors import ControlError
 
 #: the verbs that act on named sessions
 VERBS = ("restart", "down", "up", "signal", "reset")
+#: the event kinds the live status counts over the last minute
+_COUNTED = ("spawned", "exited")
 
 
 class _Operator(_DiscoveryDriver):
     """See :mod:`wirepool._operate`."""
 
     _control: ControlServer | None = None
+    #: (wall time, kind) of the spawns and exits of about the last minute
+    _recent: deque[tuple[float, str]]
 
     # ------------------------------------------------------------ the socket
 
@@ -58,6 +63,7 @@ class _Operator(_DiscoveryDriver):
             self._set_degraded("control", f"no control socket: {exc.strerror or exc}")
             return
         self._control = server
+        self._recent = deque(maxlen=100_000)
         self._listeners.append(self._broadcast)
 
     def _close_control(self) -> None:
@@ -66,8 +72,20 @@ class _Operator(_DiscoveryDriver):
             self._control = None
 
     def _broadcast(self, event: Event) -> None:
+        if event.kind in _COUNTED:
+            self._recent.append((event.at, event.kind))
         if self._control is not None:
             self._control.broadcast({"event": event.to_json()})
+
+    def _last_minute(self) -> dict[str, int]:
+        """Spawns and exits of the last minute (what `top`'s header shows)."""
+        recent, cutoff = self._recent, self.clock.time() - 60.0
+        while recent and recent[0][0] < cutoff:
+            recent.popleft()
+        counts = dict.fromkeys(_COUNTED, 0)
+        for _, kind in recent:
+            counts[kind] += 1
+        return counts
 
     def _control_failed(self, what: str, exc: BaseException) -> None:
         self._log_once(f"control:{what}:{exc}", "control socket: {} failed: {}", what, exc)
@@ -153,6 +171,8 @@ class _Operator(_DiscoveryDriver):
         snap = self._build_snapshot(count=False, only=keys)
         doc = self._status_doc(snap, snap.sessions.values())
         doc["live"] = True
+        if self._control is not None:
+            doc["last_minute"] = self._last_minute()
         return doc
 
     # restart: SIGTERM, the grace, SIGKILL, then a new child at once

@@ -121,6 +121,7 @@ class _Publisher(_PoolCore):
                 owned=worker.owned if worker else True,
                 started_at=worker.started_at if worker else None,
                 restarts=st.restarts,
+                spawn_failures=slot.spawn_failures,
                 streak=st.streak.failures,
                 last_exit=st.last_exit,
                 last_exit_at=st.last_exit_at,

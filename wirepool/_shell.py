@@ -79,6 +79,7 @@ class _SessionShell(_Publisher):
                 # The rate limit: the rest wait for its next token.
                 for later in decided.spawn[n + 1 :]:
                     if later in self._slots:
+                        self._spawn_waits += 1
                         self._apply(self._slots[later], Deferred(), now)
                 break
 
@@ -155,6 +156,7 @@ class _SessionShell(_Publisher):
             return True
         if not self.spawn_limit.try_acquire(now):
             self._spawn_deferred_until = self.spawn_limit.next_token_at(now)
+            self._spawn_waits += 1
             self._apply(slot, Deferred(), now)
             return False
         # Before the child runs: a line after the spawn would land after
@@ -166,6 +168,7 @@ class _SessionShell(_Publisher):
             worker = self.spawner.spawn(session)
         except Exception as exc:
             reason = f"spawn failed: {_describe(exc)}"
+            slot.spawn_failures += 1
             self._mark_log(session, log, reason)
             self._apply(slot, SpawnFailed(reason), now)
             self._log_once(

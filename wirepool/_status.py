@@ -33,6 +33,7 @@ class SessionStatus:
     owned: bool = True
     started_at: float | None = None  # wall clock
     restarts: int = 0
+    spawn_failures: int = 0  # in this supervisor's life (not kept in records)
     streak: int = 0
     last_exit: ExitStatus | None = None
     last_exit_at: float | None = None

@@ -119,9 +119,15 @@ class TopModel:
             f"{n} {state}"
             for state, n in sorted(counts.items(), key=lambda i: STATE_ORDER.get(i[0], 9))
         )
+        # The supervisor's count (it saw the minute before we started);
+        # our own, from the events since, where it has none.
         minute = [kind for at, kind in self.recent if now - at <= 60]
-        spawns = sum(kind in ("spawned", "adopted") for kind in minute)
+        spawns = sum(kind == "spawned" for kind in minute)
         exits = sum(kind == "exited" for kind in minute)
+        counted = self.doc.get("last_minute")
+        if isinstance(counted, Mapping):
+            spawns = max(spawns, _int(counted.get("spawned")))
+            exits = max(exits, _int(counted.get("exited")))
         plugin = _term.escape(str(self.doc.get("plugin") or ""))
         total = len(self.doc.get("sessions", []))
         return (
@@ -185,6 +191,10 @@ class TopModel:
             self.selected = keys[0] if keys else None
 
 
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 def _row(s: Mapping[str, Any], name: str, now: float) -> Row:
     state = str(s.get("state"))
     live = state in ("running", "adopted", "stopping") and s.get("pid") is not None
@@ -221,7 +231,7 @@ def render(model: TopModel, width: int, height: int, now: float) -> Any:
     keys = [r.key for r in rows]
     at = keys.index(model.selected) if model.selected in keys else 0
     first = min(max(0, at - room // 2), max(0, len(rows) - room))
-    table = Table(box=None, expand=True, padding=(0, 1), show_edge=False, pad_edge=False)
+    table = Table(box=None, expand=True, padding=(0, 1, 0, 0), show_edge=False, pad_edge=False)
     for title, kw in (
         ("NAME", {"max_width": max(8, width // 5)}),
         ("STATE", {"width": 10}),

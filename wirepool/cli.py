@@ -235,12 +235,16 @@ def _run_action(plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mappin
         )
         if as_json:
             pool.subscribe(lambda event: emit_json(event.to_json()))
+        metrics = _serve_metrics(pool, name, verb)
         try:
             pool.run_forever()
         except LockHeldError as exc:
             return _skipped(
                 exc.holder_pid, "supervisor already running", as_json, state_dir=exc.state_dir
             )
+        finally:
+            if metrics is not None:
+                metrics.close()
     finally:
         if guard is not None:
             guard.release()
@@ -299,6 +303,7 @@ def _run_params() -> list[click.Parameter]:
             "plugin's spawner fingerprints: command, environment, input files); without "
             "it, status only says the child runs from an older configuration.",
         ),
+        *_metrics_params(),
     ]
 
 
@@ -313,6 +318,83 @@ def parse_size(text: str) -> int:
     if not number.isdigit():
         raise ValueError(f"not a size: {text!r} (bytes, or a number with K, M or G)")
     return int(number) * _SIZE_UNITS[unit]
+
+
+def _metrics_params() -> list[click.Parameter]:
+    return [
+        click.Option(
+            ["--metrics", "metrics_address"],
+            metavar="HOST:PORT",
+            callback=_check_metrics_address,
+            help="Serve Prometheus metrics on http://HOST:PORT/metrics "
+            "(:PORT: every interface; unix:PATH: a unix socket).",
+        ),
+        click.Option(
+            ["--metrics-textfile"],
+            type=click.Path(dir_okay=False, path_type=Path),
+            callback=_check_metrics_textfile,
+            help="Write the metrics to PATH (*.prom) for node_exporter's textfile collector.",
+        ),
+        click.Option(
+            ["--metrics-max-sessions"],
+            type=click.IntRange(min=0),
+            default=1000,
+            show_default=True,
+            help="Leave out the per-session series when the pool has more sessions.",
+        ),
+    ]
+
+
+def _check_metrics_address(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    from wirepool import _metrics
+
+    try:
+        return _metrics.parse_address(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _check_metrics_textfile(
+    _ctx: click.Context, _param: click.Parameter, value: Path | None
+) -> Path | None:
+    if value is None:
+        return None
+    value = value.absolute()
+    if value.suffix != ".prom":
+        raise click.BadParameter("node_exporter's textfile collector reads only *.prom files")
+    if not value.parent.is_dir():
+        raise click.BadParameter(f"{value.parent} is not a directory")
+    return value
+
+
+if TYPE_CHECKING:  # prometheus_client is imported only when metrics are asked for
+    from wirepool._metrics import Served
+    from wirepool._pool import SessionPool
+
+
+def _serve_metrics(pool: SessionPool, name: str, verb: Mapping[str, Any]) -> Served | None:
+    """Metrics, if asked for: bound before the pool starts, so that a busy
+    port is one clear error while nothing has been touched yet -- unless
+    another supervisor holds the pool (its own skip says so), in which case
+    this one will not start and serves nothing."""
+    address, textfile = verb.get("metrics_address"), verb.get("metrics_textfile")
+    if (address is None and textfile is None) or lock_is_held(pool.state):
+        return None
+    from wirepool import _metrics
+    from wirepool._core import _describe
+
+    try:
+        return _metrics.serve(
+            pool,
+            name,
+            address=address,
+            textfile=textfile,
+            max_sessions=verb.get("metrics_max_sessions", _metrics.DEFAULT_MAX_SESSIONS),
+        )
+    except OSError as exc:
+        raise CliError(f"cannot serve metrics on {address}: {_describe(exc)}") from None
 
 
 # -------------------------------------------------------------------- stop
