@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -390,3 +391,24 @@ def test_a_state_dir_the_pool_made_is_removed_when_it_stops_its_children(tmp_pat
     del unused
     gc.collect()
     assert not path.exists()
+
+
+def test_fake_daemon_pidfile_is_a_safe_ready_signal(tmp_path: Path) -> None:
+    # Written after its SIGTERM handling is in place: a test that signals
+    # the daemon as soon as the pidfile appears sees the clean exit it asked
+    # for (status 0), never a death by the signal.
+    pool = SessionPool(
+        StaticDiscovery([Session("p", tmp_path)]),
+        spawner=FakeDaemon(pidfile="p.pid").spawner(),
+        restart=FAST,
+        state_dir=tmp_path / "state",
+        durable=False,
+    )
+    with pool.events() as events, pool:
+        for _ in range(3):
+            pidfile = tmp_path / "p.pid"
+            pid = int(wait_for(lambda f=pidfile: f.exists() and f.read_text().strip()))
+            pidfile.unlink()
+            os.kill(pid, signal.SIGTERM)
+            exited = events.wait_for(lambda e: e.kind == "exited")[-1]
+            assert (exited.pid, exited.data["code"], exited.data["signal"]) == (pid, 0, None)

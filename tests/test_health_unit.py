@@ -21,7 +21,13 @@ import pytest
 
 from wirepool._proc import ProcessIdentity, cmdline, create_time, identity_of
 from wirepool._types import Session
-from wirepool.health import HeartbeatCheck, PidfileCheck, parse_rfc3339, read_pid
+from wirepool.health import (
+    HeartbeatCheck,
+    NoHealthCheck,
+    PidfileCheck,
+    parse_rfc3339,
+    read_pid,
+)
 
 WIRE_STARTED_AT = "2026-06-19T18:57:23.481516273Z"
 WIRE_EPOCH = datetime(2026, 6, 19, 18, 57, 23, tzinfo=UTC).timestamp()
@@ -386,3 +392,13 @@ def test_rfc3339_helper_round_trips() -> None:
     now = time.time()
     assert parse_rfc3339(rfc3339(now)) == pytest.approx(now, abs=1e-5)
     assert rfc3339(WIRE_EPOCH + 0.481516).endswith(".481516123Z")
+
+
+def test_a_probes_deadline_is_its_timeout_else_its_interval() -> None:
+    beat = HeartbeatCheck("beat", max_age=60, interval=2.0)
+    assert beat.deadline == 2.0
+    beat.timeout = 0.5
+    assert beat.deadline == 0.5
+    # both run one after the other on the same thread: their deadlines add up
+    assert (beat & HeartbeatCheck("other", max_age=60, interval=3.0)).deadline == 3.5
+    assert NoHealthCheck().deadline is None

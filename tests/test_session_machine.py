@@ -59,7 +59,7 @@ PHASES: dict[str, m.SessionState] = {
     "backoff": replace(
         BASE,
         phase=m.Phase.BACKOFF,
-        reason="exit code 1; rapid failure #1, retry in 5.0s",
+        reason="exit code 1; 1 rapid failure, restart #1 in 5.0s",
         streak=Streak(1, 95.0),
         next_start=103.0,
         starts=1,
@@ -255,6 +255,26 @@ def test_spawned_counts_restarts_from_the_second_start() -> None:
     assert (second.starts, second.restarts) == (2, 1)
 
 
+def test_the_backoff_reason_counts_as_restarts_does() -> None:
+    """The reason beside the RESTARTS column names the restart it waits
+    for: ``restarts`` counts the restarts done, the streak the failures
+    seen, and a spawn that fails is a failure but no restart."""
+    policy = replace(POLICY, restart=RestartPolicy(wait=tenacity.wait_fixed(5)))
+    state, _ = m.step(BASE, m.SpawnFailed("spawn failed: ENOENT"), NOW, policy)
+    assert state.reason == "spawn failed: ENOENT; 1 rapid failure, start in 5.0s"
+    for n in range(1, 4):
+        state, _ = m.step(state, m.Spawned(), NOW + n, policy)
+        state, _ = m.step(state, m.Exited(ExitStatus(code=1), 0.1, 1.0), NOW + n, policy)
+        assert state.restarts == n - 1
+        assert state.reason == (
+            f"exit code 1; {n + 1} rapid failures in a row, restart #{n} in 5.0s"
+        )
+    state, _ = m.step(state, m.SpawnFailed("spawn failed: ENOENT"), NOW + 5, policy)
+    assert state.restarts == 2 and state.reason.endswith(
+        "5 rapid failures in a row, restart #3 in 5.0s"
+    )
+
+
 def test_exited_by_phase() -> None:
     check_table(
         m.Exited(ExitStatus(code=1), 2.0, 5000.0),
@@ -273,7 +293,7 @@ def test_exited_by_phase() -> None:
     after, _ = m.step(PHASES["running"], m.Exited(ExitStatus(code=1), 2.0, 5000.0), NOW, POLICY)
     assert after.running is None and after.last_exit == ExitStatus(code=1)
     assert after.last_exit_at == 5000.0 and after.next_start == NOW + 5
-    assert after.reason == "exit code 1; rapid failure #1, retry in 5.0s"
+    assert after.reason == "exit code 1; 1 rapid failure, restart #1 in 5.0s"
 
 
 def test_a_long_life_resets_the_streak_and_restarts_at_once() -> None:

@@ -606,7 +606,7 @@ def test_a_failed_sessions_reason_survives_an_ineligible_spell() -> None:
 
 
 def test_a_backoff_reason_survives_a_vanish_within_grace() -> None:
-    why = "exit code 1; rapid failure #1, retry in 60.0s"
+    why = "exit code 1; 1 rapid failure, restart #1 in 60.0s"
     state = _tick(session(next_start=NOW + 60, reason=why, held=why))
     state = _tick(state, m.Vanished())
     assert state.phase is m.Phase.STOPPED

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from conftest import WIREPOOL, Services, Tracker, alive, cli, status_sessions, wait_for
 
+from wirepool.cli import render_table
+
 N = 8
 
 
@@ -44,6 +46,14 @@ def test_sigkilled_supervisor_is_replaced_and_every_child_adopted(
     os.kill(victim, signal.SIGKILL)
     wait_for(lambda: any(e["session"] == "s0" for e in second.of("spawned")))
     assert [e for e in second.of("exited") if e["session"] == "s0"][0]["pid"] == victim
+    # how an adopted child ended is its parent's to know, not ours: the
+    # table says so instead of "unknown"
+    wait_for(lambda: status_sessions(services.state_dir)["s0"]["last_exit"])
+    doc = json.loads(cli("status", "servicedir", str(services.root), "--json").stdout)
+    s0 = next(s for s in doc["sessions"] if s["name"] == "s0")
+    assert (s0["last_exit"]["code"], s0["last_exit"]["signal"]) == (None, None)
+    row = next(ln for ln in render_table(doc).splitlines() if ln.startswith("s0 "))
+    assert "ended (adopted)" in row
 
     result = cli("stop", "servicedir", str(services.root), "--children")
     assert result.returncode == 0, result.stderr
@@ -191,6 +201,23 @@ def test_unknown_plugin_and_bad_usage_exit_codes() -> None:
     assert "Traceback" not in unknown.stderr
     usage = cli("run", "servicedir")  # missing ROOT
     assert usage.returncode == 2
+
+
+def test_a_root_that_does_not_exist_is_a_usage_error(tmp_path: Path) -> None:
+    typo = tmp_path / "typo"
+    for verb in ("run", "status"):
+        for args in (["servicedir", str(typo)], ["dirs", str(typo), "--glob", "*", "--cmd", "x"]):
+            result = cli(verb, *args)
+            assert result.returncode == 2, (verb, args, result.stderr)
+            assert f"wirepool: error: {typo} does not exist" in result.stderr
+            assert "Traceback" not in result.stderr
+    assert not typo.exists()  # no /typo/.wirepool made on the way
+    (tmp_path / "file").write_text("")
+    result = cli("run", "servicedir", str(tmp_path / "file"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    # wire's sessions root is made by its first session: absent is normal
+    result = cli("status", "wire", "--sessions-root", str(typo))
+    assert result.returncode == 3, result.stderr  # not running; not a usage error
 
 
 def test_a_third_party_plugin_is_found_through_the_entry_point(
@@ -382,6 +409,10 @@ def test_backoff_resumes_where_it_stopped_after_a_supervisor_sigkill(
     resumed = second.of("backoff")[0]
     # the streak continued: no reset to a 1 s wait and a full-speed crash loop
     assert resumed["streak"] == streak + 1
+    # the reason counts as RESTARTS does: streak + 1 starts so far, so
+    # `streak` restarts done and the next one pending
+    assert f"{streak + 1} rapid failures in a row, restart #{streak + 1} in" in resumed["reason"]
+    wait_for(lambda: status_sessions(services.state_dir)["crash"]["restarts"] == streak)
     assert resumed["delay"] > 2 ** (streak - 1) * 0.8 * 0.99
     second.proc.send_signal(signal.SIGTERM)
     second.wait_exit()

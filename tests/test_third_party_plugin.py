@@ -105,6 +105,11 @@ def test_wirepool_run_drives_the_third_party_plugin(
     assert status["blog"]["state"] == "running" and status["blog"]["restarts"] == 1
     assert status["typo"]["state"] == "ineligible"
     assert "site.json is not JSON" in status["typo"]["reason"]
+    # a typo in a running site's file keeps its server, and says so
+    (root / "blog" / "site.json").write_text('{"port": ')
+    wait_for(lambda: "not JSON" in status_sessions(root / ".wirepool")["blog"]["reason"])
+    assert status_sessions(root / ".wirepool")["blog"]["state"] == "running"
+    assert b"the blog" in get(port)
     stop = subprocess.run(
         [*WIREPOOL, "stop", "sites", str(root), "--children"], env=env_with(installed),
         capture_output=True, text=True, timeout=60,

@@ -32,6 +32,7 @@ from wirepool.eligibility import (
     NoDownFile,
 )
 from wirepool.errors import (
+    ConfigError,
     ControlError,
     LockHeldError,
     NoSupervisorError,
@@ -63,6 +64,7 @@ __all__ = [
     "Client",
     "Clock",
     "CommandSpawner",
+    "ConfigError",
     "ControlError",
     "DirectoryScan",
     "Discovery",

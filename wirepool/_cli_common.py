@@ -57,6 +57,14 @@ def build(plugin: Plugin, opts: Mapping[str, Any], verb: Mapping[str, Any]) -> P
     return spec
 
 
+def require_root(spec: PoolSpec) -> None:
+    """A root that is not there is a typo until the plugin says otherwise:
+    without this, ``run`` made ``/typo/.wirepool`` and supervised nothing."""
+    problem = spec.root_problem()
+    if problem is not None:
+        raise CliError(problem, EXIT_USAGE)
+
+
 def emit_json(data: Mapping[str, Any]) -> None:
     sys.stdout.write(dumps_strict(data, default=str) + "\n")
     sys.stdout.flush()

@@ -23,6 +23,7 @@ from wirepool._cli_common import (
     CliError,
     build,
     emit_json,
+    require_root,
     state_dir_option,
 )
 from wirepool._proc import ProcessIdentity, identity_of
@@ -33,6 +34,7 @@ from wirepool.plugin import Plugin
 
 def run_action(plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mapping[str, Any]) -> int:
     spec = build(plugin, opts, verb)
+    require_root(spec)
     as_json = bool(verb.get("as_json"))
     guard = spec.guard
     if guard is not None:
@@ -53,7 +55,11 @@ def run_action(plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mapping
     if verb.get("log_backups") is not None:
         spec.spawner.log_backups = int(verb["log_backups"])
     try:
-        pool = spec.pool(name, on_exit=verb.get("on_exit") or spec.on_exit)
+        pool = spec.pool(
+            name,
+            on_exit=verb.get("on_exit") or spec.on_exit,
+            restart_on_change=bool(verb.get("restart_on_change")) or spec.restart_on_change,
+        )
         if as_json:
             pool.subscribe(lambda event: emit_json(event.to_json()))
         metrics = _serve_metrics(pool, name, verb)
@@ -116,6 +122,13 @@ def run_params() -> list[click.Parameter]:
         ),
         click.Option(
             ["--json", "as_json"], is_flag=True, help="One JSON object per event on stdout."
+        ),
+        click.Option(
+            ["--restart-on-change"],
+            is_flag=True,
+            help="Restart a child when its session's configuration changes (what the "
+            "plugin's spawner fingerprints: command, environment, input files); without "
+            "it, status only says the child runs from an older configuration.",
         ),
         *_metrics_params(),
     ]

@@ -21,6 +21,7 @@ from wirepool._cli_common import (
     EXIT_OK,
     CliError,
     build,
+    require_root,
 )
 from wirepool._client import Client
 from wirepool._format import format_age, format_wall
@@ -241,7 +242,9 @@ def _fmt_exit(last: Any) -> str:
             return f"sig{last['signal']}"
     if last.get("code") is not None:
         return f"code {last['code']}"
-    return "unknown"
+    # Only an adopted child ends without a status: the kernel tells its
+    # parent how it ended, and its parent is not us.
+    return "ended (adopted)"
 
 
 def render_table(doc: Mapping[str, Any]) -> str:
@@ -405,6 +408,7 @@ def status_action(
     plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mapping[str, Any]
 ) -> int:
     spec = build(plugin, opts, verb)
+    require_root(spec)
     names = list(verb.get("sessions") or ())
     doc = read_status(spec, name, names)
     if verb.get("as_json"):

@@ -36,6 +36,7 @@ from loguru import logger
 from wirepool import _session
 from wirepool._clock import Clock, SystemClock
 from wirepool._events import Event, EventKind
+from wirepool._probes import ProbeJob, ProbeThreads
 from wirepool._reaper import OrphanReaper
 from wirepool._session import SessionState
 from wirepool._status import Snapshot
@@ -122,6 +123,11 @@ class _Slot:
     scan_error: str | None = None  # why discovery could not read it this pass
     health: str | None = None  # the last probe's word, for status
     next_probe: float | None = None
+    probe: ProbeJob | None = None  # the probe on a thread now (see wirepool._probes)
+    #: the spawner's fingerprint of what the child was started from (None:
+    #: not known), and whether the current one differs
+    started_from: str | None = None
+    outdated: bool = False
     spawn_failures: int = 0  # spawns that raised, in this supervisor's life
     log_path: Path | None = None  # the child's log, kept after it exits
     last_output: tuple[str, ...] = ()  # what the last run wrote last (_tail.last_output)
@@ -163,6 +169,7 @@ class _PoolCore:
         durable: bool = True,
         plugin: str = "",
         status_extra: Callable[[dict[str, Any]], None] | None = None,
+        restart_on_change: bool = False,
         control: bool = True,
     ) -> None:
         if spawner is None:
@@ -195,6 +202,7 @@ class _PoolCore:
         self.durable = durable
         self.plugin = plugin
         self.status_extra = status_extra
+        self.restart_on_change = bool(restart_on_change)
         self.control = control
         self.pool_id = self.state.pool_id
         self._reaper = OrphanReaper(self.pool_id, self.stop_grace)
@@ -263,6 +271,7 @@ class _PoolCore:
         # True while run_forever starts up: a stop signal then unwinds it
         self._starting = False
         self._ready = threading.Event()
+        self._probes = ProbeThreads(self._nudge)
         # None unless metrics are served: the loop then pays nothing for them.
         self.instruments: Instruments | None = None
         self._loop_woke: float | None = None
@@ -271,6 +280,15 @@ class _PoolCore:
     def _post(self, command: Command) -> None:
         self._commands.append(command)
         self._poke()
+
+    def _nudge(self) -> None:
+        """Wake the loop for work it finds by itself (a probe's result):
+        a byte other than zero, as a signal's number is, so the wake-up
+        does not plan every session (a poke does: see _Loop._drain_wake)."""
+        with self._poke_lock:
+            if self._wake_w is not None:
+                with contextlib.suppress(BlockingIOError, OSError):
+                    os.write(self._wake_w, b"\x01")
 
     def _poke(self) -> None:
         # Under the lock: shutdown closes the pipe, and a write racing it

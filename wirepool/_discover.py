@@ -16,6 +16,7 @@ from wirepool._core import _describe, _Slot
 from wirepool._recovery import _Recovery
 from wirepool._session import Changed, Checked, CheckFailed, Seen, Vanished
 from wirepool._types import Session, Verdict
+from wirepool.errors import ConfigError
 
 
 class _DiscoveryDriver(_Recovery):
@@ -188,6 +189,14 @@ class _DiscoveryDriver(_Recovery):
     def _check(self, slot: _Slot, wall: float, now: float) -> None:
         try:
             verdict = self.eligibility.check(slot.session, wall)
+        except ConfigError as exc:
+            # As for discovery's unreadable: kept as it was, and said.
+            why = str(exc)
+            if slot.scan_error != why:
+                slot.scan_error, slot.dirty = why, True
+            if not slot.state.checked and slot.worker is None:
+                self._apply(slot, Checked(Verdict(False, why)), now)
+            return
         except Exception as exc:
             self._log_once(
                 f"elig:{slot.session.name}:{exc}",
@@ -199,3 +208,4 @@ class _DiscoveryDriver(_Recovery):
             return
         if not slot.state.checked or verdict != slot.state.verdict:
             self._apply(slot, Checked(verdict), now)
+        self._compare_config(slot, now)

@@ -31,18 +31,20 @@ def run(config: dict[str, Any]) -> int:
     command form and the in-process (callable worker) form."""
     pid = os.getpid()
     start = time.monotonic()
-    if config.get("starts_file"):
-        with open(config["starts_file"], "a") as fh:
-            fh.write(f"{pid}\n")
-    if config.get("pidfile"):
-        body = json.dumps({"pid": pid}) if config.get("pidfile_json") else f"{pid}\n"
-        _write(Path(config["pidfile"]), body)
+    # Its SIGTERM behaviour first: the files below say "ready", and a test
+    # that signals it once one appears must meet the behaviour it asked for.
     if config.get("ignore_sigterm"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     else:
         # Exit with status 0 as a well-behaved daemon does, rather than die
         # by the signal: the pool must count that as a stop, not a crash.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    if config.get("starts_file"):
+        with open(config["starts_file"], "a") as fh:
+            fh.write(f"{pid}\n")
+    if config.get("pidfile"):
+        body = json.dumps({"pid": pid}) if config.get("pidfile_json") else f"{pid}\n"
+        _write(Path(config["pidfile"]), body)
     exit_after = config.get("exit_after")
     beat = config.get("heartbeat")
     interval = float(config.get("heartbeat_interval") or 0.5)

@@ -171,7 +171,7 @@ class _Loop(_Operator):
             # children are being stopped.
             return 0.2
         now = self.clock.monotonic()
-        if self._rediscover:
+        if self._rediscover or self._probes.has_finished():
             return 0.0
         deadlines = [self._next_rescan, self._next_sweep]
         orphan_kill = self._reaper.next_deadline()
@@ -189,7 +189,12 @@ class _Loop(_Operator):
                 deadlines.append(run.kill_at)
             if slot.next_probe is not None and slot.worker is not None:
                 deadlines.append(slot.next_probe)
-        return max(0.0, min(deadlines) - now)
+        timeout = max(0.0, min(deadlines) - now)
+        overdue_at = self._probe_overdue_at()
+        if overdue_at is not None:
+            # a probe's deadline is real time: the thread is stuck in it
+            timeout = min(timeout, max(0.0, overdue_at - time.monotonic()))
+        return timeout
 
     def _pass(self) -> None:
         now = self.clock.monotonic()
@@ -432,6 +437,7 @@ class _Loop(_Operator):
             ("write the final state", lambda: self._final_publish(stop_children)),
             ("detach from the children", self._detach_all),
             ("stop keeping the logs", self.spawner.close),
+            ("let the probe threads end", self._probes.close),
             (
                 "announce the stop",
                 lambda: self._emit(

@@ -84,6 +84,11 @@ class SessionPool(_Loop):
         plugin: name recorded in ``status.json``.
         status_extra: adds plugin-specific fields to the ``status.json``
             document (called with the document, edits it in place).
+        restart_on_change: restart a child (SIGTERM, then a new one at
+            once; not a failure) when the spawner's
+            :meth:`~wirepool.Spawner.fingerprint` of its session differs from
+            the one it was started with.  Off, the difference is only shown
+            ("started from an older configuration").
         control: listen on the control socket (``<state dir>/control/sock``)
             for ``wirepool`` verbs and :class:`wirepool.Client`.
     """

@@ -253,6 +253,58 @@ def pids_with_environ(markers: Sequence[tuple[str, str]]) -> dict[int, dict[str,
     return found
 
 
+def fds_under(pid: int, directory: str) -> list[str]:
+    """``/proc/PID/fd/N`` of each of ``pid``'s descriptors open on a file in
+    ``directory`` (a real path), deleted files included: the kernel names
+    an open file by where it was, plus `` (deleted)``.  Empty when ``pid``
+    cannot be looked at (gone, another user's, not Linux)."""
+    if not _LINUX:
+        return []
+    base = f"/proc/{pid}/fd"
+    prefix = directory.rstrip("/") + "/"
+    found = []
+    try:
+        fds = os.listdir(base)
+    except OSError:
+        return []
+    for fd in fds:
+        try:
+            target = os.readlink(f"{base}/{fd}")
+        except OSError:
+            continue
+        if target.startswith(prefix) and "/" not in target[len(prefix) :]:
+            found.append(f"{base}/{fd}")
+    return found
+
+
+def pids_with_fds_under(directory: str) -> dict[int, list[str]]:
+    """Every process (but this one) with a descriptor open on a file in
+    ``directory``: pid -> what :func:`fds_under` says of it.  A pass over
+    every descriptor on the machine: for start-up, like
+    :func:`pids_with_environ`."""
+    found: dict[int, list[str]] = {}
+    if not _LINUX:
+        return found
+    own = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == own:
+            continue
+        paths = fds_under(int(entry), directory)
+        if paths:
+            found[int(entry)] = paths
+    return found
+
+
+def boot_id() -> str:
+    """This boot's random id (Linux), or "" where there is none: a pid and a
+    start time name one process within one boot only."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
 def wirepool_environ(pid: int) -> dict[str, str] | None:
     """The ``WIREPOOL_*`` variables ``pid`` was started with, or None when
     its environment cannot be read (gone, another user's, no /proc).

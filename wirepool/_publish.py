@@ -130,6 +130,7 @@ class _Publisher(_PoolCore):
                 log_path=str(slot.log_path) if slot.log_path else None,
                 last_output=slot.last_output,
                 attrs=slot.session.attrs,
+                outdated=slot.outdated,
             )
         if count:  # a live status answer is not a new published snapshot
             self._generation += 1
@@ -159,6 +160,8 @@ class _Publisher(_PoolCore):
         extra = [slot.existing_error] if state == "running" else []
         if slot.scan_error and slot.scan_error != reason:
             extra.append(f"{slot.scan_error}; keeping its last state")
+        if slot.outdated:
+            extra.append("started from an older configuration")
         return "; ".join([reason, *(e for e in extra if e)])
 
     def _write_record(self, slot: _Slot) -> bool:
@@ -170,7 +173,7 @@ class _Publisher(_PoolCore):
             session=slot.session,
             worker=None
             if worker is None
-            else WorkerRecord(worker.identity, worker.owned, worker.started_at),
+            else WorkerRecord(worker.identity, worker.owned, worker.started_at, slot.started_from),
             streak=st.streak.failures,
             next_start_at=wall + (st.next_start - now) if st.next_start > now else None,
             restarts=st.restarts,

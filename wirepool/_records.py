@@ -38,6 +38,7 @@ class WorkerRecord:
     identity: ProcessIdentity
     owned: bool = True
     started_at: float | None = None  # wall time
+    fingerprint: str | None = None  # what it was started from (Spawner.fingerprint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,7 @@ class SessionRecord:
                 **worker.identity.to_json(),
                 "owned": worker.owned,
                 "started_at": worker.started_at,
+                "fingerprint": worker.fingerprint,
             },
             "streak": self.streak,
             "next_start_at": self.next_start_at,
@@ -106,8 +108,12 @@ class SessionRecord:
         worker = None
         if data.get("worker") is not None:
             w = data["worker"]
+            fingerprint = w.get("fingerprint")
             worker = WorkerRecord(
-                ProcessIdentity.from_json(w), _bool(w, "owned", True), _time(w, "started_at")
+                ProcessIdentity.from_json(w),
+                _bool(w, "owned", True),
+                _time(w, "started_at"),
+                fingerprint if isinstance(fingerprint, str) else None,
             )
         last_exit = last_exit_at = None
         if isinstance(data.get("last_exit"), dict):

@@ -21,7 +21,13 @@ from wirepool._shell import _SessionShell
 from wirepool._store import quarantine
 from wirepool._types import Session
 from wirepool.restart import Streak
-from wirepool.spawn import AdoptedWorker, find_children
+from wirepool.spawn import (
+    POOL_MARKER,
+    SESSION_MARKER,
+    AdoptedWorker,
+    find_children,
+    held_files,
+)
 
 
 class _Recovery(_SessionShell):
@@ -91,9 +97,11 @@ class _Recovery(_SessionShell):
                 why=why,
             ):
                 claimed[session.name] = worker.identity
+                slot.started_from = rec.worker.fingerprint
             else:
                 self._apply(slot, ChildLost(), now)
         self._recover_by_marker(claimed)
+        self._recover_unproven()
 
     def _recover_by_marker(self, claimed: Mapping[str, ProcessIdentity]) -> None:
         """Find our children whose records were lost, by their marker env."""
@@ -102,15 +110,7 @@ class _Recovery(_SessionShell):
             idents = [i for i in candidates if claimed.get(name) != i]
             if not idents:
                 continue
-            slot = self._slots.get(name)
-            if slot is None:
-                slot = self._slots[name] = _Slot(
-                    session=Session(name=name, home=Path("/")),
-                    record_path=self._record_path(name),
-                )
-                # Known to us only by its child: gone from discovery until
-                # it says otherwise, with the grace period that gives.
-                self._apply(slot, Vanished(), self.clock.monotonic())
+            slot = self._slot_of_child(name)
             idents.sort(key=lambda i: i.start)
             keep = [] if slot.worker is not None else idents[:1]
             for ident in keep:
@@ -132,3 +132,52 @@ class _Recovery(_SessionShell):
                     "session {!r}: pid {} is a duplicate child; stopping it", name, ident.pid
                 )
                 AdoptedWorker(ident, owned=True).terminate()
+
+    def _slot_of_child(self, name: str) -> _Slot:
+        slot = self._slots.get(name)
+        if slot is None:
+            slot = self._slots[name] = _Slot(
+                session=Session(name=name, home=Path("/")),
+                record_path=self._record_path(name),
+            )
+            # Known to us only by its child: gone from discovery until
+            # it says otherwise, with the grace period that gives.
+            self._apply(slot, Vanished(), self.clock.monotonic())
+        return slot
+
+    def _recover_unproven(self) -> None:
+        """Children that shed every mark -- rewrote the memory their
+        environment is read from *and* closed the identity file they were
+        given -- whose record was lost too: their identity file still
+        names them (pid, start time, boot).  That is not proof enough to
+        signal a process, but starting a second daemon beside one would
+        double it silently; so each is watched, never signalled, and its
+        session says why (it takes over when that process exits)."""
+        for ident, env in held_files(self.state.markers_dir).values():
+            name = env.get(SESSION_MARKER)
+            if env.get(POOL_MARKER) != self.pool_id or name is None:
+                continue
+            slot = self._slots.get(name)
+            if slot is not None and slot.worker is not None:
+                if slot.worker.identity != ident:
+                    logger.warning(
+                        "session {!r}: pid {} was started for it too and still runs, "
+                        "without its markers; it may be a duplicate (not signalled)",
+                        name,
+                        ident.pid,
+                    )
+                continue
+            why = (
+                f"pid {ident.pid} was started for it by an earlier supervisor and runs "
+                "without the pool's markers or identity file (it rewrote its environment "
+                "and closed its descriptors): watched, never signalled, so as not to "
+                "start a second one"
+            )
+            logger.warning("session {!r}: {}", name, why)
+            self._adopt(
+                self._slot_of_child(name),
+                ident,
+                owned=False,
+                why=why,
+                started_at=create_time(ident.pid),
+            )

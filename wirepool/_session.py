@@ -235,7 +235,10 @@ class Reset:
 
 @dataclass(frozen=True, slots=True)
 class Restart:
-    """The operator asks for a new child now (not counted as a failure)."""
+    """The operator asks for a new child now (not counted as a failure);
+    so does the pool, for a child started from an older configuration."""
+
+    reason: str = "restart requested by the operator"
 
 
 @dataclass(frozen=True, slots=True)
@@ -490,13 +493,13 @@ def _step(
                 next_start=0.0,
                 reason="reset by operator",
             )
-        case Restart():
+        case Restart(why):
             if s.running is None:
                 out.append(PlanNow())
                 return replace(s, streak=Streak(), next_start=0.0, failed=False, held="")
             if not s.running.owned:
                 return s  # not ours to stop; the shell refuses it first
-            s = _stop(s, "restart requested by the operator", now, policy, out)
+            s = _stop(s, why, now, policy, out)
             assert s.running is not None
             return replace(s, running=replace(s.running, restart_after=True))
         case Down(wall):
@@ -685,7 +688,13 @@ def _after_failure(
         out.append(Emit(EventKind.FAILED, why))
         return _phase(replace(s, failed=True, held=why), Phase.FAILED, why)
     if decision.delay > 0:
-        why = f"{reason}; rapid failure #{decision.streak.failures}, retry in {decision.delay:.1f}s"
+        # Worded to agree with the RESTARTS column (``restarts``, starts
+        # after the first): the failure just seen is counted, its restart
+        # is not yet, so the pending one is restarts + 1.
+        n = decision.streak.failures
+        failures = "1 rapid failure" if n == 1 else f"{n} rapid failures in a row"
+        restart = f"restart #{s.restarts + 1}" if s.starts else "start"
+        why = f"{reason}; {failures}, {restart} in {decision.delay:.1f}s"
         out.append(
             Emit(
                 EventKind.BACKOFF,

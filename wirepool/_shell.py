@@ -8,7 +8,9 @@ emit.  It never decides a session's phase or reason itself.
 from __future__ import annotations
 
 import contextlib
+import functools
 import selectors
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from loguru import logger
 from wirepool import _session
 from wirepool._core import _describe, _Slot
 from wirepool._logs import exit_mark, write_mark
+from wirepool._probes import ProbeJob
 from wirepool._proc import ProcessIdentity, is_alive
 from wirepool._publish import _Publisher
 from wirepool._session import (
@@ -33,6 +36,7 @@ from wirepool._session import (
     PlanNow,
     Probed,
     Release,
+    Restart,
     SessionState,
     Spawn,
     Spawned,
@@ -42,8 +46,8 @@ from wirepool._session import (
     WallStepped,
 )
 from wirepool._tail import last_output
-from wirepool._types import ExitStatus, Session
-from wirepool.spawn import AdoptedWorker, Worker
+from wirepool._types import ExitStatus, Session, Verdict
+from wirepool.spawn import AdoptedWorker, Worker, forget_child
 
 
 class _SessionShell(_Publisher):
@@ -159,6 +163,7 @@ class _SessionShell(_Publisher):
         # what a child that fails at once already said.
         log = self.spawner.log_path(session)
         self._mark_log(session, log, "starting")
+        started_from = self._fingerprint(session)
         try:
             worker = self.spawner.spawn(session)
         except Exception as exc:
@@ -171,6 +176,7 @@ class _SessionShell(_Publisher):
             )
             return True
         self._watch(slot, worker)
+        slot.started_from = started_from
         self._apply(
             slot,
             Spawned(),
@@ -178,6 +184,39 @@ class _SessionShell(_Publisher):
             data={"log": str(worker.log_path or ""), "start": worker.identity.start},
         )
         return True
+
+    def _fingerprint(self, session: Session) -> str | None:
+        try:
+            return self.spawner.fingerprint(session)
+        except Exception as exc:  # "cannot tell": nothing changes
+            self._log_once(
+                f"fingerprint:{session.name}:{exc}",
+                "session {!r}: cannot fingerprint its configuration: {}",
+                session.name,
+                _describe(exc),
+            )
+            return None
+
+    def _compare_config(self, slot: _Slot, now: float) -> None:
+        """Whether the child runs from the session's current configuration;
+        a restart if not, when asked for (``restart_on_change``)."""
+        run = slot.state.running
+        if (
+            slot.worker is None
+            or slot.started_from is None
+            or run is None
+            or run.stop_reason is not None
+            or slot.scan_error is not None  # what is there now does not parse
+        ):
+            return
+        current = self._fingerprint(slot.session)
+        if current is None:
+            return
+        outdated = current != slot.started_from
+        if outdated != slot.outdated:
+            slot.outdated, slot.dirty, self._status_dirty = outdated, True, True
+        if outdated and self.restart_on_change and run.owned:
+            self._apply(slot, Restart("configuration changed; restarting"), now)
 
     def _existing(self, slot: _Slot) -> ProcessIdentity | None:
         try:
@@ -265,6 +304,8 @@ class _SessionShell(_Publisher):
         worker.close()
         slot.worker = None
         slot.next_probe = None
+        slot.probe = None  # what it finds of a gone child is ignored
+        slot.started_from, slot.outdated = None, False
         slot.dirty = True
         return worker
 
@@ -311,8 +352,7 @@ class _SessionShell(_Publisher):
         run = slot.state.running
         worker = self._unwatch(slot)
         assert worker is not None
-        with contextlib.suppress(OSError):  # a Python worker's marker file
-            (self.state.markers_dir / f"{worker.pid}.json").unlink()
+        forget_child(self.state.markers_dir, worker.pid)
         if worker.owned and self._reaper.enabled:
             # What it left behind outside its process group goes with it,
             # after the restart: see _Loop._upkeep_orphans.
@@ -365,35 +405,100 @@ class _SessionShell(_Publisher):
             return ()
 
     def _probe(self, now: float) -> None:
+        """Hand the due probes to their threads, and act on what they
+        found: results that came in, and probes that overran their
+        deadline (wirepool._probes)."""
         if self.health.interval is None:
             return
+        for done in self._probes.finished():
+            self._probed(done, now)
+        deadline = self.health.deadline
+        real = time.monotonic()
         wall = self.clock.time()
         for slot in self._slots.values():
-            worker = slot.worker
-            if worker is None or slot.next_probe is None or now < slot.next_probe:
+            worker, job, run = slot.worker, slot.probe, slot.state.running
+            if worker is None or run is None or run.stop_reason is not None:
+                continue  # no child, or one being stopped: no verdict matters
+            if (
+                job is not None
+                and not job.overdue
+                and deadline is not None
+                and job.started is not None
+                and real - job.started > deadline
+            ):
+                job.overdue = True
+                self._judge(slot, now, False, f"health probe did not answer within {deadline:g}s")
+                if slot.next_probe is not None:
+                    slot.next_probe = max(slot.next_probe, now + self.health.interval)
+            if slot.next_probe is None or now < slot.next_probe:
                 continue
             slot.next_probe = now + self.health.interval
-            self._replan = True
-            run = slot.state.running
-            if run is not None and run.stop_reason is not None:
-                continue
-            try:
-                verdict = self.health.probe(slot.session, worker.identity, wall)
-            except Exception as exc:
+            if job is not None and job.identity == worker.identity:
+                if job.overdue and job.started is not None:
+                    # Still stuck: another interval without an answer is
+                    # another failed probe, as a timeout each time would be.
+                    hung = real - job.started
+                    self._judge(slot, now, False, f"health probe hung for {hung:.0f}s")
+                continue  # one probe of a child at a time
+            probe = functools.partial(self.health.probe, slot.session, worker.identity, wall)
+            slot.probe = ProbeJob(slot.session.name, worker.identity, probe)
+            if not self._probes.submit(slot.probe):
                 self._log_once(
-                    f"probe:{slot.session.name}:{exc}",
-                    "session {!r}: health probe failed to run: {}",
-                    slot.session.name,
-                    exc,
+                    "probe-threads",
+                    "{} health probe threads are busy (probes hang): probes wait for one",
+                    self._probes.threads,
                 )
-                continue
-            previous = slot.health
-            slot.health = ("ok: " if verdict.eligible else "unhealthy: ") + verdict.reason
-            if previous is None or previous[:3] != slot.health[:3]:
-                # only a flip is news; "last sync 8s ago" -> "9s" is not,
-                # and must not cost a status write per probe
-                self._status_dirty = True
-            self._apply(slot, Probed(verdict.eligible, verdict.reason), now)
+
+    def _probe_overdue_at(self) -> float | None:
+        """When the earliest running probe overruns its deadline
+        (``time.monotonic()``), or None."""
+        deadline = self.health.deadline
+        if deadline is None:
+            return None
+        started = [
+            s.probe.started
+            for s in self._slots.values()
+            if s.probe is not None and s.probe.started is not None and not s.probe.overdue
+        ]
+        return min(started) + deadline if started else None
+
+    def _probed(self, job: ProbeJob, now: float) -> None:
+        slot = self._slots.get(job.session)
+        if slot is None or slot.probe is not job:
+            return  # a session gone, or a newer probe of a new child
+        slot.probe = None
+        if job.overdue or slot.worker is None or slot.worker.identity != job.identity:
+            return  # already counted as failed; or its child is gone
+        run = slot.state.running
+        if run is not None and run.stop_reason is not None:
+            return
+        if job.error is not None:
+            self._log_once(
+                f"probe:{job.session}:{job.error}",
+                "session {!r}: health probe failed to run: {}",
+                job.session,
+                job.error,
+            )
+            return
+        verdict = job.verdict
+        if not isinstance(verdict, Verdict):
+            self._log_once(
+                f"probe-type:{type(verdict).__name__}",
+                "health probe returned {!r}, not a Verdict: ignored",
+                verdict,
+            )
+            return
+        self._judge(slot, now, verdict.eligible, verdict.reason)
+
+    def _judge(self, slot: _Slot, now: float, healthy: bool, reason: str) -> None:
+        previous = slot.health
+        slot.health = ("ok: " if healthy else "unhealthy: ") + reason
+        if previous is None or previous[:3] != slot.health[:3]:
+            # only a flip is news; "last sync 8s ago" -> "9s" is not,
+            # and must not cost a status write per probe
+            self._status_dirty = True
+        self._plan_only.add(slot.session.name)
+        self._apply(slot, Probed(healthy, reason), now)
 
     def _after_wall_step(self, offset: float, now: float) -> None:
         """Health verdicts compare heartbeats (file mtimes, timestamps: wall

@@ -44,6 +44,9 @@ class SessionStatus:
     #: last_exit; wirepool's own lines left out): _tail.last_output
     last_output: tuple[str, ...] = ()
     attrs: Mapping[str, Any] = field(default_factory=dict)
+    #: the child runs from an older configuration than the session's
+    #: current one (its spawner's fingerprint differs)
+    outdated: bool = False
 
     @property
     def pid(self) -> int | None:
@@ -76,6 +79,7 @@ class SessionStatus:
             "next_start_at": self.next_start_at,
             "health": self.health,
             "log": self.log_path,
+            "outdated": self.outdated,
             "last_output": list(self.last_output),
             "attrs": {k: v for k, v in self.attrs.items() if isinstance(k, str) and _jsonable(v)},
         }

@@ -367,7 +367,7 @@ class StateDir:
         left behind.  Call only while holding the lock: supervisors are the
         writers here, so every temp file then present is an earlier one's."""
         removed = 0
-        for directory in (self.root, self.records_dir):
+        for directory in (self.root, self.records_dir, self.markers_dir):
             try:
                 entries = list(directory.iterdir())
             except OSError:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from wirepool._types import Session
+from wirepool.errors import ConfigError
 
 __all__ = ["DirectoryScan", "Discovery", "DiscoveryLike", "StaticDiscovery", "as_discovery"]
 
@@ -140,10 +141,14 @@ class DirectoryScan(Discovery):
     """Every entry of ``root`` matching ``pattern`` that is a directory, does
     not start with ``.``, and (if ``marker`` is given) contains ``marker``.
 
-    ``attrs(path)`` may add plugin attributes per session.  Entries that
-    vanish or cannot be read mid-scan are skipped (someone else's bad
-    directory must not cost the rest their children); an unreadable *root*
-    raises, which the pool takes as "no change".
+    ``attrs(path)`` may add plugin attributes per session; it need not
+    catch ``OSError``: an entry that vanishes (``FileNotFoundError``) is a
+    vanished session, and one that cannot be read -- any other ``OSError``,
+    or a :class:`~wirepool.errors.ConfigError` for content that does not
+    parse -- keeps its session as it was (a running child goes on) with the
+    reason in its status.  Someone else's bad directory never costs the
+    rest their children; an unreadable *root* raises, which the pool takes
+    as "no change".
     """
 
     __slots__ = (
@@ -242,6 +247,11 @@ class DirectoryScan(Discovery):
             extra: Mapping[str, Any] = self.attrs(path) if self.attrs is not None else {}
         except (FileNotFoundError, NotADirectoryError):
             return None  # gone mid-scan: a vanished session, with its grace
+        except ConfigError as exc:
+            # Its configuration does not parse: "cannot tell" too, so a
+            # running child keeps its settings until one that parses.
+            self._unreadable[path.name] = str(exc)
+            return None
         except OSError as exc:
             # There but unreadable (EACCES, EIO, ELOOP inside): not the
             # same as gone, and not a reason to stop its child.

@@ -6,6 +6,7 @@ callers can catch broadly::
     ├── LockHeldError (WirepoolError, RuntimeError)  another supervisor owns the state dir
     ├── UnsafeStateDirError (WirepoolError, PermissionError)  others could write the state dir
     ├── PluginError (WirepoolError, ImportError)     a plugin failed to load or to build
+    ├── ConfigError (WirepoolError, ValueError)      a session's own configuration does not parse
     ├── ControlError (WirepoolError, RuntimeError)   the supervisor refused a request
     └── NoSupervisorError (WirepoolError, ConnectionError)  no supervisor to ask
 """
@@ -16,6 +17,7 @@ import errno
 from pathlib import Path
 
 __all__ = [
+    "ConfigError",
     "ControlError",
     "LockHeldError",
     "NoSupervisorError",
@@ -61,6 +63,15 @@ class UnsafeStateDirError(WirepoolError, PermissionError):
 
 class PluginError(WirepoolError, ImportError):
     """A plugin could not be loaded or configured."""
+
+
+class ConfigError(WirepoolError, ValueError):
+    """A session's own configuration (a ``site.json``, an ``env/`` file)
+    cannot be read into settings.  Raise it from a discovery's ``attrs``
+    (``DirectoryScan``) or from an eligibility check: the session keeps
+    what it has -- a running child goes on running, with the old settings
+    -- and its status says why; one with no child yet is not started.  A
+    typo in an edit must not stop a healthy daemon."""
 
 
 class ControlError(WirepoolError, RuntimeError):

@@ -37,19 +37,38 @@ class HealthCheck(ABC):  # noqa: B024 -- every method has a sensible default
     """Both methods are optional; the defaults find nothing and see no fault.
 
     Attributes:
-        interval: seconds between probes of a running child (None: never).
-        failures_before_restart: consecutive failed probes that restart it.
+        interval: seconds between probes of a running child.  **None, the
+            default, means never probed**: set it, or :meth:`probe` is
+            never called.  The first probe comes one interval after the
+            child starts (or is adopted).
+        failures_before_restart: consecutive failed probes that restart it
+            (default 3).
+        timeout: seconds a probe may take before it counts as failed
+            (default: the interval).  Probes run on threads of their own,
+            so a slow one delays only its own session; one that overruns
+            is a failed probe ("did not answer within ..."), and while it
+            is still stuck, every interval counts as one more.
     """
 
     interval: float | None = None
     failures_before_restart: int = 3
+    timeout: float | None = None
+
+    @property
+    def deadline(self) -> float | None:
+        """Seconds a probe may take: :attr:`timeout`, else the interval."""
+        return self.timeout if self.timeout is not None else self.interval
 
     def existing(self, session: Session) -> ProcessIdentity | None:
         """A live daemon already serving ``session``, verified, or None."""
         return None
 
     def probe(self, session: Session, identity: ProcessIdentity, now: float) -> Verdict:
-        """Healthy (True) or not, with the reason.  ``now`` is wall time."""
+        """Healthy (True) or not, with the reason.  ``now`` is wall time.
+
+        Called on a worker thread, never in the pool's loop, and for
+        different sessions at once (never twice at once for one session):
+        keep per-session state keyed by ``session.name``."""
         return Verdict(True, "no probe")
 
     def problem(self, session: Session) -> str | None:
@@ -75,6 +94,9 @@ class _Both(HealthCheck):
         self.failures_before_restart = max(
             first.failures_before_restart, second.failures_before_restart
         )
+        # one probe runs the other's after its own
+        deadlines = [d for d in (first.deadline, second.deadline) if d is not None]
+        self.timeout = sum(deadlines) if deadlines else None
 
     def existing(self, session: Session) -> ProcessIdentity | None:
         return self.first.existing(session) or self.second.existing(session)

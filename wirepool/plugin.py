@@ -13,6 +13,8 @@ plugins``), never as a traceback, and never takes the other plugins down.
 from __future__ import annotations
 
 import importlib.metadata as md
+import os
+import stat
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -20,7 +22,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict
 
-from wirepool.errors import PluginError
+# What a plugin needs, from this one module: `from wirepool.plugin import
+# CommandSpawner, DirectoryScan, Plugin, PoolSpec, ...` (the names are the
+# same objects as wirepool's own).
+from wirepool._proc import ProcessIdentity
+from wirepool._types import Session, Verdict
+from wirepool.discovery import DirectoryScan, Discovery, StaticDiscovery
+from wirepool.eligibility import (
+    ActiveWithin,
+    Always,
+    Bound,
+    Eligibility,
+    HasMarker,
+    NoDownFile,
+)
+from wirepool.errors import ConfigError, PluginError, SpawnError
+from wirepool.health import HealthCheck, HeartbeatCheck, PidfileCheck
+from wirepool.restart import RestartPolicy, SpawnRateLimit, wait_jitter
+from wirepool.spawn import CallableSpawner, CommandSpawner, Environment, Spawner
 
 if TYPE_CHECKING:
     import click
@@ -28,22 +47,45 @@ if TYPE_CHECKING:
     from wirepool._pool import SessionPool
     from wirepool.discovery import DiscoveryLike
     from wirepool.eligibility import EligibilityLike
-    from wirepool.health import HealthCheck
-    from wirepool.restart import RestartPolicy, SpawnRateLimit
     from wirepool.service import ServiceManager
-    from wirepool.spawn import Spawner
 
 __all__ = [
+    "ActiveWithin",
+    "Always",
+    "Bound",
+    "CallableSpawner",
+    "CommandSpawner",
+    "ConfigError",
+    "DirectoryScan",
+    "Discovery",
+    "Eligibility",
+    "Environment",
     "Guard",
+    "HasMarker",
+    "HealthCheck",
+    "HeartbeatCheck",
+    "NoDownFile",
+    "PidfileCheck",
     "Plugin",
+    "PluginError",
     "PluginInfo",
     "PoolSpec",
+    "ProcessIdentity",
+    "RestartPolicy",
+    "Session",
+    "SpawnError",
+    "SpawnRateLimit",
+    "Spawner",
+    "StaticDiscovery",
+    "Verdict",
     "duration_callback",
     "find_plugins",
     "load_plugin",
     "parse_duration",
+    "spec_tail",
     "timing_from",
     "timing_options",
+    "wait_jitter",
 ]
 
 GROUP = "wirepool.plugins"
@@ -90,6 +132,29 @@ class PoolSpec:
     #: ``status.json`` writes stay cheap and never call it).
     annotate: Callable[[dict[str, Any]], None] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: the directory discovery reads (:func:`spec_tail` fills it in):
+    #: ``wirepool run`` and ``status`` refuse one that is not a directory
+    #: (exit 2) -- a typo must not supervise nothing, quietly, forever --
+    #: unless ``missing_root_ok`` says an absent root just means no sessions
+    root: Path | None = None
+    missing_root_ok: bool = False
+    #: restart a child whose session's configuration changed (see
+    #: :meth:`wirepool.Spawner.fingerprint`); ``wirepool run
+    #: --restart-on-change`` turns it on for a plugin that leaves it off
+    restart_on_change: bool = False
+
+    def root_problem(self) -> str | None:
+        """Why :attr:`root` cannot be supervised (None: it can, or it may
+        be absent, or there is none)."""
+        if self.root is None or self.missing_root_ok:
+            return None
+        try:
+            is_dir = stat.S_ISDIR(os.stat(self.root).st_mode)
+        except FileNotFoundError:
+            return f"{self.root} does not exist (the directory to supervise)"
+        except OSError as exc:
+            return f"cannot look at {self.root}: {exc.strerror or exc}"
+        return None if is_dir else f"{self.root} is not a directory (the directory to supervise)"
 
     def pool(self, plugin: str = "", **overrides: Any) -> SessionPool:
         from wirepool._pool import SessionPool
@@ -102,6 +167,7 @@ class PoolSpec:
             "watched_rescan_interval": self.watched_rescan_interval,
             "spawn_limit": self.spawn_limit,
             "plugin": plugin,
+            "restart_on_change": self.restart_on_change,
         }
         kwargs.update(overrides)
         return SessionPool(
@@ -225,6 +291,8 @@ def duration_callback(ctx: Any, param: Any, value: Any) -> float | None:
 
 
 class SpecTail(TypedDict):
+    root: Path
+    missing_root_ok: bool
     state_dir: Path
     on_exit: Literal["leave", "stop"]
     grace: float
@@ -240,9 +308,12 @@ def spec_tail(
     grace: float = 10.0,
     stop_grace: float = 10.0,
     rescan_interval: float = 30.0,
+    missing_root_ok: bool = False,
 ) -> SpecTail:
     """The part of a plugin's :class:`PoolSpec` every plugin spells the same
-    way, as keyword arguments: the state directory (``ROOT/.wirepool``
+    way, as keyword arguments: the root (which ``wirepool run`` refuses when
+    it is not a directory, unless ``missing_root_ok``: say so when an absent
+    root just means no sessions yet), the state directory (``ROOT/.wirepool``
     unless given, made absolute: a pool's id is a hash of its real path),
     ``on_exit`` (anything but ``"stop"`` leaves the children for the next
     supervisor) and the timings (:func:`timing_from` reads them from
@@ -251,6 +322,8 @@ def spec_tail(
         PoolSpec(discovery=..., spawner=..., **spec_tail(root, **timing_from(options)))
     """
     return {
+        "root": Path(root).absolute(),
+        "missing_root_ok": missing_root_ok,
         "state_dir": Path(state_dir or Path(root) / ".wirepool").absolute(),
         "on_exit": "stop" if on_exit == "stop" else "leave",
         "grace": float(grace),

@@ -4,7 +4,8 @@ Two stock spawners:
 
 * :class:`CommandSpawner` -- an external command via ``subprocess`` (fork +
   exec: safe from a threaded parent, ``close_fds`` so no child inherits the
-  supervisor's lock or pipes).  The argv is a list; session data is
+  supervisor's lock or pipes; one read-only descriptor on its identity file
+  is passed on purpose, see :class:`_HeldFile`).  The argv is a list; session data is
   substituted into single elements, never into a shell string.  The
   environment is built explicitly: wire's #174 fork storm came from what a
   child was told, and a daemon that inherits ``WIRE_SESSION_ID`` from a
@@ -17,7 +18,10 @@ Two stock spawners:
 
 Every child runs in its own process group (so a stop reaches grandchildren),
 and carries two marker variables, ``WIREPOOL_POOL`` and ``WIREPOOL_SESSION``,
-so that a later supervisor can find it even if every state file was lost.
+so that a later supervisor can find it even if every state file was lost;
+an exec'd child also holds its identity file open, which a daemon that
+rewrites its process title (and with it the environment ``/proc`` shows)
+keeps.
 
 Output goes straight from the child to a per-session log file (no Python in
 the data path, nothing that breaks when the supervisor restarts).  While the
@@ -60,14 +64,17 @@ from wirepool._logs import (
 )
 from wirepool._proc import (
     ProcessIdentity,
+    boot_id,
+    fds_under,
     has_marked_ancestor,
     identity_of,
     open_pidfd,
     pids_with_environ,
+    pids_with_fds_under,
     signal_group,
     wirepool_environ,
 )
-from wirepool._store import SMALL_STATE_LIMIT, StateDir, read_json
+from wirepool._store import SMALL_STATE_LIMIT, StateDir, read_json, read_small
 from wirepool._types import ExitStatus, Session
 
 __all__ = [
@@ -81,6 +88,9 @@ __all__ = [
     "safe_filename",
     "validate_template",
 ]
+
+#: the most of an input file :meth:`CommandSpawner.fingerprint` reads
+INPUT_LIMIT = 1 << 20
 
 POOL_MARKER = "WIREPOOL_POOL"
 SESSION_MARKER = "WIREPOOL_SESSION"
@@ -275,6 +285,16 @@ class Spawner(ABC):
             self.log_dir = state_dir / "logs"
         self.marker_dir = StateDir(state_dir).markers_dir
         self.markers = MappingProxyType(dict(markers))
+
+    def fingerprint(self, session: Session) -> str | None:
+        """What a child started now for ``session`` would be started from,
+        as a short digest (None, the default: not tracked).  The pool keeps
+        the digest of each child it starts, shows "started from an older
+        configuration" while the current one differs, and restarts the
+        child when asked to (``restart_on_change``).  Called on the loop for
+        every running session on each discovery pass: keep it cheap.
+        Raise to mean "cannot tell" (nothing changes)."""
+        return None
 
     def log_path(self, session: Session) -> Path | None:
         if self.log_dir is None:
@@ -490,6 +510,10 @@ class CommandSpawner(Spawner):
         cwd: working directory template (default: the session's home).
         env: an :class:`Environment`.
         env_for: optional per-session extra variables (applied last).
+        inputs: files the child reads its configuration from, as templates
+            (``"{home}/redis.conf"``): their contents are part of
+            :meth:`fingerprint`, beside the command, the working directory
+            and the environment the child is given beyond what it inherits.
         log_max_bytes / log_backups: the size bound of the session log, and
             how many rotated copies are kept.  While the pool watches a
             child, a background thread copy-truncates its log as soon as it
@@ -519,9 +543,15 @@ class CommandSpawner(Spawner):
         log_dir: Path | None = None,
         log_max_bytes: int = 10 * 1024 * 1024,
         log_backups: int = 3,
+        inputs: Sequence[str] = (),
     ) -> None:
         if not callable(argv) and (isinstance(argv, str) or not argv):
             raise TypeError("argv must be a non-empty list of strings (never a shell string)")
+        if isinstance(inputs, str):
+            raise TypeError("inputs must be a list of path templates, not one string")
+        for template in inputs:
+            validate_template(template)
+        self.inputs = tuple(inputs)
         self.argv = argv
         self.cwd = cwd
         self.env = env or Environment()
@@ -548,12 +578,34 @@ class CommandSpawner(Spawner):
             env[SESSION_MARKER] = session.name
         return env
 
+    def fingerprint(self, session: Session) -> str | None:
+        values = _template_values(session)
+        env = self.environment(session)
+        given = sorted(
+            (k, v)
+            for k, v in env.items()
+            if os.environ.get(k) != v and not k.startswith("WIREPOOL_")
+        )
+        digest = hashlib.sha256(
+            json.dumps(
+                [self.command(session), self.cwd.format_map(values) if self.cwd else None, given]
+            ).encode()
+        )
+        for template in self.inputs:
+            path = Path(template.format_map(values))
+            try:
+                digest.update(b"\0" + read_small(path, INPUT_LIMIT))
+            except FileNotFoundError:
+                digest.update(b"\1")  # absent is a state of its own
+        return digest.hexdigest()[:16]
+
     def spawn(self, session: Session) -> Worker:
         argv = self.command(session)
         env = self.environment(session)
         cwd = self.cwd.format_map(_template_values(session)) if self.cwd else None
         log_path, log_fd = self._open_child_log(session)
         out: Any = subprocess.DEVNULL if log_fd is None else log_fd
+        held = _HeldFile.create(self.marker_dir, env) if self.markers else None
         try:
             proc = subprocess.Popen(
                 argv,
@@ -564,7 +616,12 @@ class CommandSpawner(Spawner):
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 close_fds=True,
+                pass_fds=(held.child_fd,) if held is not None else (),
             )
+        except BaseException:
+            if held is not None:
+                held.discard()
+            raise
         finally:
             if log_fd is not None:
                 os.close(log_fd)
@@ -573,6 +630,8 @@ class CommandSpawner(Spawner):
             # It already exited (e.g. `run` that fails at once): still a
             # real start; the zombie keeps the pid ours until we poll.
             ident = ProcessIdentity(proc.pid, _zombie_start(proc.pid))
+        if held is not None:
+            held.commit(ident)
         return _PopenWorker(proc, ident, log_path)
 
 
@@ -645,6 +704,124 @@ def _route_loguru(session: Session, log_format: str) -> None:
     logger.add(sys.stderr, format=log_format, level="DEBUG", backtrace=False, diagnose=False)
 
 
+#: what a held identity file is called once its child's pid is known
+HELD_SUFFIX = ".held"
+
+
+class _HeldFile:
+    """A child's identity that its daemon cannot erase by accident.
+
+    The marker variables are one signal, but many daemons rewrite their
+    process title (redis, postgres, nginx, anything using setproctitle),
+    and that overwrites the memory ``/proc/PID/environ`` is read from: the
+    markers read as nothing.  So every exec'd child also inherits a
+    descriptor, read-only, on a file of its own in the markers directory
+    that names its pool and session (as s6-supervise's services hold their
+    lock).  A later supervisor finds it by the descriptor, in
+    ``/proc/PID/fd``, even when the file was deleted since; and the file,
+    named ``<pid>.held``, records the pid, start time and boot for the
+    child that sheds both the variables and the descriptor."""
+
+    __slots__ = ("child_fd", "fd", "marker_dir", "tmp")
+
+    def __init__(self, marker_dir: Path, tmp: Path, fd: int, child_fd: int) -> None:
+        self.marker_dir, self.tmp, self.fd, self.child_fd = marker_dir, tmp, fd, child_fd
+
+    @classmethod
+    def create(cls, marker_dir: Path | None, env: Mapping[str, str]) -> _HeldFile | None:
+        if marker_dir is None:
+            return None
+        try:
+            marker_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            tmp = marker_dir / f".held-{os.getpid()}-{time.monotonic_ns()}.tmp"
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            logger.warning("cannot make a child's identity file in {}: {}", marker_dir, exc)
+            return None
+        try:
+            # Named before the child exists: a supervisor killed right after
+            # the spawn leaves a child whose descriptor already says whose.
+            os.write(fd, _held_bytes(env, None))
+            child_fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            return None
+        return cls(marker_dir, tmp, fd, child_fd)
+
+    def commit(self, ident: ProcessIdentity) -> None:
+        try:
+            os.close(self.child_fd)
+            env = json.loads(os.pread(self.fd, SMALL_STATE_LIMIT, 0))
+            data = _held_bytes(env, ident)
+            os.pwrite(self.fd, data, 0)
+            os.ftruncate(self.fd, len(data))
+            os.replace(self.tmp, self.marker_dir / f"{ident.pid}{HELD_SUFFIX}")
+        except (OSError, ValueError) as exc:
+            logger.warning("pid {}: cannot finish its identity file: {}", ident.pid, exc)
+        finally:
+            os.close(self.fd)
+
+    def discard(self) -> None:
+        for fd in (self.fd, self.child_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        with contextlib.suppress(OSError):
+            self.tmp.unlink()
+
+
+def _held_bytes(env: Mapping[str, str], ident: ProcessIdentity | None) -> bytes:
+    data: dict[str, Any] = {k: v for k, v in env.items() if k.startswith("WIREPOOL_")}
+    if ident is not None:
+        data.update(start=ident.start, boot=boot_id())
+    return json.dumps(data).encode()
+
+
+def held_markers(pid: int, marker_dir: Path) -> dict[str, str] | None:
+    """The marker variables of the identity file ``pid`` holds open (one
+    this pool's markers directory gave it), or None: it holds none."""
+    for path in fds_under(pid, os.path.realpath(marker_dir)):
+        with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+            # followed: /proc/PID/fd/N is a link to the open file itself
+            data = json.loads(read_small(Path(path), SMALL_STATE_LIMIT))
+            return {str(k): str(v) for k, v in data.items() if str(k).startswith("WIREPOOL_")}
+    return None
+
+
+def held_files(marker_dir: Path) -> dict[int, tuple[ProcessIdentity, dict[str, str]]]:
+    """The children whose identity files (``<pid>.held``) name a live
+    process of this boot: pid -> (identity, marker variables).  Files of
+    processes that are gone are removed."""
+    found: dict[int, tuple[ProcessIdentity, dict[str, str]]] = {}
+    try:
+        entries = list(marker_dir.glob(f"*{HELD_SUFFIX}"))
+    except OSError:
+        return found
+    boot = boot_id()
+    for entry in entries:
+        try:
+            data = read_json(entry, SMALL_STATE_LIMIT)
+            ident = ProcessIdentity(int(entry.name[: -len(HELD_SUFFIX)]), int(data.pop("start")))
+            same_boot = data.pop("boot", None) == boot
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError):
+            continue
+        if same_boot and identity_of(ident.pid) == ident:
+            found[ident.pid] = (ident, {str(k): str(v) for k, v in data.items()})
+        else:
+            with contextlib.suppress(OSError):
+                entry.unlink()
+    return found
+
+
+def forget_child(marker_dir: Path, pid: int) -> None:
+    """Remove what marks ``pid`` as a child (it exited): its marker file and
+    its identity file."""
+    for name in (f"{pid}.json", f"{pid}{HELD_SUFFIX}"):
+        with contextlib.suppress(OSError):
+            (marker_dir / name).unlink()
+
+
 def write_marker(marker_dir: Path, ident: ProcessIdentity, env: Mapping[str, str]) -> Path:
     marker_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = marker_dir / f"{ident.pid}.json"
@@ -705,6 +882,10 @@ def is_pool_child(
             and marker[0] == ident
             and all(marker[1].get(k) == v for k, v in want.items())
         )
+    if not marked and marker_dir is not None:
+        # A daemon that rewrote its title has no variables left to read.
+        held = held_markers(ident.pid, marker_dir)
+        marked = held is not None and all(held.get(k) == v for k, v in want.items())
     return marked and identity_of(ident.pid) == ident
 
 
@@ -726,6 +907,13 @@ def find_children(pool_id: str, marker_dir: Path | None) -> dict[str, list[Proce
             for pid, env in read_markers(marker_dir).items()
             if env.get(POOL_MARKER) == pool_id
         )
+        # Children whose variables read as nothing (a rewritten title),
+        # by the identity file they hold (_HeldFile).
+        for pid in pids_with_fds_under(os.path.realpath(marker_dir)):
+            if pid not in found:
+                held = held_markers(pid, marker_dir)
+                if held is not None and held.get(POOL_MARKER) == pool_id:
+                    found[pid] = held
     leaders: dict[str, list[ProcessIdentity]] = {}
     for pid, env in found.items():
         name = env.get(SESSION_MARKER)

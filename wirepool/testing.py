@@ -128,6 +128,10 @@ class FakeDaemon:
         starts_file: a file it appends its pid to at every start, so a test
             can count starts from the outside.
 
+    The pidfile is the safe "ready" signal: written atomically (whole or
+    not at all), after the SIGTERM behaviour is in place; the starts file
+    is appended to just before it, and the heartbeat follows.
+
     Paths are relative to the session's home (the child's working
     directory); ``{home}`` and ``{name}`` are also substituted.  Use
     :meth:`spawner` (one external process per session),

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -237,6 +237,35 @@ def _run_attrs(path: Path) -> Mapping[str, Any]:
     }
 
 
+class _ServiceScan(DirectoryScan):
+    """The service directories, with each one's ``env/`` watched as well:
+    an edited variable is a changed configuration (the fingerprint covers
+    the environment), noticed at once, not at the next timer rescan."""
+
+    __slots__ = ()
+
+    def watch_paths(self) -> Sequence[Path]:
+        paths = list(super().watch_paths())
+        if self.watch_children:
+            paths += [p / "env" for p in self._last.values() if os.path.isdir(p / "env")]
+        return paths
+
+    def _env_of(self, directory: Path) -> str | None:
+        """The service whose ``env/`` ``directory`` is, or None."""
+        if directory.name == "env" and directory.parent.parent == self.root:
+            return directory.parent.name
+        return None
+
+    def relevant(self, directory: Path, name: str) -> bool:
+        return self._env_of(directory) is not None or super().relevant(directory, name)
+
+    def affected(self, changes: Collection[tuple[Path, str]]) -> Collection[str] | None:
+        services = {self._env_of(d) for d, _ in changes} - {None}
+        rest = [(d, n) for d, n in changes if self._env_of(d) is None]
+        found = super().affected(rest) if rest else set()
+        return None if found is None else {*found, *(s for s in services if s)}
+
+
 def servicedir_spec(
     root: Path,
     *,
@@ -253,11 +282,13 @@ def servicedir_spec(
         # a `run` that disappears (rm -rf deletes it before its directory; a
         # checkout switch deletes and recreates it) is a vanished session
         # with a grace period, not an instant stop.
-        discovery=DirectoryScan(
+        discovery=_ServiceScan(
             root, marker="run", attrs=_run_attrs, watch_names=("run", "down", "env")
         ),
         eligibility=RunScriptCheck() & NoDownFile(),
-        spawner=_EnvDirSpawner(["./run"], cwd="{home}"),
+        # what a child is started from: `run` itself, and env/ (read into
+        # its environment, which the fingerprint covers)
+        spawner=_EnvDirSpawner(["./run"], cwd="{home}", inputs=["{home}/run"]),
         **spec_tail(
             root,
             state_dir=state_dir,

@@ -466,6 +466,8 @@ def wire_spec(
             grace=grace,
             stop_grace=stop_grace,
             rescan_interval=rescan_interval,
+            # wire's list_sessions: no sessions root yet is no sessions yet
+            missing_root_ok=True,
         ),
         guard=SupervisorPidGuard(root),
         extra={"sessions_root": root, "wire_bin": binary, "max_idle": max_idle},

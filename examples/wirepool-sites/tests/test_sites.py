@@ -11,7 +11,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import click
 from wirepool_sites import SitesPlugin
 
 from wirepool.testing import PoolFactory, assert_one_child_per_session
@@ -37,15 +36,12 @@ def test_serves_each_site_and_explains_the_bad_one(
     port = free_port()
     add_site(session_root, "blog", {"port": port})
     add_site(session_root, "broken", {"port": "eighty"})
-    plugin = SitesPlugin()
-    ctx = click.Command("sites", params=list(plugin.options())).make_context(
-        "sites", [str(session_root)]
-    )
-    spec = plugin.build(ctx.params)
+    spec = SitesPlugin().build({"root": session_root})  # the options' defaults for the rest
     pool = pool_factory(spec.discovery, spec.spawner, eligibility=spec.eligibility,
                         health=spec.health, restart=spec.restart)  # fmt: skip
     snap = pool.wait_until(lambda s: "blog" in s and s["blog"].state == "running" and "broken" in s)
     assert "needs a port" in snap["broken"].reason
+    assert snap["broken"].state == "ineligible"
     assert_one_child_per_session(pool, ["blog"])
 
     assert get(port, "/index.html") == b"hello from blog"

@@ -4,14 +4,14 @@ The worked example of ``docs/plugins.md``.  ``wirepool run sites ROOT``
 serves every ``ROOT/<site>/`` that holds a ``site.json`` such as
 ``{"port": 8001}`` with ``python -m http.server``, and restarts a server
 that dies or stops answering HTTP.  Each of wirepool's four strategy
-families is subclassed once, so the file reads as a template:
+families appears once, so the file reads as a template:
 
 * discovery   -- :class:`SiteDiscovery` (a :class:`wirepool.DirectoryScan`
   that also reads each ``site.json``);
 * eligibility -- :class:`ValidSite`, combined with wirepool's own rules by
   ``&`` and ``~``;
-* spawn       -- :class:`StaticServer` (a :class:`wirepool.CommandSpawner`
-  whose command depends on the session);
+* spawn       -- :func:`static_server` (a :class:`wirepool.CommandSpawner`
+  whose argv is a function of the session);
 * health      -- :class:`HttpCheck` (an HTTP probe every few seconds);
 
 and restart timing is a tenacity wait (and, optionally, stop) strategy.
@@ -24,13 +24,14 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import tenacity
 
-from wirepool import (
+from wirepool.plugin import (
     CommandSpawner,
+    ConfigError,
     DirectoryScan,
     Eligibility,
     HasMarker,
@@ -42,27 +43,33 @@ from wirepool import (
     RestartPolicy,
     Session,
     Verdict,
+    spec_tail,
+    timing_from,
+    timing_options,
     wait_jitter,
 )
-from wirepool.plugin import spec_tail, timing_from, timing_options
 
-__all__ = ["HttpCheck", "SiteDiscovery", "SitesPlugin", "StaticServer", "ValidSite", "read_site"]
+if TYPE_CHECKING:
+    from wirepool.service import ServiceManager
+
+__all__ = ["HttpCheck", "SiteDiscovery", "SitesPlugin", "ValidSite", "read_site", "static_server"]
 
 CONFIG = "site.json"
 
 
 def read_site(directory: Path) -> dict[str, Any]:
-    """The site's settings, or ``{"error": reason}``: a bad ``site.json`` is
-    a reason shown in ``wirepool status``, never an exception in the loop."""
+    """The site's settings.  A ``site.json`` that does not parse raises
+    :class:`wirepool.ConfigError`: a server already running keeps running
+    with its old settings (a typo mid-edit must not take a site down), and
+    ``wirepool status`` shows why.  An ``OSError`` needs no catching:
+    :class:`wirepool.DirectoryScan` does the same with it."""
     try:
         data = json.loads((directory / CONFIG).read_text())
-    except OSError as exc:
-        return {"error": f"cannot read {CONFIG}: {exc.strerror or exc}"}
     except ValueError as exc:
-        return {"error": f"{CONFIG} is not JSON: {exc}"}
+        raise ConfigError(f"{CONFIG} is not JSON: {exc}") from None
     port = data.get("port") if isinstance(data, dict) else None
-    if not isinstance(port, int) or isinstance(port, bool) or not 1024 <= port <= 65535:
-        return {"error": f"{CONFIG} needs a port between 1024 and 65535, not {port!r}"}
+    if not isinstance(port, int) or isinstance(port, bool):
+        raise ConfigError(f"{CONFIG} needs a port (an integer), not {port!r}")
     return {"port": port}
 
 
@@ -77,27 +84,26 @@ class SiteDiscovery(DirectoryScan):
 
 
 class ValidSite(Eligibility):
-    """Eligible when ``site.json`` parsed to a usable port."""
+    """Eligible when the port ``site.json`` names is one a user may serve."""
 
     def check(self, session: Session, now: float) -> Verdict:
-        error = session.attrs.get("error")
-        if error:
-            return Verdict(False, str(error))
-        return Verdict(True, f"port {session.attrs['port']}")
+        port = session.attrs["port"]
+        if not 1024 <= port <= 65535:
+            return Verdict(False, f"port {port} is not between 1024 and 65535")
+        return Verdict(True, f"port {port}")
 
 
-class StaticServer(CommandSpawner):
-    """``python -m http.server PORT`` in the site's directory.  Overriding
-    :meth:`command` is how a spawner varies per session; the argv is a list,
-    so a site's name or path never meets a shell."""
+def static_server(bind: str) -> CommandSpawner:
+    """``python -m http.server PORT`` in the site's directory.  The argv is
+    a function of the session -- a list, so a site's name or path never
+    meets a shell -- and the fingerprint of what it returns tells the pool
+    when a running server was started from an older ``site.json``."""
 
-    def __init__(self, bind: str) -> None:
-        super().__init__([sys.executable], cwd="{home}")
-        self.bind = bind
-
-    def command(self, session: Session) -> list[str]:
+    def argv(session: Session) -> list[str]:
         port = str(session.attrs["port"])
-        return [sys.executable, "-m", "http.server", port, "--bind", self.bind]
+        return [sys.executable, "-m", "http.server", port, "--bind", bind]
+
+    return CommandSpawner(argv, cwd="{home}")
 
 
 class HttpCheck(HealthCheck):
@@ -140,15 +146,16 @@ class SitesPlugin(Plugin):
         ]
 
     def build(self, options: Mapping[str, Any]) -> PoolSpec:
+        # .get with the options' defaults: a test may pass a plain mapping
         root = Path(options["root"]).absolute()
-        bind = str(options["bind"])
-        max_failures = int(options["max_failures"])
+        bind = str(options.get("bind", "127.0.0.1"))
+        max_failures = int(options.get("max_failures", 0))
         return PoolSpec(
             discovery=SiteDiscovery(root),
             # wirepool's own rules combine with ours: `down` stops a site, and
             # so does a `maintenance` marker.
             eligibility=ValidSite() & NoDownFile() & ~HasMarker("maintenance"),
-            spawner=StaticServer(bind),
+            spawner=static_server(bind),
             health=HttpCheck(bind),
             restart=RestartPolicy(
                 # 0.5 s doubling to 30 s, each wait shortened by up to 20 % so
@@ -158,3 +165,11 @@ class SitesPlugin(Plugin):
             ),
             **spec_tail(root, **timing_from(options)),
         )
+
+    def service_advice(self, manager: ServiceManager) -> Sequence[str]:
+        unit = {"systemd": "old-sites.service", "launchd": "org.example.old-sites"}[manager.kind]
+        return [
+            f"the old sites server is installed ({path}); remove it: "
+            + manager.removal_command(unit, path)
+            for path in manager.installed_files(unit)
+        ]
