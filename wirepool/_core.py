@@ -10,6 +10,7 @@ finds a part by its name; each layer may call the ones below it:
   (:mod:`wirepool._session`) its events and performs the actions it returns;
 * ``_recovery`` -- adoption of what an earlier supervisor left running;
 * ``_discover`` -- discovery passes, watches and eligibility checks;
+* ``_operate`` -- the operator's verbs, for the control socket and the API;
 * ``_loop`` -- the selector loop, its deadlines, and the stop;
 * ``_pool`` -- :class:`SessionPool`, the public facade.
 """
