@@ -314,7 +314,8 @@ def _verb(
     usage: str,
     does: str,
 ) -> None:
-    main.add_command(PluginGroup(name, action, params, help=f"{does} {usage}", does=does))
+    shown = does.format(plugin="PLUGIN")
+    main.add_command(PluginGroup(name, action, params, help=f"{shown} {usage}", does=does))
 
 
 _verb(
