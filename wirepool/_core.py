@@ -37,7 +37,7 @@ from wirepool._clock import Clock, SystemClock
 from wirepool._events import Event, EventKind
 from wirepool._reaper import OrphanReaper
 from wirepool._session import SessionState
-from wirepool._status import Snapshot
+from wirepool._status import SessionStatus, Snapshot
 from wirepool._store import StateDir
 from wirepool._types import Session
 from wirepool._watch import Watcher
@@ -103,6 +103,10 @@ class _Slot:
     scan_error: str | None = None  # why discovery could not read it this pass
     health: str | None = None  # the last probe's word, for status
     next_probe: float | None = None
+    #: the last status built for it, and what it was built from (see
+    #: ``_Publisher._build_snapshot``)
+    shown: SessionStatus | None = None
+    shown_from: tuple[object, ...] = ()
 
 
 @dataclass

@@ -88,40 +88,60 @@ class _Publisher(_PoolCore):
         self._write_status(self._snapshot)
 
     def _build_snapshot(self) -> Snapshot:
+        """The pool's snapshot.  A session's status is built again only when
+        something it is built from was replaced (its state, worker, session,
+        health or errors: each is immutable, or a string, and replaced on
+        change): a snapshot of ten thousand sessions after one exit costs
+        a pass of identity checks, not ten thousand statuses."""
         now, wall = self.clock.monotonic(), self.clock.time()
         sessions: dict[str, SessionStatus] = {}
-        live = (Phase.RUNNING, Phase.ADOPTED, Phase.STOPPING)
         for name, slot in self._slots.items():
-            worker, st = slot.worker, slot.state
-            next_start_at = None
-            if worker is None and st.phase is Phase.BACKOFF:
-                next_start_at = wall + max(0.0, st.next_start - now)
-            state = st.phase
-            if worker is not None and state not in live:  # not yet decided on
-                adopted = st.running is not None and st.running.adopted
-                state = Phase.ADOPTED if adopted else Phase.RUNNING
-            sessions[name] = SessionStatus(
-                name=name,
-                display_name=slot.session.display_name,
-                home=str(slot.session.home),
-                cwd=str(slot.session.cwd) if slot.session.cwd else None,
-                state=state.value,  # a plain string in the public snapshot
-                reason=self._reason(slot, state),
-                identity=worker.identity if worker else None,
-                owned=worker.owned if worker else True,
-                started_at=worker.started_at if worker else None,
-                restarts=st.restarts,
-                streak=st.streak.failures,
-                last_exit=st.last_exit,
-                last_exit_at=st.last_exit_at,
-                next_start_at=next_start_at,
-                health=slot.health,
-                log_path=str(worker.log_path) if worker and worker.log_path else None,
-                attrs=slot.session.attrs,
+            source = (
+                slot.state,
+                slot.worker,
+                slot.session,
+                slot.health,
+                slot.scan_error,
+                slot.existing_error,
             )
+            shown = slot.shown
+            if shown is None or source != slot.shown_from:  # `is` first, item by item
+                shown = slot.shown = self._session_status(name, slot, now, wall)
+                slot.shown_from = source
+            sessions[name] = shown
         self._generation += 1
         return Snapshot(
             sessions, os.getpid(), not self._stopping, wall, self._generation, dict(self._degraded)
+        )
+
+    def _session_status(self, name: str, slot: _Slot, now: float, wall: float) -> SessionStatus:
+        worker, st = slot.worker, slot.state
+        live = (Phase.RUNNING, Phase.ADOPTED, Phase.STOPPING)
+        next_start_at = None
+        if worker is None and st.phase is Phase.BACKOFF:
+            next_start_at = wall + max(0.0, st.next_start - now)
+        state = st.phase
+        if worker is not None and state not in live:  # not yet decided on
+            adopted = st.running is not None and st.running.adopted
+            state = Phase.ADOPTED if adopted else Phase.RUNNING
+        return SessionStatus(
+            name=name,
+            display_name=slot.session.display_name,
+            home=str(slot.session.home),
+            cwd=str(slot.session.cwd) if slot.session.cwd else None,
+            state=state.value,  # a plain string in the public snapshot
+            reason=self._reason(slot, state),
+            identity=worker.identity if worker else None,
+            owned=worker.owned if worker else True,
+            started_at=worker.started_at if worker else None,
+            restarts=st.restarts,
+            streak=st.streak.failures,
+            last_exit=st.last_exit,
+            last_exit_at=st.last_exit_at,
+            next_start_at=next_start_at,
+            health=slot.health,
+            log_path=str(worker.log_path) if worker and worker.log_path else None,
+            attrs=slot.session.attrs,
         )
 
     def _set_degraded(self, area: str, problem: str | None) -> None:
