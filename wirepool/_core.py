@@ -237,6 +237,9 @@ class _PoolCore:
         self._degraded: dict[str, str] = {}
         self._wall_offset: float | None = None
         self._status_dirty = True
+        #: what each session's status was when the part files were last
+        #: written (None: write every part next time)
+        self._parts_written: dict[str, SessionStatus] | None = None
         self._started_at = 0.0
         self._loop_error: BaseException | None = None
         # True while run_forever starts up: a stop signal then unwinds it

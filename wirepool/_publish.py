@@ -7,8 +7,10 @@ since both are O(sessions) and a burst of exits must not pay that per exit.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
+import zlib
 
 from loguru import logger
 
@@ -17,7 +19,7 @@ from wirepool._proc import identity_of
 from wirepool._records import SessionRecord, WorkerRecord
 from wirepool._session import Phase
 from wirepool._status import SessionStatus, Snapshot, status_document
-from wirepool._store import atomic_write_json
+from wirepool._store import STATUS_PARTS, STATUS_PARTS_ABOVE, atomic_write_json
 from wirepool._version import VERSION as _VERSION
 
 
@@ -214,10 +216,14 @@ class _Publisher(_PoolCore):
 
     def _write_status(self, snap: Snapshot) -> None:
         me = identity_of(os.getpid())
+        # A big pool's sessions go to part files, and only the parts whose
+        # sessions changed are written (see StateDir.read_status); a hook
+        # that may edit every session sees the whole document, as before.
+        parted = len(snap.sessions) > STATUS_PARTS_ABOVE and self.status_extra is None
         doc = status_document(
             plugin=self.plugin,
             state_dir=str(self.state.root),
-            sessions=snap.sessions.values(),
+            sessions=() if parted else snap.sessions.values(),
             supervisor={
                 "pid": os.getpid(),
                 "process_start": me.start if me else None,
@@ -234,8 +240,14 @@ class _Publisher(_PoolCore):
             except Exception as exc:
                 self._log_once(f"extra:{exc}", "plugin status extra failed: {}", exc)
         try:
+            if parted:
+                self._write_status_parts(snap)
+                doc["session_parts"] = STATUS_PARTS
+            else:
+                self._parts_written = None
             atomic_write_json(self.state.status_path, doc, durable=False, indent=None, strict=True)
         except OSError as exc:
+            self._parts_written = None  # which parts are whole is unknown: all again
             self._status_dirty = True
             self._log_once(f"status:{exc.errno}", "cannot write status.json ({})", _describe(exc))
             self._set_degraded("status", f"cannot write status.json: {_describe(exc)}")
@@ -245,6 +257,34 @@ class _Publisher(_PoolCore):
                 self._set_degraded("status", None)
                 # what was just written still says "cannot write": once more
                 self._publish_due = self.clock.monotonic()
+
+    def _write_status_parts(self, snap: Snapshot) -> None:
+        """Write the part files whose sessions changed since the last
+        write (every part the first time): a session's status is a new
+        object exactly when it changed (``_build_snapshot``)."""
+        written, sessions = self._parts_written, snap.sessions
+        if written is None:
+            changed: set[int] = set(range(STATUS_PARTS))
+        else:
+            changed = {_part_of(n) for n, s in sessions.items() if written.get(n) is not s}
+            changed.update(_part_of(n) for n in written.keys() - sessions.keys())
+        if not changed:
+            return
+        members: dict[int, list[SessionStatus]] = {part: [] for part in changed}
+        for name, status in sessions.items():
+            part = _part_of(name)
+            if part in members:
+                members[part].append(status)
+        self.state.status_parts_dir.mkdir(mode=0o700, exist_ok=True)
+        for part, statuses in sorted(members.items()):
+            atomic_write_json(
+                self.state.status_part_path(part),
+                {"sessions": [s.to_json() for s in statuses]},
+                durable=False,
+                indent=None,
+                strict=True,
+            )
+        self._parts_written = dict(sessions)
 
     def _final_publish(self, stopped_children: bool) -> None:
         for slot in self._slots.values():
@@ -269,3 +309,9 @@ class _Publisher(_PoolCore):
             self._publish(force=True)
         finally:
             self.durable = durable
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _part_of(name: str) -> int:
+    """Which status part file holds session ``name``: fixed by its name."""
+    return zlib.crc32(name.encode("utf-8", "surrogatepass")) % STATUS_PARTS
