@@ -38,6 +38,7 @@ import contextlib
 import json
 import os
 import random
+import resource
 import shutil
 import signal
 import statistics
@@ -288,6 +289,20 @@ class Peer:
         )
 
 
+#: descriptors every supervisor may have (inherited from this process):
+#: wirepool holds two per child (its pidfd and its log's), so 10 000 children
+#: need more than the 20 000 this machine's hard limit allows; as root we
+#: raise it for every peer alike
+FD_LIMIT = 65536
+
+
+def raise_fd_limit() -> None:
+    with contextlib.suppress(OSError, ValueError):
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != resource.RLIM_INFINITY and hard < FD_LIMIT and os.geteuid() == 0:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+
+
 class Raw(Peer):
     name = "raw"
     pickup_missing = "no discovery (fixed list)"
@@ -419,8 +434,33 @@ class Runit(Peer):
     needs = "runsvdir"
     needs_hint = "Debian package runit"
 
+    #: runsvdir's compiled-in cap (MAXSERVICES in runsvdir.c)
+    per_scanner = 1000
+    scandirs: tuple[Path, ...] = ()
+
+    def configure(self, names: list[str]) -> None:
+        # Past the cap there is no option to raise: the services are split
+        # into scan directories of 1 000 symlinks each (runsv follows a
+        # symlinked service directory), one runsvdir for each.
+        self.scandirs = (self.root,)
+        if len(names) > self.per_scanner:
+            scans = []
+            for k in range(0, len(names), self.per_scanner):
+                scan = self.workdir / f"scan{k // self.per_scanner:02d}"
+                scan.mkdir()
+                for name in names[k : k + self.per_scanner]:
+                    (scan / name).symlink_to(self.root / name)
+                scans.append(scan)
+            self.scandirs = tuple(scans)
+
     def argv(self) -> list[str]:
-        return [shutil.which("runsvdir") or "runsvdir", "-P", str(self.root)]
+        exe = shutil.which("runsvdir") or "runsvdir"
+        if len(self.scandirs) <= 1:
+            return [exe, "-P", str(self.root)]
+        # One shell holds them (own_pids and the stop follow its tree) and
+        # passes the stop's TERM on to each.
+        runs = "".join(f'{exe} -P {d} & pids="$pids $!"; ' for d in self.scandirs)
+        return ["sh", "-c", f"pids=; {runs}trap 'kill $pids; wait' TERM; wait"]
 
     def request_stop(self) -> None:
         # What `sv down` + `sv exit` write to each runsv's control FIFO, then
@@ -442,10 +482,15 @@ class S6(Peer):
     needs = "s6-svscan"
     needs_hint = "Debian package s6"
 
-    def argv(self) -> list[str]:
-        # -c: room for 1 000 services plus the pickups (default 1 000; s6 2.11
+    cap = 4096
+
+    def configure(self, names: list[str]) -> None:
+        # -c: room for the services plus the pickups (default 1 000; s6 2.11
         # spells it -c, later versions -C).
-        return [shutil.which("s6-svscan") or "s6-svscan", "-c", "4096", str(self.root)]
+        self.cap = max(4096, 2 * len(names))
+
+    def argv(self) -> list[str]:
+        return [shutil.which("s6-svscan") or "s6-svscan", "-c", str(self.cap), str(self.root)]
 
     def after_add(self, name: str) -> None:
         self.run_cmd(["s6-svscanctl", "-a", str(self.root)])
@@ -1124,6 +1169,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    raise_fd_limit()
     peers = [p.strip() for p in args.peers.split(",") if p.strip()]
     for p in peers:
         if p not in PEERS:
