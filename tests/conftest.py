@@ -325,4 +325,5 @@ def read_status(state_dir: Path) -> dict[str, Any]:
 
 
 def status_sessions(state_dir: Path) -> dict[str, dict[str, Any]]:
-    return {s["name"]: s for s in read_status(state_dir).get("sessions", [])}
+    # by key: what the tests name sessions by (the name is the display name)
+    return {s.get("key") or s["name"]: s for s in read_status(state_dir).get("sessions", [])}

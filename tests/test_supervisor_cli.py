@@ -131,7 +131,10 @@ def test_status_before_any_supervisor_shows_sessions_and_reasons(services: Servi
     states = {s["name"]: (s["state"], s["reason"]) for s in doc["sessions"]}
     assert states == {
         "down": ("ineligible", "down file present"),
-        "ok": ("stopped", "no supervisor has run yet"),
+        "ok": (
+            "stopped",
+            "would run (run is executable and no down file); no supervisor has run yet",
+        ),
     }
 
 

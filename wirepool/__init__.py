@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from loguru import logger
 
+from wirepool._client import Client
 from wirepool._clock import Clock, SystemClock
 from wirepool._events import Event, EventKind, EventStream
 from wirepool._pool import SessionPool
@@ -31,7 +32,9 @@ from wirepool.eligibility import (
     NoDownFile,
 )
 from wirepool.errors import (
+    ControlError,
     LockHeldError,
+    NoSupervisorError,
     PluginError,
     SpawnError,
     UnsafeStateDirError,
@@ -57,8 +60,10 @@ __all__ = [
     "Always",
     "Bound",
     "CallableSpawner",
+    "Client",
     "Clock",
     "CommandSpawner",
+    "ControlError",
     "DirectoryScan",
     "Discovery",
     "Eligibility",
@@ -74,6 +79,7 @@ __all__ = [
     "LockHeldError",
     "NoDownFile",
     "NoHealthCheck",
+    "NoSupervisorError",
     "Phase",
     "PidfileCheck",
     "Plugin",

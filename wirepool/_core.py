@@ -26,6 +26,7 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -63,8 +64,13 @@ class RescanCommand:
 
 
 @dataclass(frozen=True, slots=True)
-class ResetCommand:
-    name: str
+class OperateCommand:
+    """An operator verb from the Python API (``SessionPool.restart`` ...):
+    done on the loop thread, its result or error handed back in ``done``."""
+
+    op: str
+    request: Mapping[str, Any]
+    done: Future[Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +78,7 @@ class ReapCommand:
     """A child (or an orphan below us) exited: SIGCHLD."""
 
 
-Command = StopCommand | RescanCommand | ResetCommand | ReapCommand
+Command = StopCommand | RescanCommand | OperateCommand | ReapCommand
 
 
 class StartupInterrupted(BaseException):
@@ -145,6 +151,7 @@ class _PoolCore:
         durable: bool = True,
         plugin: str = "",
         status_extra: Callable[[dict[str, Any]], None] | None = None,
+        control: bool = True,
     ) -> None:
         if spawner is None:
             raise TypeError("SessionPool needs a spawner")
@@ -154,7 +161,7 @@ class _PoolCore:
         self.eligibility: Eligibility = as_eligibility(eligibility or Always())
         self.spawner = spawner
         self.health = health or NoHealthCheck()
-        self.restart = restart or RestartPolicy()
+        self.restart_policy = restart or RestartPolicy()
         # A state directory the pool made for itself is nobody else's: it is
         # removed when the pool stops its children (or is dropped unused).
         self._temp_state: _TempState | None = None
@@ -176,10 +183,11 @@ class _PoolCore:
         self.durable = durable
         self.plugin = plugin
         self.status_extra = status_extra
+        self.control = control
         self.pool_id = self.state.pool_id
         self._reaper = OrphanReaper(self.pool_id, self.stop_grace)
         self._policy = _session.Policy(
-            restart=self.restart,
+            restart=self.restart_policy,
             grace=self.grace,
             stop_grace=self.stop_grace,
             failures_before_restart=self.health.failures_before_restart,
@@ -191,6 +199,7 @@ class _PoolCore:
         self._listeners: list[Callable[[Event], None]] = []
         self._lock_fd: int | None = None
         self._thread: threading.Thread | None = None
+        self._loop_ident: int | None = None  # the thread running the loop
         self._selector: selectors.BaseSelector | None = None
         self._wake_r: int | None = None
         self._wake_w: int | None = None
@@ -269,11 +278,12 @@ class _PoolCore:
     ) -> None:
         event = Event(
             kind.value,  # a plain string in what embedders and --json see
-            session.name if session else None,
+            session.display_name if session else None,
             pid,
             reason,
             self.clock.time(),
             dict(data or {}),
+            session.name if session else None,
         )
         self._status_dirty = True
         logger.bind(event=event.kind, session=event.session, pid=pid).info(

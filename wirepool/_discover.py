@@ -6,7 +6,6 @@ session is gone"; a session that vanishes keeps its child for a grace period.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Collection
 from pathlib import Path
 
@@ -15,33 +14,11 @@ from loguru import logger
 from wirepool._core import _describe, _Slot
 from wirepool._recovery import _Recovery
 from wirepool._session import Changed, Checked, CheckFailed, Seen, Vanished
-from wirepool._store import SMALL_STATE_LIMIT, read_json
 from wirepool._types import Session, Verdict
 
 
 class _DiscoveryDriver(_Recovery):
     """See :mod:`wirepool._discover`."""
-
-    def _read_requests(self) -> None:
-        """Requests ``wirepool reset`` left for us (then sent SIGHUP)."""
-        try:
-            entries = sorted(self.state.requests_dir.iterdir())
-        except OSError:
-            return
-        for entry in entries:
-            if entry.name.startswith(".") or entry.suffix != ".json":
-                continue
-            try:
-                request = read_json(entry, SMALL_STATE_LIMIT)
-                name = request["reset"] if isinstance(request, dict) else None
-            except (OSError, ValueError, KeyError):
-                name = None
-            with contextlib.suppress(OSError):
-                entry.unlink()
-            if isinstance(name, str):
-                self._reset(name)
-            else:
-                logger.warning("ignoring an unreadable request file {}", entry.name)
 
     def _on_watch_event(self) -> None:
         assert self._watcher is not None
@@ -67,7 +44,6 @@ class _DiscoveryDriver(_Recovery):
         now = self.clock.monotonic()
         self._next_rescan = now + self.rescan_interval
         self._rediscover.clear()
-        self._read_requests()
         try:
             found = list(self.discovery.discover())
         except Exception as exc:

@@ -48,16 +48,22 @@ class Event:
     """
 
     kind: str
+    #: the session's name as the operator sees it (its display name)
     session: str | None = None
     pid: int | None = None
     reason: str = ""
     at: float = 0.0  # wall clock
     data: Mapping[str, Any] = field(default_factory=dict)
+    #: the session's key (the pool's internal name; unique where two
+    #: sessions share a display name), what ``pool.snapshot()`` is keyed by
+    key: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"event": self.kind, "ts": round(self.at, 3)}
         if self.session is not None:
             out["session"] = self.session
+        if self.key is not None:
+            out["key"] = self.key
         if self.pid is not None:
             out["pid"] = self.pid
         if self.reason:

@@ -11,8 +11,9 @@
 from __future__ import annotations
 
 import math
+import time
 
-__all__ = ["format_age"]
+__all__ = ["format_age", "format_wall"]
 
 
 def format_age(seconds: object, *, fine: bool = False) -> str:
@@ -53,3 +54,12 @@ def _fine(seconds: float) -> str:
     if whole < 86400:
         return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
     return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
+
+
+def format_wall(when: float) -> str:
+    """A wall time for people, in the host's local zone with its offset
+    (``2026-12-02 09:30:01 +0000``), as ``systemctl status`` prints one."""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(when))
+    except (OverflowError, OSError, ValueError):
+        return "an unknown time"

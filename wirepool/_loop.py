@@ -12,22 +12,24 @@ import os
 import selectors
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 
 from loguru import logger
 
+from wirepool._control import ControlServer
 from wirepool._core import (
+    OperateCommand,
     ReapCommand,
     RescanCommand,
-    ResetCommand,
     StartupInterrupted,
     StopCommand,
     _raise_fd_limit,
     _Slot,
 )
-from wirepool._discover import _DiscoveryDriver
 from wirepool._events import EventKind
+from wirepool._operate import _Operator
 from wirepool._proc import identity_of
 from wirepool._session import KillDue, LetGo, StopRequested
 from wirepool._store import acquire_lock, atomic_write_json
@@ -36,7 +38,7 @@ from wirepool._watch import Watcher
 from wirepool.spawn import POOL_MARKER
 
 
-class _Loop(_DiscoveryDriver):
+class _Loop(_Operator):
     """See :mod:`wirepool._loop`."""
 
     def _open(self) -> None:
@@ -80,8 +82,10 @@ class _Loop(_DiscoveryDriver):
             self._selector.register(wfd, selectors.EVENT_READ, "watch")
         self.clock.subscribe(self._poke)
         self.spawner.attach(self.state.root, {POOL_MARKER: self.pool_id})
+        self._open_control()
 
     def _run(self) -> None:
+        self._loop_ident = threading.get_ident()
         try:
             self._emit(EventKind.SUPERVISOR_STARTED, data={"state_dir": str(self.state.root)})
             self._recover()
@@ -130,9 +134,11 @@ class _Loop(_DiscoveryDriver):
     def _wait_and_dispatch(self) -> None:
         timeout = self._timeout()
         assert self._selector is not None
-        for key, _ in self._selector.select(timeout):
+        for key, mask in self._selector.select(timeout):
             tag = key.data
-            if tag == "wake":
+            if isinstance(tag, ControlServer):
+                tag.on_ready(key.fileobj, mask)
+            elif tag == "wake":
                 # A poke (an API call, the clock) plans everything; a signal
                 # alone does not -- every child's exit raises a SIGCHLD, and
                 # its exit fd plans that one session -- its command does.
@@ -254,8 +260,12 @@ class _Loop(_DiscoveryDriver):
                         self._end()
                 case RescanCommand():
                     self._next_rescan = 0.0
-                case ResetCommand(name):
-                    self._reset(name)
+                case OperateCommand(op, request, done):
+                    if done.set_running_or_notify_cancel():
+                        try:
+                            done.set_result(self._operate(op, request))
+                        except Exception as exc:  # OpError, or a bug: the caller hears it
+                            done.set_exception(exc)
                 case ReapCommand():
                     self._reap_due = True
 
@@ -438,6 +448,7 @@ class _Loop(_DiscoveryDriver):
                 slot.worker.detach()
 
     def _close_sources(self) -> None:
+        self._close_control()
         if self._signal_wakeup:
             # Before the pipe is closed: the kernel would go on writing to
             # its number, reused by then for who knows what.

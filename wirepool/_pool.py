@@ -28,13 +28,21 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
-from wirepool._core import ReapCommand, RescanCommand, ResetCommand, StartupInterrupted, StopCommand
+from wirepool._core import (
+    OperateCommand,
+    ReapCommand,
+    RescanCommand,
+    StartupInterrupted,
+    StopCommand,
+)
 from wirepool._events import Event, EventStream
 from wirepool._loop import _Loop
 from wirepool._status import Snapshot
@@ -51,7 +59,8 @@ class SessionPool(_Loop):
         spawner: how a child starts.
         health: how to find a daemon already serving a session, and whether
             a running child is healthy (default: no checks).
-        restart: restart timing (default: :class:`RestartPolicy`).
+        restart: restart timing (default: :class:`RestartPolicy`), kept as
+            ``restart_policy`` (``restart()`` is the operator's verb).
         state_dir: where the lock, records, logs and ``status.json`` live
             (default: a fresh temporary directory).
         on_exit: ``"stop"`` stops the children when the pool stops (embedded
@@ -75,6 +84,8 @@ class SessionPool(_Loop):
         plugin: name recorded in ``status.json``.
         status_extra: adds plugin-specific fields to the ``status.json``
             document (called with the document, edits it in place).
+        control: listen on the control socket (``<state dir>/control/sock``)
+            for ``wirepool`` verbs and :class:`wirepool.Client`.
     """
 
     def __repr__(self) -> str:
@@ -190,9 +201,60 @@ class SessionPool(_Loop):
         """Run a discovery pass now."""
         self._post(RescanCommand())
 
-    def reset(self, name: str) -> None:
-        """Clear a session's failure streak and ``failed`` mark (operator reset)."""
-        self._post(ResetCommand(name))
+    # The operator's verbs.  Each names sessions as an operator would (the
+    # name status shows, or the key, or the home's path), acts on all of
+    # them or none, and returns what was done to each:
+    # ``{"sessions": [{"name", "key", "outcome"}, ...]}``.  ControlError for
+    # an unknown or ambiguous name or a session that cannot do it.
+
+    def restart(self, *names: str, timeout: float = 30.0) -> dict[str, Any]:
+        """Stop each session's child (SIGTERM, ``stop_grace``, SIGKILL) and
+        start a new one at once; not counted as a failure.  A session with
+        no child (backing off, failed) starts now.  Returns once asked:
+        wait for the ``spawned`` event to see the new child."""
+        return self._operator("restart", names, timeout=timeout)
+
+    def down(self, *names: str, timeout: float = 30.0) -> dict[str, Any]:
+        """Hold sessions down: their children are stopped and none is
+        started until :meth:`up`.  Kept in each session's record, so a
+        supervisor restart (even after SIGKILL) keeps it."""
+        return self._operator("down", names, timeout=timeout)
+
+    def up(self, *names: str, timeout: float = 30.0) -> dict[str, Any]:
+        """Let sessions held down run again (their backoff cleared)."""
+        return self._operator("up", names, timeout=timeout)
+
+    def signal(self, name: str, sig: int | str, *, timeout: float = 30.0) -> dict[str, Any]:
+        """Send ``sig`` (a number or a name: ``"HUP"``) to a session's child."""
+        return self._operator("signal", (name,), {"signal": sig}, timeout=timeout)
+
+    def reset(self, *names: str, timeout: float = 30.0) -> dict[str, Any]:
+        """Clear sessions' failure streaks and ``failed`` marks."""
+        return self._operator("reset", names, timeout=timeout)
+
+    def _operator(
+        self,
+        op: str,
+        names: Sequence[str],
+        extra: dict[str, Any] | None = None,
+        *,
+        timeout: float,
+    ) -> dict[str, Any]:
+        request = {"op": op, "sessions": list(names), **(extra or {})}
+        if threading.get_ident() == self._loop_ident:
+            # From an event callback, on the loop thread: done now.
+            result: dict[str, Any] = self._operate(op, request)
+            return result
+        if self._wake_w is None or self._stopping:
+            raise RuntimeError("the pool is not running")
+        done: Future[Any] = Future()
+        self._post(OperateCommand(op, request, done))
+        try:
+            outcome: dict[str, Any] = done.result(timeout)
+        except FutureTimeout:
+            done.cancel()
+            raise TimeoutError(f"the pool did not answer {op!r} within {timeout}s") from None
+        return outcome
 
     def snapshot(self) -> Snapshot:
         with self._snap_cond:

@@ -11,10 +11,13 @@ import functools
 import os
 import time
 import zlib
+from collections.abc import Iterable
+from typing import Any
 
 from loguru import logger
 
 from wirepool._core import _describe, _PoolCore, _Slot
+from wirepool._format import format_wall
 from wirepool._proc import identity_of
 from wirepool._records import SessionRecord, WorkerRecord
 from wirepool._session import Phase
@@ -89,7 +92,7 @@ class _Publisher(_PoolCore):
         self._last_status_write = real
         self._write_status(self._snapshot)
 
-    def _build_snapshot(self) -> Snapshot:
+    def _build_snapshot(self, *, count: bool = True) -> Snapshot:
         """The pool's snapshot.  A session's status is built again only when
         something it is built from was replaced (its state, worker, session,
         health or errors: each is immutable, or a string, and replaced on
@@ -111,7 +114,8 @@ class _Publisher(_PoolCore):
                 shown = slot.shown = self._session_status(name, slot, now, wall)
                 slot.shown_from = source
             sessions[name] = shown
-        self._generation += 1
+        if count:  # a live status answer is not a new published snapshot
+            self._generation += 1
         return Snapshot(
             sessions, os.getpid(), not self._stopping, wall, self._generation, dict(self._degraded)
         )
@@ -163,6 +167,8 @@ class _Publisher(_PoolCore):
     @staticmethod
     def _reason(slot: _Slot, state: str) -> str:
         reason = slot.state.verdict.reason if state == "running" else slot.state.reason
+        if state == Phase.DOWN and slot.state.down_since is not None:
+            reason = f"{reason} since {format_wall(slot.state.down_since)}"
         extra = [slot.existing_error] if state == "running" else []
         if slot.scan_error and slot.scan_error != reason:
             extra.append(f"{slot.scan_error}; keeping its last state")
@@ -186,15 +192,17 @@ class _Publisher(_PoolCore):
             reason=st.held if st.held and (st.failed or st.next_start > now) else st.reason,
             last_exit=st.last_exit,
             last_exit_at=st.last_exit_at,
+            down=st.down,
+            down_since=st.down_since,
         )
         try:
-            # fsync only a `failed` mark: it is the one fact in a record
-            # that matters after a power loss (no child survives one, so
+            # fsync only a `failed` or `down` mark: they are the facts in a
+            # record that matter after a power loss (no child survives one, so
             # identities are moot, and a lost backoff streak only restarts
             # sooner).  The rename keeps a record whole through a crash of
             # the supervisor either way.  Two fsyncs per crash-loop cycle
             # were a sixth of the supervisor's CPU.
-            record.write(slot.record_path, durable=self.durable and st.failed)
+            record.write(slot.record_path, durable=self.durable and (st.failed or st.down))
         except OSError as exc:
             slot.dirty = True  # try again on the next change
             self._log_once(
@@ -214,16 +222,15 @@ class _Publisher(_PoolCore):
         if self._publish_due is None or self._publish_due > retry:
             self._publish_due = retry
 
-    def _write_status(self, snap: Snapshot) -> None:
+    def _status_doc(self, snap: Snapshot, sessions: Iterable[SessionStatus]) -> dict[str, Any]:
+        """The status document of ``sessions`` (schema ``wirepool.status/1``):
+        what status.json holds, and what the control socket's ``status``
+        answers from memory."""
         me = identity_of(os.getpid())
-        # A big pool's sessions go to part files, and only the parts whose
-        # sessions changed are written (see StateDir.read_status); a hook
-        # that may edit every session sees the whole document, as before.
-        parted = len(snap.sessions) > STATUS_PARTS_ABOVE and self.status_extra is None
         doc = status_document(
             plugin=self.plugin,
             state_dir=str(self.state.root),
-            sessions=() if parted else snap.sessions.values(),
+            sessions=sessions,
             supervisor={
                 "pid": os.getpid(),
                 "process_start": me.start if me else None,
@@ -239,6 +246,14 @@ class _Publisher(_PoolCore):
                 self.status_extra(doc)
             except Exception as exc:
                 self._log_once(f"extra:{exc}", "plugin status extra failed: {}", exc)
+        return doc
+
+    def _write_status(self, snap: Snapshot) -> None:
+        # A big pool's sessions go to part files, and only the parts whose
+        # sessions changed are written (see StateDir.read_status); a hook
+        # that may edit every session sees the whole document, as before.
+        parted = len(snap.sessions) > STATUS_PARTS_ABOVE and self.status_extra is None
+        doc = self._status_doc(snap, () if parted else snap.sessions.values())
         try:
             if parted:
                 self._write_status_parts(snap)

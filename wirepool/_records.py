@@ -50,6 +50,10 @@ class SessionRecord:
     reason: str = ""
     last_exit: ExitStatus | None = None
     last_exit_at: float | None = None  # wall time
+    #: held down by the operator (``wirepool down``) since this wall time:
+    #: kept here so that it outlives the supervisor, even a SIGKILLed one
+    down: bool = False
+    down_since: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         worker = self.worker
@@ -75,6 +79,8 @@ class SessionRecord:
             "last_exit": None
             if self.last_exit is None
             else {**self.last_exit.to_json(), "at": self.last_exit_at},
+            "down": self.down,
+            "down_since": self.down_since,
         }
 
     @classmethod
@@ -118,6 +124,8 @@ class SessionRecord:
             reason=reason if isinstance(reason, str) else "",
             last_exit=last_exit,
             last_exit_at=last_exit_at,
+            down=_bool(data, "down", False),
+            down_since=_time(data, "down_since"),
         )
 
     @classmethod

@@ -54,7 +54,7 @@ class _Recovery(_SessionShell):
                 # clock may have jumped back between the two supervisors (or
                 # the record lies), and a day-long "backoff" is no backoff.
                 try:
-                    owed = self.restart.delay_for(streak, now)
+                    owed = self.restart_policy.delay_for(streak, now)
                 except Exception:  # a user's wait strategy: keep the record's word
                     owed = math.inf
                 next_start = now + min(max(0.0, rec.next_start_at - wall), owed)
@@ -70,6 +70,8 @@ class _Recovery(_SessionShell):
                     last_exit=rec.last_exit,
                     last_exit_at=rec.last_exit_at,
                     next_start=next_start,
+                    down=rec.down,
+                    down_since=rec.down_since,
                 ),
             )
             if rec.worker is None:

@@ -367,6 +367,8 @@ def restore(
     last_exit: ExitStatus | None,
     last_exit_at: float | None,
     next_start: float,
+    down: bool = False,
+    down_since: float | None = None,
 ) -> SessionState:
     """A session as its record left it (``started``: the record named a
     child), before any event of this run."""
@@ -380,6 +382,8 @@ def restore(
         last_exit=last_exit,
         last_exit_at=last_exit_at,
         next_start=next_start,
+        down=down,
+        down_since=down_since if down else None,
     )
 
 

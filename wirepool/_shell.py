@@ -31,7 +31,6 @@ from wirepool._session import (
     PlanNow,
     Probed,
     Release,
-    Reset,
     SessionState,
     Spawn,
     Spawned,
@@ -309,13 +308,6 @@ class _SessionShell(_Publisher):
         else:
             lived = max(0.0, self.clock.time() - worker.started_at)
         self._apply(slot, Exited(status, lived, self.clock.time()), now, pid=worker.pid)
-
-    def _reset(self, name: str) -> None:
-        slot = self._slots.get(name)
-        if slot is None:
-            logger.warning("reset: no session named {!r}", name)
-            return
-        self._apply(slot, Reset(), self.clock.monotonic())
 
     def _probe(self, now: float) -> None:
         if self.health.interval is None:

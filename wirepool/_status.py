@@ -47,7 +47,12 @@ class SessionStatus:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "name": self.name,
+            # One name per session, the one an operator sees and types: the
+            # display name (wire's persona handle); the key, what records
+            # and the pool go by, stays in its own field and is taken as
+            # input too.
+            "name": self.display_name,
+            "key": self.name,
             "display_name": self.display_name,
             "home": self.home,
             "cwd": self.cwd,

@@ -225,7 +225,7 @@ def read_small(path: Path, limit: int, *, follow: bool = True) -> bytes:
 
 
 #: Caps on what is read of each state file.  status.json of 10 000 sessions
-#: is about 4 MB; records, requests and supervisor.json are a few hundred
+#: is about 4 MB; records and supervisor.json are a few hundred
 #: bytes.  A file over its cap is refused unread: 110 MB of status.json cost
 #: ``wirepool status`` 2.9 s and 290 MB of memory.
 STATUS_LIMIT = 32 << 20
@@ -301,9 +301,9 @@ class StateDir:
         return self.root / "logs"
 
     @property
-    def requests_dir(self) -> Path:
-        """Operator requests (``wirepool reset``) for a running supervisor."""
-        return self.root / "requests"
+    def control_dir(self) -> Path:
+        """The control socket's directory (see :mod:`wirepool._control`)."""
+        return self.root / "control"
 
     @property
     def markers_dir(self) -> Path:
@@ -363,7 +363,7 @@ class StateDir:
         """
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.verify()
-        for d in (self.records_dir, self.logs_dir, self.requests_dir):
+        for d in (self.records_dir, self.logs_dir, self.control_dir):
             d.mkdir(mode=0o700, exist_ok=True)
         for d in (self.root, *self._subdirs):
             with contextlib.suppress(FileNotFoundError):  # markers/: made on demand
@@ -375,7 +375,7 @@ class StateDir:
         return (
             self.records_dir,
             self.logs_dir,
-            self.requests_dir,
+            self.control_dir,
             self.markers_dir,
             self.status_parts_dir,
         )
@@ -383,9 +383,7 @@ class StateDir:
     def remove_stale_temp_files(self) -> int:
         """Delete what a writer killed between ``mkstemp`` and ``os.replace``
         left behind.  Call only while holding the lock: supervisors are the
-        writers here, so every temp file then present is an earlier one's
-        (``requests/`` is left alone: ``wirepool reset`` writes there without
-        the lock)."""
+        writers here, so every temp file then present is an earlier one's."""
         removed = 0
         for directory in (self.root, self.records_dir, self.status_parts_dir):
             try:

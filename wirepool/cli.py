@@ -3,17 +3,26 @@
 Exit codes (stable; scripts may rely on them):
 
 ==  ==========================================================================
-0   success; also ``run --json`` refused because another supervisor runs
-    (it prints ``{"status": "skipped", ...}``, as wire's supervisor does)
+0   success; also ``run`` skipped because the plugin's own guard found
+    another supervisor (wire's Rust one: it prints ``{"status": "skipped",
+    ...}`` with ``--json``, as wire's supervisor does), and ``run --json``
+    skipped because another wirepool supervisor holds the state directory
 1   runtime error (one line on stderr, never a traceback)
 2   usage error
-3   ``status``: no supervisor is running (the table is still printed)
+3   no supervisor is running: ``status`` still prints what it knows; a verb
+    that needs one (``restart``, ``down``, ``up``, ``signal``, ``events``)
+    does nothing
 4   the plugin is unknown or failed to load
-5   ``run``: another supervisor holds the state directory (without --json)
+5   ``run``: another wirepool supervisor holds the state directory (without
+    --json)
 6   ``stop``: the supervisor did not exit within the timeout
 7   the state directory is not safe to use: not a directory, owned by
     another user, or writable by group or others (every verb that reads
     or acts on it checks first, ``run`` included; nothing is done)
+8   a session name is unknown or ambiguous (nothing is done; the error
+    lists close matches, or each session the name fits)
+9   the supervisor refused the request: restart of a session held down,
+    a signal to a session with no child, a child not started by this pool
 ==  ==========================================================================
 """
 
@@ -35,38 +44,38 @@ import click
 from loguru import logger
 
 from wirepool import _term
-from wirepool._format import format_age
-from wirepool._proc import ProcessIdentity, identity_of, is_alive
-from wirepool._status import SessionStatus, normalize_status, status_document
-from wirepool._store import (
-    STATUS_SCHEMA,
-    StateDir,
-    acquire_lock,
-    atomic_write_json,
-    dumps_strict,
-    from_strict_json,
-    lock_holder,
-    lock_is_held,
+from wirepool._cli_common import (
+    EXIT_ERROR,
+    EXIT_LOCKED,
+    EXIT_OK,
+    EXIT_PLUGIN,
+    EXIT_TIMEOUT,
+    EXIT_UNSAFE_STATE,
+    CliError,
+    build,
+    emit_json,
+    fail,
+    json_option,
+    state_dir_option,
 )
+from wirepool._cli_status import _fmt_exit, read_status, render_table, status_action
+from wirepool._cli_verbs import (
+    down_action,
+    events_action,
+    logs_action,
+    reset_action,
+    restart_action,
+    signal_action,
+    up_action,
+)
+from wirepool._proc import ProcessIdentity, identity_of
+from wirepool._store import StateDir, acquire_lock, lock_holder, lock_is_held
 from wirepool._version import VERSION
 from wirepool.errors import LockHeldError, PluginError, UnsafeStateDirError
-from wirepool.plugin import Plugin, PoolSpec, find_plugins, load_plugin
+from wirepool.plugin import Plugin, find_plugins, is_run_only, load_plugin
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
-EXIT_PLUGIN, EXIT_LOCKED, EXIT_TIMEOUT, EXIT_UNSAFE_STATE = 4, 5, 6, 7
-
-
-class CliError(Exception):
-    """One line on stderr and a documented exit code, never a traceback."""
-
-    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _fail(exc: CliError) -> None:
-    click.echo(f"wirepool: error: {exc}", err=True)
-    click.get_current_context().exit(exc.code)
+# what tests and the demo import from here
+__all__ = ["_fmt_exit", "entry", "main", "read_status", "render_table"]
 
 
 def configure_logging(verbosity: int) -> None:
@@ -117,7 +126,10 @@ Action = Callable[[Plugin, str, Mapping[str, Any], Mapping[str, Any]], int]
 class PluginGroup(click.Group):
     """``wirepool <verb> <plugin> [plugin options] [verb options]``: one
     subcommand per installed plugin, built lazily from the plugin's own
-    options plus the verb's."""
+    options plus the verb's.  ``does`` says what the verb does, at the top
+    of each plugin's ``--help``; a plugin option only ``run`` uses (its
+    timings, say) is still taken by the other verbs, so one command line
+    serves them all, but shown only by ``run --help``."""
 
     def __init__(
         self,
@@ -125,10 +137,12 @@ class PluginGroup(click.Group):
         action: Action,
         verb_params: Callable[[], list[click.Parameter]],
         help: str,
+        does: str,
     ) -> None:
         super().__init__(name=name, help=help)
         self.action = action
         self.verb_params = verb_params
+        self.does = does
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [info.name for info in find_plugins()]
@@ -137,10 +151,15 @@ class PluginGroup(click.Group):
         try:
             plugin = load_plugin(cmd_name)
         except PluginError as exc:
-            _fail(CliError(str(exc), EXIT_PLUGIN))
+            fail(CliError(str(exc), EXIT_PLUGIN))
             return None
         verb_params = self.verb_params()
         verb_names = {p.name for p in verb_params}
+        plugin_params = list(plugin.options())
+        if self.name != "run":
+            for param in plugin_params:
+                if is_run_only(param) and isinstance(param, click.Option):
+                    param.hidden = True
 
         def callback(**params: Any) -> None:
             verb = {k: v for k, v in params.items() if k in verb_names}
@@ -150,68 +169,51 @@ class PluginGroup(click.Group):
             except (click.ClickException, click.exceptions.Exit, click.Abort):
                 raise
             except CliError as exc:
-                _fail(exc)
+                fail(exc)
                 return
             except UnsafeStateDirError as exc:
-                _fail(CliError(str(exc), EXIT_UNSAFE_STATE))
+                fail(CliError(str(exc), EXIT_UNSAFE_STATE))
                 return
             except Exception as exc:  # one clear line, never a traceback
                 logger.opt(exception=exc).debug("command failed")
-                _fail(CliError(f"{type(exc).__name__}: {exc}"))
+                fail(CliError(f"{type(exc).__name__}: {exc}"))
                 return
             ctx = click.get_current_context()
             ctx.exit(code)
 
         return click.Command(
             cmd_name,
-            params=[*plugin.options(), *verb_params],
+            params=[*plugin_params, *verb_params],
             callback=callback,
-            help=plugin.description,
+            help=f"{self.does.format(plugin=cmd_name)}\n\n{plugin.description}",
         )
 
 
-def _state_dir_option() -> click.Option:
-    return click.Option(
-        ["--state-dir"],
-        type=click.Path(file_okay=False, path_type=Path),
-        default=None,
-        help="Where the lock, records, logs and status.json live (plugin default).",
-    )
-
-
-def _json_option() -> click.Option:
-    return click.Option(["--json", "as_json"], is_flag=True, help="Machine-readable output.")
-
-
-def _build(plugin: Plugin, opts: Mapping[str, Any], verb: Mapping[str, Any]) -> PoolSpec:
-    try:
-        spec = plugin.build(opts)
-    except PluginError as exc:
-        raise CliError(str(exc), EXIT_PLUGIN) from None
-    except (OSError, ValueError) as exc:
-        raise CliError(str(exc)) from None
-    if verb.get("state_dir") is not None:
-        spec.state_dir = Path(verb["state_dir"]).absolute()
-    return spec
-
-
-def _emit_json(data: Mapping[str, Any]) -> None:
-    sys.stdout.write(dumps_strict(data, default=str) + "\n")
-    sys.stdout.flush()
-
-
 def _run_action(plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mapping[str, Any]) -> int:
-    spec = _build(plugin, opts, verb)
+    spec = build(plugin, opts, verb)
     as_json = bool(verb.get("as_json"))
     guard = spec.guard
     if guard is not None:
         holder = guard.acquire()
         if holder is not None:
-            return _skipped(holder, "supervisor already running", as_json)
+            # The plugin's own supervisor (wire's Rust one) runs: skipped,
+            # exit 0, as `wire daemon --all-sessions` does beside it, so a
+            # unit or script that ran that one keeps working.
+            if as_json:
+                emit_json(
+                    {
+                        "status": "skipped",
+                        "reason": "supervisor already running",
+                        "holder_pid": holder,
+                    }
+                )
+            else:
+                click.echo(f"wirepool: {guard.describe(holder)}; skipped", err=True)
+            return EXIT_OK
     try:
         pool = spec.pool(name, on_exit=verb.get("on_exit") or spec.on_exit)
         if as_json:
-            pool.subscribe(lambda event: _emit_json(event.to_json()))
+            pool.subscribe(lambda event: emit_json(event.to_json()))
         try:
             pool.run_forever()
         except LockHeldError as exc:
@@ -232,7 +234,7 @@ def _run_action(plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mappin
 
 def _skipped(holder: int | None, reason: str, as_json: bool, state_dir: Path | None = None) -> int:
     if as_json:
-        _emit_json({"status": "skipped", "reason": reason, "holder_pid": holder})
+        emit_json({"status": "skipped", "reason": reason, "holder_pid": holder})
         return EXIT_OK
     where = f" on {state_dir}" if state_dir else ""
     click.echo(
@@ -245,7 +247,7 @@ def _skipped(holder: int | None, reason: str, as_json: bool, state_dir: Path | N
 
 def _run_params() -> list[click.Parameter]:
     return [
-        _state_dir_option(),
+        state_dir_option(),
         click.Option(
             ["--on-exit"],
             type=click.Choice(["leave", "stop"]),
@@ -259,221 +261,13 @@ def _run_params() -> list[click.Parameter]:
     ]
 
 
-# ------------------------------------------------------------------ status
-
-
-def read_status(spec: PoolSpec, plugin: str) -> dict[str, Any]:
-    """The status document, cross-checked against the live processes.
-
-    Works with no supervisor running: the last ``status.json`` is read and
-    every pid in it re-verified; with no ``status.json`` at all, discovery
-    and eligibility are run here so the operator still sees the sessions
-    and why each would (not) get a child.
-    """
-    state = StateDir(spec.state_dir)
-    # First: a lock someone else holds in a directory they made must not
-    # make us report "supervisor: running", nor their status.json be shown
-    # as ours.  A state directory not made yet is no supervisor, no status.
-    exists = state.verify(missing_ok=True)
-    alive = exists and lock_is_held(state)
-    problem = None
-    try:
-        # exact names again (from their `_bytes`), for the checks below and
-        # the plugin's annotate, which looks in each session's home
-        doc = from_strict_json(state.read_status()) if exists else None
-    except (OSError, ValueError) as exc:
-        doc, problem = None, f"cannot read {state.status_path}: {_why(exc)}"
-    if doc is None or doc.get("schema") != STATUS_SCHEMA:
-        doc = _discovered_doc(spec, plugin)
-    normalize_status(doc)
-    if problem is not None:
-        doc.setdefault("errors", []).append(problem)
-    supervisor = doc["supervisor"]
-    info = state.read_supervisor() or {}
-    supervisor["pid"] = info.get("pid", supervisor.get("pid"))
-    supervisor["alive"] = alive
-    now = time.time()
-    for sess in doc.get("sessions", []):
-        pid, start = sess.get("pid"), sess.get("process_start")
-        live = (
-            isinstance(pid, int)
-            and isinstance(start, int)
-            and is_alive(ProcessIdentity(pid, start))
-        )
-        sess["alive"] = live
-        if sess.get("state") in ("running", "adopted", "stopping") and not live:
-            sess["state"] = "stopped"
-            sess["reason"] = (
-                "process gone (no supervisor saw it exit)"
-                if not alive
-                else ("process gone; the supervisor has not caught up yet")
-            )
-        started = sess.get("started_at")
-        sess["uptime"] = (
-            round(now - started, 1) if live and isinstance(started, int | float) else None
-        )
-        nxt = sess.get("next_start_at")
-        sess["next_start_in"] = (
-            round(max(0.0, nxt - now), 1) if isinstance(nxt, int | float) else None
-        )
-    doc["generated_at"] = now
-    if alive:
-        stale = _state_dir_unwritable(state.root)
-        if stale:
-            doc.setdefault("degraded", []).append(f"{stale}: status.json may be stale")
-    if spec.annotate is not None:
-        try:
-            spec.annotate(doc)
-        except Exception as exc:
-            doc.setdefault("errors", []).append(f"plugin status: {exc}")
-    return doc
-
-
-def _why(exc: BaseException) -> str:
-    """An error in a few words, without the path the message already names."""
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return f"{type(exc).__name__}: {exc}"[:200]
-
-
-def _state_dir_unwritable(root: Path) -> str | None:
-    """When the state directory cannot take a write, the supervisor cannot
-    say so in status.json either: ask the filesystem directly."""
-    try:
-        st = os.statvfs(root)
-    except OSError:
-        return None
-    if st.f_flag & os.ST_RDONLY:
-        return "state directory is on a read-only filesystem"
-    if (st.f_bavail == 0 and os.geteuid() != 0) or st.f_bfree == 0:
-        return "state directory's filesystem is full"
-    return None
-
-
-def _discovered_doc(spec: PoolSpec, plugin: str) -> dict[str, Any]:
-    from wirepool.discovery import as_discovery
-    from wirepool.eligibility import Always, as_eligibility
-
-    sessions: list[SessionStatus] = []
-    errors: list[str] = []
-    try:
-        found = list(as_discovery(spec.discovery).discover())
-    except Exception as exc:
-        found = []
-        errors.append(f"discovery failed: {exc}")
-    check = as_eligibility(spec.eligibility or Always())
-    now = time.time()
-    for session in found:
-        try:
-            verdict = check.check(session, now)
-            state = "stopped" if verdict.eligible else "ineligible"
-            reason = "no supervisor has run yet" if verdict.eligible else verdict.reason
-        except Exception as exc:
-            state, reason = "ineligible", f"eligibility check failed: {exc}"
-        sessions.append(
-            SessionStatus(
-                name=session.name,
-                display_name=session.display_name,
-                home=str(session.home),
-                cwd=str(session.cwd) if session.cwd else None,
-                state=state,
-                reason=reason,
-                attrs=session.attrs,
-            )
-        )
-    return status_document(
-        plugin=plugin,
-        state_dir=str(spec.state_dir),
-        sessions=sessions,
-        supervisor={"pid": None, "running": False},
-        updated_at=None,
-        errors=errors,
-    )
-
-
-def _fmt_exit(last: Any) -> str:
-    if not isinstance(last, dict):
-        return "-"
-    if last.get("signal") is not None:
-        try:
-            return signal.Signals(last["signal"]).name
-        except ValueError:
-            return f"sig{last['signal']}"
-    if last.get("code") is not None:
-        return f"code {last['code']}"
-    return "unknown"
-
-
-def render_table(doc: Mapping[str, Any]) -> str:
-    sup = doc.get("supervisor", {})
-    lines = []
-    if sup.get("alive"):
-        lines.append(
-            f"supervisor: running (pid {sup.get('pid')})  state dir: {doc.get('state_dir')}"
-        )
-    else:
-        lines.append(f"supervisor: not running  state dir: {doc.get('state_dir')}")
-    headers = ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "NEXT", "REASON"]
-    rows = []
-    for s in sorted(doc.get("sessions", []), key=lambda s: str(s.get("display_name") or "")):
-        row = [
-            str(s.get("display_name") or s.get("name")),
-            str(s.get("state")),
-            str(s.get("pid") or "-") if s.get("alive") else "-",
-            format_age(s.get("uptime"), fine=True),
-            str(s.get("restarts", 0)),
-            _fmt_exit(s.get("last_exit")),
-            format_age(s.get("next_start_in"), fine=True),
-            str(s.get("reason") or ""),
-        ]
-        rows.append([_printable(cell) for cell in row])
-    widths = [
-        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
-    ]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
-    lines.append(fmt.format(*headers))
-    lines.extend(fmt.format(*row) for row in rows)
-    counts: dict[str, int] = {}
-    for s in doc.get("sessions", []):
-        counts[str(s.get("state"))] = counts.get(str(s.get("state")), 0) + 1
-    summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-    lines.append(f"{len(rows)} sessions" + (f": {summary}" if summary else ""))
-    for problem in doc.get("degraded", []) or []:
-        lines.append(f"degraded: {problem}")
-    for err in doc.get("errors", []) or []:
-        lines.append(f"error: {err}")
-    for line in doc.get("notes", []) or []:
-        lines.append(str(line))
-    # Every line whole, for what was not a cell: the state dir, a pid or a
-    # state read from a damaged status.json, the summary's state names.
-    return "\n".join(_printable(line) for line in lines)
-
-
-def _printable(text: str) -> str:
-    """A table cell, escaped before layout so its width is that of what the
-    terminal shows (the output stream escapes again, which changes nothing)."""
-    return _term.escape(text)
-
-
-def _status_action(
-    plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mapping[str, Any]
-) -> int:
-    spec = _build(plugin, opts, verb)
-    doc = read_status(spec, name)
-    if verb.get("as_json") or not sys.stdout.isatty():
-        click.echo(dumps_strict(doc, indent=2, default=str))
-    else:
-        click.echo(render_table(doc))
-    return EXIT_OK if doc["supervisor"]["alive"] else EXIT_NOT_RUNNING
-
-
 # -------------------------------------------------------------------- stop
 
 
 def _stop_action(
     plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mapping[str, Any]
 ) -> int:
-    spec = _build(plugin, opts, verb)
+    spec = build(plugin, opts, verb)
     state = StateDir(spec.state_dir)
     children = bool(verb.get("children"))
     timeout = float(verb.get("timeout") or (spec.stop_grace + 20))
@@ -587,7 +381,7 @@ def _stop_recorded_children(state: StateDir, grace: float) -> tuple[int, list[tu
 
 def _stop_params() -> list[click.Parameter]:
     return [
-        _state_dir_option(),
+        state_dir_option(),
         click.Option(
             ["--children"],
             is_flag=True,
@@ -600,44 +394,6 @@ def _stop_params() -> list[click.Parameter]:
             help="Seconds to wait for the supervisor to exit.",
         ),
     ]
-
-
-# ------------------------------------------------------------------- reset
-
-
-def _reset_action(
-    plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mapping[str, Any]
-) -> int:
-    """Lift a ``failed`` mark and clear the backoff of the named sessions."""
-    spec = _build(plugin, opts, verb)
-    state = StateDir(spec.state_dir)
-    names: list[str] = list(verb.get("sessions") or ())
-    if not state.verify(missing_ok=True):
-        click.echo("no supervisor is running; reset 0 record(s)")
-        return EXIT_OK
-    if lock_is_held(state):
-        pid = _running_supervisor(state)
-        state.requests_dir.mkdir(parents=True, exist_ok=True)
-        for session in names:
-            request = state.requests_dir / f"reset-{time.time_ns()}-{os.getpid()}.json"
-            atomic_write_json(request, {"reset": session})
-        os.kill(pid, signal.SIGHUP)
-        click.echo(f"asked supervisor pid {pid} to reset {', '.join(names)}")
-        return EXIT_OK
-    from wirepool._records import SessionRecord
-
-    done = 0
-    for path in state.iter_records():
-        with contextlib.suppress(OSError, ValueError):
-            rec = SessionRecord.read(path)
-            if rec.session.name in names:
-                reset = dataclasses.replace(
-                    rec, failed=False, streak=0, next_start_at=None, reason="reset by operator"
-                )
-                reset.write(path, durable=True)
-                done += 1
-    click.echo(f"no supervisor is running; reset {done} record(s)")
-    return EXIT_OK
 
 
 # ----------------------------------------------------------------- service
@@ -702,7 +458,7 @@ def service_install(
             if not result.ok:
                 ctx.exit(EXIT_ERROR)
     except service.ServiceError as exc:
-        _fail(CliError(str(exc)))
+        fail(CliError(str(exc)))
         raise  # not reached: _fail exits
     for advice in _service_advice(plugin, manager):
         click.echo(advice, err=True)
@@ -722,7 +478,7 @@ def _on_service(
         manager = service.backend()
         return manager, action(manager, service.service_name(plugin))
     except service.ServiceError as exc:
-        _fail(CliError(str(exc)))
+        fail(CliError(str(exc)))
         raise  # not reached: _fail exits
 
 
@@ -747,48 +503,140 @@ def service_status(plugin: str) -> None:
         click.echo(advice)
 
 
-main.add_command(
-    PluginGroup(
-        "run",
-        _run_action,
-        _run_params,
-        help="Run the supervisor in the foreground: wirepool run PLUGIN [options].",
-    )
-)
-main.add_command(
-    PluginGroup(
-        "status",
-        _status_action,
-        lambda: [_state_dir_option(), _json_option()],
-        help="Show the supervisor and every session: wirepool status PLUGIN [options].",
-    )
-)
-main.add_command(
-    PluginGroup(
-        "stop",
-        _stop_action,
-        _stop_params,
-        help="Stop a running supervisor: wirepool stop PLUGIN [options] [--children].",
-    )
-)
+def _sessions_arg(required: bool = True) -> click.Argument:
+    return click.Argument(["sessions"], nargs=-1, required=required, metavar="SESSION...")
 
 
-main.add_command(
-    PluginGroup(
-        "reset",
-        _reset_action,
-        lambda: [
-            _state_dir_option(),
-            click.Option(
-                ["--session", "sessions"],
-                multiple=True,
-                required=True,
-                help="Session name (repeatable).",
-            ),
-        ],
-        help="Clear a session's backoff and failed mark: wirepool reset PLUGIN [options] "
-        "--session NAME.",
+def _lines_option(help: str) -> click.Option:
+    return click.Option(
+        ["-n", "--lines"], type=click.IntRange(min=0), default=10, show_default=True, help=help
     )
+
+
+def _session_arg() -> click.Argument:
+    return click.Argument(["session"], metavar="SESSION")
+
+
+def _verb(
+    name: str,
+    action: Action,
+    params: Callable[[], list[click.Parameter]],
+    usage: str,
+    does: str,
+) -> None:
+    main.add_command(PluginGroup(name, action, params, help=f"{does} {usage}", does=does))
+
+
+_verb(
+    "run",
+    _run_action,
+    _run_params,
+    "wirepool run PLUGIN [options].",
+    "Run the supervisor of the {plugin} pool in the foreground.",
+)
+_verb(
+    "status",
+    status_action,
+    lambda: [
+        _sessions_arg(required=False),
+        state_dir_option(),
+        _lines_option("Log lines shown per named session."),
+        json_option(),
+    ],
+    "wirepool status PLUGIN [options] [SESSION...].",
+    "Show the {plugin} pool's supervisor and every session as a table, or each SESSION "
+    "named in detail (state, pid, uptime, restarts, last exit, log and its last lines). "
+    "Exits 3 when no supervisor runs.",
+)
+_verb(
+    "stop",
+    _stop_action,
+    _stop_params,
+    "wirepool stop PLUGIN [options] [--children].",
+    "Stop the {plugin} pool's supervisor (its children are left for the next one, "
+    "or stopped too with --children).",
+)
+_verb(
+    "restart",
+    restart_action,
+    lambda: [
+        _sessions_arg(),
+        state_dir_option(),
+        click.Option(
+            ["--no-wait"], is_flag=True, help="Return once asked, not once the new child runs."
+        ),
+        json_option(),
+    ],
+    "wirepool restart PLUGIN [options] SESSION...",
+    "Restart sessions of the {plugin} pool: SIGTERM, the stop grace, SIGKILL, then a new "
+    "child at once (not counted as a failure); a session backing off or failed starts now.",
+)
+_verb(
+    "down",
+    down_action,
+    lambda: [_sessions_arg(), state_dir_option(), json_option()],
+    "wirepool down PLUGIN [options] SESSION...",
+    "Hold sessions of the {plugin} pool down: their children are stopped and none is "
+    "started until `up`; kept across supervisor restarts.",
+)
+_verb(
+    "up",
+    up_action,
+    lambda: [_sessions_arg(), state_dir_option(), json_option()],
+    "wirepool up PLUGIN [options] SESSION...",
+    "Let sessions of the {plugin} pool held down run again.",
+)
+_verb(
+    "signal",
+    signal_action,
+    lambda: [
+        _session_arg(),
+        click.Argument(["sig"], metavar="SIGNAL"),
+        state_dir_option(),
+        json_option(),
+    ],
+    "wirepool signal PLUGIN [options] SESSION SIGNAL",
+    "Send SIGNAL (HUP, SIGUSR1, 15, ...) to the child of a session of the {plugin} pool.",
+)
+_verb(
+    "reset",
+    reset_action,
+    lambda: [
+        _sessions_arg(required=False),
+        state_dir_option(),
+        click.Option(
+            ["--session", "session_opts"],
+            multiple=True,
+            hidden=True,  # the older spelling, still taken
+            help="Session name (repeatable).",
+        ),
+        json_option(),
+    ],
+    "wirepool reset PLUGIN [options] SESSION...",
+    "Clear the backoff and failed mark of sessions of the {plugin} pool, through the "
+    "running supervisor or, with none, in the records the next one reads.",
+)
+_verb(
+    "logs",
+    logs_action,
+    lambda: [
+        _session_arg(),
+        state_dir_option(),
+        _lines_option("How many of the last lines to show."),
+        click.Option(
+            ["-f", "--follow"], is_flag=True, help="Then show what it writes, across rotations."
+        ),
+    ],
+    "wirepool logs PLUGIN [options] SESSION [-n N] [-f]",
+    "Show the log of a session of the {plugin} pool: its child's output, with a "
+    "`wirepool:` line at each start and exit.  Works with no supervisor.",
+)
+_verb(
+    "events",
+    events_action,
+    lambda: [state_dir_option(), json_option("One JSON object per event (as run --json).")],
+    "wirepool events PLUGIN [options] [--json]",
+    "Stream the running {plugin} supervisor's events until it stops.",
 )
 
 

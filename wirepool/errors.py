@@ -5,7 +5,9 @@ callers can catch broadly::
     ├── SpawnError (WirepoolError, OSError)      a child could not be started
     ├── LockHeldError (WirepoolError, RuntimeError)  another supervisor owns the state dir
     ├── UnsafeStateDirError (WirepoolError, PermissionError)  others could write the state dir
-    └── PluginError (WirepoolError, ImportError)     a plugin failed to load or to build
+    ├── PluginError (WirepoolError, ImportError)     a plugin failed to load or to build
+    ├── ControlError (WirepoolError, RuntimeError)   the supervisor refused a request
+    └── NoSupervisorError (WirepoolError, ConnectionError)  no supervisor to ask
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import errno
 from pathlib import Path
 
 __all__ = [
+    "ControlError",
     "LockHeldError",
+    "NoSupervisorError",
     "PluginError",
     "SpawnError",
     "UnsafeStateDirError",
@@ -57,3 +61,20 @@ class UnsafeStateDirError(WirepoolError, PermissionError):
 
 class PluginError(WirepoolError, ImportError):
     """A plugin could not be loaded or configured."""
+
+
+class ControlError(WirepoolError, RuntimeError):
+    """The supervisor refused an operator request: an unknown or ambiguous
+    session name, a session that cannot do what was asked, a malformed
+    request.  ``code`` is stable (``docs/CONTROL.md``); ``candidates`` are
+    the sessions a name may have meant."""
+
+    def __init__(self, code: str, message: str, candidates: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.candidates = list(candidates or [])
+
+
+class NoSupervisorError(WirepoolError, ConnectionError):
+    """No supervisor is running on the state directory (or it cannot be
+    reached through its control socket)."""

@@ -61,6 +61,10 @@ class Guard(ABC):
     def release(self) -> None:
         """Give it up (only if it is still ours)."""
 
+    def describe(self, holder: int) -> str:
+        """Who holds it, for the line ``wirepool run`` prints as it skips."""
+        return f"another supervisor is already running (pid {holder})"
+
 
 @dataclass
 class PoolSpec:
@@ -137,13 +141,29 @@ class Plugin(ABC):
         return ()
 
 
+_RUN_ONLY = "_wirepool_run_only"
+
+
+def run_only(*params: Any) -> list[Any]:
+    """Mark click options that matter only to ``wirepool run`` (timings, how
+    a child starts): the other verbs still take them, so one command line
+    serves every verb, but only ``run --help`` shows them."""
+    for param in params:
+        setattr(param, _RUN_ONLY, True)
+    return list(params)
+
+
+def is_run_only(param: object) -> bool:
+    return bool(getattr(param, _RUN_ONLY, False))
+
+
 def timing_options(*, rescan_interval: float = 30.0, what: str = "session") -> list[Any]:
     """The pool timings every plugin exposes, as click options: ``--grace``,
-    ``--stop-grace``, ``--rescan-interval``.  Read them back with
-    :func:`timing_from`."""
+    ``--stop-grace``, ``--rescan-interval`` (run-only: see :func:`run_only`).
+    Read them back with :func:`timing_from`."""
     import click
 
-    return [
+    return run_only(
         click.Option(
             ["--grace"],
             type=click.FloatRange(min=0),
@@ -165,7 +185,7 @@ def timing_options(*, rescan_interval: float = 30.0, what: str = "session") -> l
             show_default=True,
             help="Seconds between full rescans (inotify triggers them early).",
         ),
-    ]
+    )
 
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}

@@ -46,7 +46,7 @@ from wirepool import (
 )
 from wirepool._store import read_small
 from wirepool.eligibility import executable_problem, ownership_problem, session_dir_problem
-from wirepool.plugin import spec_tail, timing_from, timing_options
+from wirepool.plugin import run_only, spec_tail, timing_from, timing_options
 
 __all__ = ["RunScriptCheck", "ServiceDirPlugin", "read_envdir", "servicedir_spec"]
 
@@ -282,13 +282,15 @@ class ServiceDirPlugin(Plugin):
         return [
             click.Argument(["root"], type=click.Path(file_okay=False, path_type=Path)),
             *timing_options(what="service directory"),
-            click.Option(
-                ["--watched-rescan-interval"],
-                type=click.FloatRange(min=0.1),
-                default=300.0,
-                show_default=True,
-                help="Seconds between full rescans while inotify watches every service "
-                "directory (set it to --rescan-interval on a network file system).",
+            *run_only(
+                click.Option(
+                    ["--watched-rescan-interval"],
+                    type=click.FloatRange(min=0.1),
+                    default=300.0,
+                    show_default=True,
+                    help="Seconds between full rescans while inotify watches every service "
+                    "directory (set it to --rescan-interval on a network file system).",
+                )
             ),
         ]
 

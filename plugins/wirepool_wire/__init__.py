@@ -70,7 +70,7 @@ from wirepool import (
 )
 from wirepool._proc import cmdline, create_time, identity_of
 from wirepool.eligibility import TrustedDirectory
-from wirepool.plugin import spec_tail, timing_from, timing_options
+from wirepool.plugin import run_only, spec_tail, timing_from, timing_options
 from wirepool_wire import layout
 
 if TYPE_CHECKING:
@@ -329,6 +329,15 @@ class SupervisorPidGuard(Guard):
             return pid
         return None  # a reused pid: the file is stale
 
+    def describe(self, holder: int) -> str:
+        argv = cmdline(holder) or []
+        who = (
+            "wire's own supervisor"
+            if layout.is_wire_supervisor_cmdline(argv)
+            else ("another supervisor")
+        )
+        return f"{who} is already running on {self.root} (pid {holder})"
+
     def acquire(self) -> int | None:
         holder = self.holder()
         if holder is not None:
@@ -528,13 +537,17 @@ class WirePlugin(Plugin):
                 default=None,
                 help="wire's sessions root (default: as wire resolves it).",
             ),
-            click.Option(["--wire-bin"], default=None, help="The wire binary (default: on PATH)."),
-            click.Option(
-                ["--interval"],
-                type=click.IntRange(min=1),
-                default=5,
-                show_default=True,
-                help="Sync interval passed to each `wire daemon`.",
+            *run_only(
+                click.Option(
+                    ["--wire-bin"], default=None, help="The wire binary (default: on PATH)."
+                ),
+                click.Option(
+                    ["--interval"],
+                    type=click.IntRange(min=1),
+                    default=5,
+                    show_default=True,
+                    help="Sync interval passed to each `wire daemon`.",
+                ),
             ),
             click.Option(
                 ["--max-idle-days"],
@@ -543,12 +556,14 @@ class WirePlugin(Plugin):
                 help="Idle cutoff for unbound sessions without private.key "
                 "(default: $WIRE_ALL_SESSIONS_MAX_IDLE_DAYS, else 7; 0 = no filter).",
             ),
-            click.Option(
-                ["--hung-after"],
-                type=click.FloatRange(min=1),
-                default=None,
-                help="Seconds without a last_sync.json advance before a daemon is "
-                "restarted as hung (default: 10 intervals, at least 60).",
+            *run_only(
+                click.Option(
+                    ["--hung-after"],
+                    type=click.FloatRange(min=1),
+                    default=None,
+                    help="Seconds without a last_sync.json advance before a daemon is "
+                    "restarted as hung (default: 10 intervals, at least 60).",
+                )
             ),
             *timing_options(rescan_interval=10.0, what="home"),
         ]

@@ -456,7 +456,11 @@ class Chaos:
         (The claim is the supervisor's event; both lives are checked here.)"""
         claimed: dict[str, int] = {}
         for event in list(sup.events):
-            kind, session, pid = event.get("event"), event.get("session"), event.get("pid")
+            kind, session, pid = (
+                event.get("event"),
+                event.get("key", event.get("session")),
+                event.get("pid"),
+            )
             if kind == "adopted" and event.get("owned") is False and session:
                 claimed[session] = pid
             elif kind in ("exited", "released") and claimed.get(session) == pid:
@@ -981,7 +985,7 @@ class Chaos:
                 if path.name.startswith(".") and path.name.endswith(".tmp"):
                     self.violate(f"{run.plugin}: temp file left in the state dir: {rel}")
                     continue
-                if path.name == "lock" or path.parent.name == "requests":
+                if path.name == "lock" or path.parent.name == "control":
                     continue
                 try:
                     json.loads(path.read_text())

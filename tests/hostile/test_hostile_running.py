@@ -16,6 +16,7 @@ from wirepool_wire import layout
 from wirepool_wire.fake_wire import install_fake_wire
 from wirepool_wire.fixtures import make_home
 
+from wirepool._control import connect
 from wirepool._proc import ProcessIdentity, is_alive, signal_group
 
 
@@ -69,8 +70,11 @@ def test_garbage_planted_under_a_running_servicedir_supervisor(
         (services.root / "dangling").symlink_to(services.root / "nowhere")
         (services.root / "selfloop").symlink_to("selfloop")
         (services.root / "notadir").write_bytes(b"\x00" * 64)
-        # and in the state directory: a garbage operator request
-        (state / "requests" / "reset-0-0.json").write_bytes(b"\xff[[[[")
+        # and a garbage operator request on the control socket
+        with connect(state) as sock:
+            sock.sendall(b"\xff[[[[\n")
+            reply = json.loads(sock.makefile("rb").readline())
+        assert reply["ok"] is False and reply["error"]["code"] == "bad-request"
         _kill_child(victim)
         _kill_child(envbad)
         sup.proc.send_signal(signal.SIGHUP)

@@ -55,9 +55,10 @@ def test_state_lock_records_logs_and_status_are_owner_only(
         pool.wait_until(lambda s: "a" in s and s["a"].state == "running")
         wait_for((state / "sessions" / "a.json").exists)
         wait_for((state / "status.json").exists)
-        for d in (state, state / "sessions", state / "logs", state / "requests"):
+        for d in (state, state / "sessions", state / "logs", state / "control"):
             assert _mode(d) == 0o700, d
-        for f in ("lock", "supervisor.json", "status.json", "sessions/a.json", "logs/a.log"):
+        files = ("lock", "supervisor.json", "status.json", "sessions/a.json", "logs/a.log")
+        for f in (*files, "control/sock"):
             assert _mode(state / f) == 0o600, f
 
 

@@ -258,6 +258,7 @@ def test_regression_fifo_request_does_not_hang_the_loop(
     services.add("a")
     sup = tracker.supervisor("servicedir", str(services.root))
     wait_for(lambda: sup.of("spawned"), timeout=60)
+    # where `reset` left its requests before the control socket
     _fifo(services.state_dir / "requests" / "0-planted.json")
     result = cli("reset", "servicedir", str(services.root), "--session", "a")
     assert result.returncode == 0, result.stderr

@@ -111,7 +111,7 @@ def stop(args: list[str], sup: Supervisor, err: IO[str]) -> None:
 
 
 def spawned(sup: Supervisor, name: str) -> list[dict[str, Any]]:
-    return [e for e in sup.of("spawned") if e.get("session") == name]
+    return [e for e in sup.of("spawned") if e.get("key") == name]
 
 
 def settle(state: Path, *, running: Collection[str], listed: Collection[str]) -> None:
@@ -135,7 +135,7 @@ def refused(found: dict[str, dict[str, Any]], sup: Supervisor, name: str, reason
 def status_json(*args: str) -> dict[str, dict[str, Any]]:
     result = cli("status", *args, "--json")
     assert result.returncode == 0, result.stderr
-    return {s["name"]: s for s in json.loads(result.stdout)["sessions"]}
+    return {s["key"]: s for s in json.loads(result.stdout)["sessions"]}
 
 
 # ----------------------------------------------------------------- servicedir
