@@ -26,16 +26,14 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-from loguru import logger
+from typing import TYPE_CHECKING, Any, Literal
 
 from wirepool import _session
 from wirepool._clock import Clock, SystemClock
 from wirepool._events import Event, EventKind
+from wirepool._log import logger
 from wirepool._reaper import OrphanReaper
 from wirepool._session import SessionState
 from wirepool._status import SessionStatus, Snapshot
@@ -47,6 +45,9 @@ from wirepool.eligibility import Always, Eligibility, EligibilityLike, as_eligib
 from wirepool.health import HealthCheck, NoHealthCheck
 from wirepool.restart import RestartPolicy, SpawnRateLimit
 from wirepool.spawn import Spawner, Worker, safe_filename
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 OnExit = Literal["leave", "stop"]
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from pathlib import Path
 
-from loguru import logger
-
 from wirepool._core import _describe, _Slot
+from wirepool._log import logger
 from wirepool._recovery import _Recovery
 from wirepool._session import Changed, Checked, CheckFailed, Seen, Vanished
 from wirepool._types import Session, Verdict

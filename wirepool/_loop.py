@@ -16,8 +16,6 @@ import threading
 import time
 from collections.abc import Callable
 
-from loguru import logger
-
 from wirepool._control import ControlServer
 from wirepool._core import (
     OperateCommand,
@@ -29,6 +27,8 @@ from wirepool._core import (
     _Slot,
 )
 from wirepool._events import EventKind
+from wirepool._log import logger
+from wirepool._log import release as release_logs
 from wirepool._operate import _Operator
 from wirepool._proc import identity_of
 from wirepool._session import KillDue, LetGo, StopRequested
@@ -223,6 +223,7 @@ class _Loop(_Operator):
                 self._replan = True
                 raise
         self._upkeep_orphans(now)
+        release_logs()  # a pool that started no child holds no log line
 
     def _upkeep_orphans(self, now: float) -> None:
         """After the restarts, not before them: stop what the exited children

@@ -14,10 +14,9 @@ import zlib
 from collections.abc import Iterable
 from typing import Any
 
-from loguru import logger
-
 from wirepool._core import _describe, _PoolCore, _Slot
 from wirepool._format import format_wall
+from wirepool._log import logger
 from wirepool._proc import identity_of
 from wirepool._records import SessionRecord, WorkerRecord
 from wirepool._session import Phase

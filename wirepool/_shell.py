@@ -12,10 +12,10 @@ import selectors
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from loguru import logger
-
 from wirepool import _session
 from wirepool._core import _describe, _Slot
+from wirepool._log import logger
+from wirepool._log import release as release_logs
 from wirepool._proc import ProcessIdentity, is_alive
 from wirepool._publish import _Publisher
 from wirepool._session import (
@@ -160,6 +160,7 @@ class _SessionShell(_Publisher):
             )
             return True
         self._watch(slot, worker)
+        release_logs()  # held until the first child runs (wirepool._log)
         self._apply(
             slot,
             Spawned(),

@@ -41,9 +41,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from loguru import logger
 
-from wirepool import _term
+from wirepool import _log, _term
 from wirepool._cli_common import (
     EXIT_ERROR,
     EXIT_LOCKED,
@@ -68,6 +67,7 @@ from wirepool._cli_verbs import (
     signal_action,
     up_action,
 )
+from wirepool._log import logger
 from wirepool._proc import ProcessIdentity, identity_of
 from wirepool._store import StateDir, acquire_lock, lock_holder, lock_is_held
 from wirepool._version import VERSION
@@ -115,6 +115,9 @@ def entry() -> None:
 @click.version_option(VERSION, package_name="wirepool")
 def main(verbose: int, quiet: bool) -> None:
     """Keep one long-running daemon alive per session."""
+    if click.get_current_context().invoked_subcommand == "run":
+        # loguru is imported after the first child starts (see wirepool._log)
+        _log.hold()
     configure_logging(-1 if quiet else verbose)
 
 

@@ -48,8 +48,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from loguru import logger
-
+from wirepool._log import logger
 from wirepool._logs import (
     LogKeeper,
     open_log,

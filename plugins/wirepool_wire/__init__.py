@@ -46,7 +46,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from loguru import logger
 
 from wirepool import (
     ActiveWithin,
@@ -68,6 +67,7 @@ from wirepool import (
     Verdict,
     Worker,
 )
+from wirepool._log import logger
 from wirepool._proc import cmdline, create_time, identity_of
 from wirepool.eligibility import TrustedDirectory
 from wirepool.plugin import run_only, spec_tail, timing_from, timing_options
