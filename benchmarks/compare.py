@@ -1045,9 +1045,9 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         wb, rb = get("wirepool", n, "bringup_s"), get("raw", n, "bringup_s")
         if wb is not None and rb:
             add(
-                f"bring-up ≤ 1.5x raw (N={n})",
+                f"bring-up ≤ 1.3x raw (N={n})",
                 f"{wb:.2f} / {rb:.2f} s = {wb / rb:.2f}x",
-                wb <= 1.5 * rb,
+                wb <= 1.3 * rb,
             )
     big = max(result["sizes"])
     idle = get("wirepool", big, "idle_cpu_pct")
@@ -1063,7 +1063,8 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         )
     wm = get("wirepool", big, "memory_pss_mb")
     if wm is not None:
-        add(f"memory < 60 MB (N={big}, PSS)", f"{wm:.1f} MB", wm < 60)
+        cap = 80 if big >= 10_000 else 60
+        add(f"memory ≤ {cap} MB (N={big}, PSS)", f"{wm:.1f} MB", wm <= cap)
     cl = res.get("wirepool", {}).get("crash_loop")
     if cl and "spawns_per_s" in cl:
         add("crash loop ≤ 10 spawns/s", f"{cl['spawns_per_s']:.1f}/s", cl["spawns_per_s"] <= 10)
