@@ -98,6 +98,9 @@ class _Publisher(_PoolCore):
         change): a snapshot of ten thousand sessions after one exit costs
         a pass of identity checks, not ten thousand statuses."""
         now, wall = self.clock.monotonic(), self.clock.time()
+        # A backoff's end is shown on the wall clock: a step of it (or of
+        # the mock clock) must show, though the session did not change.
+        offset = round(wall - now, 2)
         sessions: dict[str, SessionStatus] = {}
         for name, slot in self._slots.items():
             source = (
@@ -107,6 +110,7 @@ class _Publisher(_PoolCore):
                 slot.health,
                 slot.scan_error,
                 slot.existing_error,
+                offset if slot.state.phase is Phase.BACKOFF else None,
             )
             shown = slot.shown
             if shown is None or source != slot.shown_from:  # `is` first, item by item
