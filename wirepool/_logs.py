@@ -393,7 +393,11 @@ class LogKeeper:
                         target=self._run, name="wirepool-logs", daemon=True
                     )
                     self._thread.start()
-                self._poke()
+                if len(self._requests) == 1:
+                    # else the first one's wake-up is pending still (the
+                    # thread drains the pipe before it takes the requests):
+                    # a sweep's check of ten thousand logs is one write
+                    self._poke()
                 return
         for fd in (request[3], request[5]):
             if fd >= 0:
