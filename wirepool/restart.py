@@ -22,10 +22,10 @@ The rules, and why:
   ``failed`` until it changes or an operator resets it.  The default never
   gives up -- "slow down, don't die" is what users of every supervisor ask for.
 * :class:`SpawnRateLimit` is pool-wide: a token bucket so a mass failure
-  (a shared dependency down) cannot become a fork storm.  Its burst (1 000,
-  the default capacity of s6-svscan and runsvdir) lets a thousand healthy
-  sessions come up as fast as fork allows -- what a supervisor without a
-  limit does -- and only a wave beyond that is paced.
+  (a shared dependency down) cannot become a fork storm.  It paces restarts
+  only: a session's first start is never held back (ten thousand sessions
+  come up as fast as fork allows, as under s6 or runit), and the burst
+  (1 000) lets a wave of restarts through before the rate applies.
 """
 
 from __future__ import annotations
@@ -201,10 +201,10 @@ class SpawnRateLimit:
     """A token bucket over every spawn in the pool.
 
     ``burst`` spawns may happen back to back; after that ``rate`` per second.
-    The defaults start 1 000 sessions at once (bring-up is then bounded by
-    fork and exec, as with runit or s6; a burst of 200 held 1 000 sessions
-    to at least 4 s whatever the machine) and hold a pool-wide crash loop
-    to ``rate`` once the burst is spent.  The burst is not what stops a crash
+    The pool asks it for restarts only (a session's first start is never
+    paced: bring-up is bounded by fork and exec, as with runit or s6), and
+    the defaults hold a pool-wide crash loop to ``rate`` once 1 000 restarts
+    have gone at once.  The burst is not what stops a crash
     loop: each session's own backoff (1 s, 2 s, 4 s ...) does, so a thousand
     failing sessions cost a thousand spawns once, then fewer each second.
     ``rate <= 0`` disables the limit.
