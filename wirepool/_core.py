@@ -247,6 +247,9 @@ class _PoolCore:
         self._degraded: dict[str, str] = {}
         self._wall_offset: float | None = None
         self._status_dirty = True
+        #: session -> its child's kill deadline, for those that have one
+        #: (kept by ``_Shell._update``)
+        self._kill_due: dict[str, float] = {}
         #: what each session's status was when the part files were last
         #: written (None: write every part next time)
         self._parts_written: dict[str, SessionStatus] | None = None

@@ -171,12 +171,12 @@ class _Loop(_Operator):
             deadlines.append(self._spawn_deferred_until)
         if self._publish_due is not None:
             deadlines.append(self._publish_due)
-        for slot in self._slots.values():
-            run = slot.state.running
-            if run is not None and run.kill_at is not None:
-                deadlines.append(run.kill_at)
-            if slot.next_probe is not None and slot.worker is not None:
-                deadlines.append(slot.next_probe)
+        if self._kill_due:
+            deadlines.append(min(self._kill_due.values()))
+        if self.health.interval is not None:
+            for slot in self._slots.values():
+                if slot.next_probe is not None and slot.worker is not None:
+                    deadlines.append(slot.next_probe)
         return max(0.0, min(deadlines) - now)
 
     def _pass(self) -> None:
