@@ -95,7 +95,7 @@ class StartupInterrupted(BaseException):
         return signal.Signals(self.signum).name
 
 
-@dataclass
+@dataclass(slots=True)
 class _Slot:
     """What the shell holds for one session: its state machine's state (the
     one place its lifecycle is written: :mod:`wirepool._session`) and the
