@@ -551,16 +551,7 @@ def main() -> int:
     designs = [d for d in args.designs.split(",") if d]
     skip = set(args.skip.split(","))
     work = Path(tempfile.mkdtemp(prefix="wirepool-bench-logs-", dir=args.tmp))
-    results: dict[str, Any] = {
-        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "kernel": platform.release(),
-            "load_before": os.getloadavg(),
-        },
-        "args": {k: str(v) for k, v in vars(args).items()},
-    }
+    results = new_results(args)
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         if "alone" not in skip:
@@ -623,14 +614,34 @@ def main() -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(work, ignore_errors=True)
-    results["machine"]["load_after"] = os.getloadavg()
     if not args.no_save:
-        RESULTS.mkdir(exist_ok=True)
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        out = RESULTS / f"logs-{stamp}.json"
-        out.write_text(json.dumps(results, indent=1) + "\n")
-        log(f"saved {out}")
+        save_results(results, "logs")
     return 0
+
+
+def new_results(args: argparse.Namespace) -> dict[str, Any]:
+    """A results document: when, on what, with which arguments."""
+    return {
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "kernel": platform.release(),
+            "load_before": os.getloadavg(),
+        },
+        "args": {k: str(v) for k, v in vars(args).items()},
+    }
+
+
+def save_results(results: dict[str, Any], kind: str) -> Path:
+    """``results/<kind>-<UTC stamp>.json``, with the load after the run."""
+    results["machine"]["load_after"] = os.getloadavg()
+    RESULTS.mkdir(exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = RESULTS / f"{kind}-{stamp}.json"
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    log(f"saved {out}")
+    return out
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import tenacity
-from conftest import alive, wait_for
+from conftest import alive, wait_exec, wait_for
 
 from wirepool import (
     CallableSpawner,
@@ -320,6 +320,8 @@ def test_one_child_assertion_catches_a_duplicate_from_the_process_table(tmp_path
             start_new_session=True,
         )
         try:
+            # until it execs, /proc shows the environment of this process
+            wait_exec(twin.pid)
             with pytest.raises(AssertionError, match=r"duplicates \{'x'"):
                 assert_one_child_per_session(pool, timeout=0.5)
             assert [i.pid for i in live_children(pool)["x"]] == [child.pid, twin.pid]

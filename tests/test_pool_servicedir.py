@@ -455,8 +455,8 @@ def test_python_callable_worker_is_supervised(tmp_path: Path, tracker: Tracker) 
         pid = pool.wait_until(lambda s: running(s, "py"), timeout=30)["py"].pid
         assert pid is not None
         marker = home / f"started-{pid}"
-        wait_for(marker.exists)
-        assert marker.read_text() == "py"
+        # written by the child as we look: wait for the whole of it
+        wait_for(lambda: marker.exists() and marker.read_text() == "py")
         assert os.getsid(pid) == pid
         wait_for(lambda: "python worker up" in (tmp_path / "state/logs/py.log").read_text())
         os.kill(pid, signal.SIGKILL)

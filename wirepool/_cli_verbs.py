@@ -233,3 +233,21 @@ def _event_line(event: Mapping[str, Any]) -> str:
     if event.get("reason"):
         line += f": {event['reason']}"
     return line
+
+
+# --------------------------------------------------------------------- top
+
+
+def top_action(plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mapping[str, Any]) -> int:
+    """The live view of the running supervisor (:mod:`wirepool._top`)."""
+    import sys
+
+    from wirepool._top import run_top
+
+    spec = build(plugin, opts, verb)
+    with _supervisor(spec, name) as client:
+        client.hello()  # one clear line now if it does not answer
+    try:
+        return run_top(spec.state_dir, sys.stdout, _event_line)
+    except NoSupervisorError as exc:
+        raise CliError(str(exc), EXIT_NOT_RUNNING) from None

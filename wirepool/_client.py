@@ -208,7 +208,8 @@ class EventSubscription:
         return decode_line(line)
 
     def iter(self, *, until: float | None = None) -> Iterator[dict[str, Any]]:
-        """Events until the supervisor stops or the monotonic ``until``."""
+        """Events until the supervisor stops or the monotonic ``until``
+        (a subscription that reached its deadline is done: open another)."""
         while True:
             if until is not None:
                 left = until - time.monotonic()

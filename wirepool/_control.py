@@ -95,6 +95,8 @@ def decode_line(line: bytes) -> dict[str, Any]:
         raise ValueError("not UTF-8") from None
     if not isinstance(obj, dict):
         raise ValueError("not a JSON object")
+    if b"_bytes" not in line:  # nothing to restore: skip the walk
+        return obj
     restored: dict[str, Any] = from_strict_json(obj)
     return restored
 
@@ -152,6 +154,8 @@ class Conn:
     closing: bool = False
     #: where a reader looks for the end of a line (what was scanned already)
     scanned: int = 0
+    #: the peer shut its sending side: no more requests come
+    eof: bool = False
 
 
 Handler = Callable[[Conn, dict[str, Any]], Any]
@@ -178,6 +182,8 @@ class ControlServer:
         self._listener: socket.socket | None = None
         self._selector: selectors.BaseSelector | None = None
         self._conns: dict[int, Conn] = {}
+        #: see MAX_BACKLOG (an attribute, so a test can make it small)
+        self.max_backlog = MAX_BACKLOG
 
     # ------------------------------------------------------------ lifecycle
 
@@ -245,6 +251,8 @@ class ControlServer:
             return
         if mask & selectors.EVENT_WRITE:
             self._flush(conn)
+            if conn.sock.fileno() in self._conns and (b"\n" in conn.inbuf or conn.eof):
+                self._serve(conn)  # what waited for the replies to be read
         if mask & selectors.EVENT_READ and conn.sock.fileno() in self._conns:
             self._read(conn)
 
@@ -256,7 +264,7 @@ class ControlServer:
         for conn in list(self._conns.values()):
             if not conn.subscribed:
                 continue
-            if len(conn.outbuf) > MAX_BACKLOG:
+            if len(conn.outbuf) > self.max_backlog:
                 self._drop(conn)
                 continue
             self._send(conn, line)
@@ -305,8 +313,8 @@ class ControlServer:
             self._drop(conn)
 
     def _read(self, conn: Conn) -> None:
-        if conn.closing or len(conn.outbuf) > MAX_BACKLOG:
-            self._want(conn, read=False)  # read again once it has caught up
+        if conn.closing or conn.eof or len(conn.outbuf) > self.max_backlog:
+            self._want(conn)  # read again once it has caught up
             return
         try:
             data = conn.sock.recv(READ_CHUNK)
@@ -315,40 +323,44 @@ class ControlServer:
         except OSError:
             self._drop(conn)
             return
-        if not data:
-            # The peer is done sending: a last line without its newline is
-            # still a request, and replies still owed go out before the close.
-            rest, conn.inbuf = bytes(conn.inbuf), bytearray()
-            if rest.strip() and len(rest) <= MAX_REQUEST:
-                self._request(conn, rest)
-            conn.closing = True
-            if not conn.outbuf:
-                self._drop(conn)
-            else:
-                self._want(conn, read=False)
-            return
-        conn.inbuf += data
-        while not conn.closing:
+        if data:
+            conn.inbuf += data
+        else:
+            conn.eof = True
+        self._serve(conn)
+
+    def _serve(self, conn: Conn) -> None:
+        """Answer the whole lines received, for as long as the client reads
+        the answers: a burst of pipelined requests must not pile up replies
+        (a status each) faster than they are taken."""
+        while not conn.closing and len(conn.outbuf) <= self.max_backlog:
             end = conn.inbuf.find(b"\n", conn.scanned)
             if end < 0:
                 conn.scanned = len(conn.inbuf)
                 if len(conn.inbuf) > MAX_REQUEST:
-                    self._refuse(
-                        conn,
-                        ControlError("too-large", f"a request line is at most {MAX_REQUEST} bytes"),
-                    )
-                return
+                    self._refuse(conn, _too_large())
+                elif conn.eof:
+                    # The peer is done sending: a last line without its
+                    # newline is still a request, and replies still owed go
+                    # out before the close.
+                    rest, conn.inbuf = bytes(conn.inbuf), bytearray()
+                    if rest.strip():
+                        self._request(conn, rest)
+                    conn.closing = True
+                    if not conn.outbuf:
+                        self._drop(conn)
+                        return
+                break
             line = bytes(conn.inbuf[:end])
             del conn.inbuf[: end + 1]
             conn.scanned = 0
             if len(line) > MAX_REQUEST:
-                self._refuse(
-                    conn,
-                    ControlError("too-large", f"a request line is at most {MAX_REQUEST} bytes"),
-                )
+                self._refuse(conn, _too_large())
                 return
             if line.strip():
                 self._request(conn, line)
+        if conn.sock.fileno() in self._conns:
+            self._want(conn)
 
     def _request(self, conn: Conn, line: bytes) -> None:
         rid: Any = None
@@ -395,9 +407,12 @@ class ControlServer:
         if not conn.outbuf and conn.closing:
             self._drop(conn)
             return
-        self._want(conn, read=not conn.closing and len(conn.outbuf) <= MAX_BACKLOG)
+        self._want(conn)
 
-    def _want(self, conn: Conn, *, read: bool) -> None:
+    def _want(self, conn: Conn) -> None:
+        """Ask the selector for what this connection waits on: room to
+        write what is owed, and new requests unless it is behind."""
+        read = not (conn.closing or conn.eof or len(conn.outbuf) > self.max_backlog)
         events = (selectors.EVENT_READ if read else 0) | (
             selectors.EVENT_WRITE if conn.outbuf else 0
         )
@@ -421,6 +436,10 @@ class ControlServer:
             with contextlib.suppress(KeyError, ValueError):
                 self._selector.unregister(conn.sock)
         conn.sock.close()
+
+
+def _too_large() -> ControlError:
+    return ControlError("too-large", f"a request line is at most {MAX_REQUEST} bytes")
 
 
 def _bad(exc: ValueError) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from wirepool import _session
 from wirepool._clock import Clock, SystemClock
@@ -95,6 +95,19 @@ class StartupInterrupted(BaseException):
         return signal.Signals(self.signum).name
 
 
+class Instruments(Protocol):
+    """What the metrics (:mod:`wirepool._metrics`) learn only from inside
+    the loop, as it happens; everything else they read from the snapshot
+    when scraped.  Called on the loop thread: each call must be cheap."""
+
+    def loop_lag(self, seconds: float) -> None:
+        """From the moment something needed the loop (an fd ready, a deadline
+        due) until it waits again: how long an exit can wait to be seen."""
+
+    def discovery_pass(self, seconds: float, full: bool) -> None:
+        """One discovery pass took ``seconds`` (``full``: of every session)."""
+
+
 @dataclass(slots=True)
 class _Slot:
     """What the shell holds for one session: its state machine's state (the
@@ -110,6 +123,9 @@ class _Slot:
     scan_error: str | None = None  # why discovery could not read it this pass
     health: str | None = None  # the last probe's word, for status
     next_probe: float | None = None
+    spawn_failures: int = 0  # spawns that raised, in this supervisor's life
+    log_path: Path | None = None  # the child's log, kept after it exits
+    last_output: tuple[str, ...] = ()  # what the last run wrote last (_tail.last_output)
     #: the last status built for it, and what it was built from (see
     #: ``_Publisher._build_snapshot``)
     shown: SessionStatus | None = None
@@ -258,6 +274,10 @@ class _PoolCore:
         # True while run_forever starts up: a stop signal then unwinds it
         self._starting = False
         self._ready = threading.Event()
+        # None unless metrics are served: the loop then pays nothing for them.
+        self.instruments: Instruments | None = None
+        self._loop_woke: float | None = None
+        self._spawn_waits = 0  # due spawns the spawn-rate limit held back
 
     def _post(self, command: Command) -> None:
         self._commands.append(command)

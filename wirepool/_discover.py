@@ -6,7 +6,8 @@ session is gone"; a session that vanishes keeps its child for a grace period.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import time
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from wirepool._core import _describe, _Slot
@@ -40,6 +41,20 @@ class _DiscoveryDriver(_Recovery):
             self._rediscover.update(names)
 
     def _discover_pass(self) -> None:
+        self._timed(self._discover_all, full=True)
+
+    def _timed(self, work: Callable[[], None], *, full: bool) -> None:
+        instruments = self.instruments
+        if instruments is None:
+            work()
+            return
+        began = time.monotonic()
+        try:
+            work()
+        finally:
+            instruments.discovery_pass(time.monotonic() - began, full)
+
+    def _discover_all(self) -> None:
         now = self.clock.monotonic()
         self._next_rescan = now + self.rescan_interval
         self._rediscover.clear()
@@ -59,6 +74,9 @@ class _DiscoveryDriver(_Recovery):
     def _rediscover_pass(self) -> None:
         """Discovery of just the sessions a watch event named; their plans
         follow alone (``_plan_only``), as after an exit."""
+        self._timed(self._discover_named, full=False)
+
+    def _discover_named(self) -> None:
         now = self.clock.monotonic()
         names, self._rediscover = self._rediscover, set()
         try:

@@ -52,7 +52,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import select
+import signal
 import stat
 import threading
 import time
@@ -61,6 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from wirepool._log import logger
+from wirepool._types import ExitStatus
 
 try:  # pragma: no cover - platform dependent
     import inotify_simple as _inotify
@@ -68,12 +71,17 @@ except ImportError:  # pragma: no cover
     _inotify = None
 
 __all__ = [
+    "MARK",
     "LogKeeper",
+    "exit_mark",
+    "format_mark",
     "open_log",
     "open_log_dir",
     "open_session_log",
+    "open_session_log_to_read",
     "rotate_open_log",
     "shift_and_rename",
+    "write_mark",
 ]
 
 #: seconds the keeper waits before looking again while logs keep growing
@@ -127,10 +135,14 @@ def open_log(dir_fd: int, name: str, *, create: bool, append: bool) -> int:
     Never through a symlink, never a FIFO or device (opened non-blocking, so
     a FIFO cannot hang the caller), never a file of another user or one with
     a second hard link; a loose mode left by an older version is tightened."""
-    flags = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    flags |= (os.O_WRONLY | os.O_APPEND) if append else os.O_RDWR
-    if create:
-        flags |= os.O_CREAT
+    flags = (os.O_WRONLY | os.O_APPEND) if append else os.O_RDWR
+    return _open_checked(dir_fd, name, flags | (os.O_CREAT if create else 0))
+
+
+def _open_checked(dir_fd: int, name: str, flags: int) -> int:
+    """``name`` in ``dir_fd`` opened with ``flags``, under :func:`open_log`'s
+    rules."""
+    flags |= os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
         fd = os.open(name, flags, 0o600, dir_fd=dir_fd)
     except OSError as exc:
@@ -162,6 +174,77 @@ def open_session_log(path: Path) -> int:
         return open_log(dir_fd, path.name, create=True, append=True)
     finally:
         os.close(dir_fd)
+
+
+def open_session_log_to_read(path: Path) -> int:
+    """``path`` opened read-only by :func:`open_log`'s rules, in a directory
+    checked as :func:`open_log_dir` checks it: what the supervisor reads of
+    a log goes into status.json, and a planted ``<session>.log ->
+    /etc/shadow`` must not put a line of it there."""
+    dir_fd = open_log_dir(path.parent, create=False)
+    try:
+        return _open_checked(dir_fd, path.name, os.O_RDONLY)
+    finally:
+        os.close(dir_fd)
+
+
+# The supervisor's own lines in a session log: one at each start and exit of
+# its child, so that the log shows restarts where they happened.  The child
+# writes the rest.
+
+#: a line of the supervisor's: UTC time to the millisecond, the tag, a word
+MARK = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z wirepool: (\S+)")
+
+
+def format_mark(text: str, wall: float) -> bytes:
+    """``2026-12-02T09:30:01.250Z wirepool: <text>\\n``; ``text`` is kept
+    to one line (its line breaks are escaped)."""
+    try:
+        secs, ms = divmod(int(wall * 1000), 1000)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{ms:03d}Z"
+    except (OverflowError, ValueError, OSError):  # a clock out of any calendar
+        stamp = "1970-01-01T00:00:00.000Z"
+    one_line = text.replace("\r", "\\r").replace("\n", "\\n")
+    return f"{stamp} wirepool: {one_line}\n".encode("utf-8", "backslashreplace")
+
+
+def exit_mark(pid: int, status: ExitStatus) -> str:
+    """The text of an exit line: ``pid 123 exited, code 64``."""
+    if status.signal is not None:
+        try:
+            how = f"signal {signal.Signals(status.signal).name}"
+        except ValueError:
+            how = f"signal {status.signal}"
+    elif status.code is not None:
+        how = f"code {status.code}"
+    else:
+        how = "status unknown (not our child)"
+    return f"pid {pid} exited, {how}"
+
+
+def write_mark(path: Path, text: str, wall: float) -> None:
+    """Append one line of the supervisor's (:func:`format_mark`) to the log
+    ``path``, by the rules the child's own opening follows (a checked
+    directory, no link followed, a ``0600`` file of ours).  A few system
+    calls; raises OSError when the log cannot take it (a full disk, a
+    refused directory).
+
+    ``O_APPEND``, like the child: a line lands whole at the end, wherever a
+    concurrent write or a rotation's truncate left it.  A child that died in
+    mid-line gets its line ended first, so the mark starts a line."""
+    line = format_mark(text, wall)
+    dir_fd = open_log_dir(path.parent, create=True)
+    try:
+        fd = _open_checked(dir_fd, path.name, os.O_RDWR | os.O_APPEND | os.O_CREAT)
+    finally:
+        os.close(dir_fd)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
+        os.write(fd, line)
+    finally:
+        os.close(fd)
 
 
 def rotate_open_log(dir_fd: int, name: str, fd: int, max_bytes: int, backups: int) -> bool:

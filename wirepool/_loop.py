@@ -134,7 +134,19 @@ class _Loop(_Operator):
     def _wait_and_dispatch(self) -> None:
         timeout = self._timeout()
         assert self._selector is not None
-        for key, mask in self._selector.select(timeout):
+        instruments = self.instruments
+        if instruments is None:
+            ready = self._selector.select(timeout)
+        else:
+            began = time.monotonic()
+            if self._loop_woke is not None:
+                instruments.loop_lag(began - self._loop_woke)
+            ready = self._selector.select(timeout)
+            # Late for a deadline counts from the deadline, not from when
+            # the oversleeping select returned.
+            woke = time.monotonic()
+            self._loop_woke = woke if timeout is None else min(woke, began + timeout)
+        for key, mask in ready:
             tag = key.data
             if isinstance(tag, ControlServer):
                 tag.on_ready(key.fileobj, mask)
@@ -446,10 +458,19 @@ class _Loop(_Operator):
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # the kernel drops the flock with it
             self._lock_fd = None
+        self._refuse_pending()
         if self._temp_state is not None and stop_children:
             self._temp_state.remove()
         with self._snap_cond:
             self._snap_cond.notify_all()
+
+    def _refuse_pending(self) -> None:
+        """An operator verb posted as the loop ended: its caller hears so
+        now, not when its wait times out."""
+        while self._commands:
+            command = self._commands.popleft()
+            if isinstance(command, OperateCommand) and command.done.set_running_or_notify_cancel():
+                command.done.set_exception(RuntimeError("the pool stopped"))
 
     def _detach_all(self) -> None:
         for slot in self._slots.values():

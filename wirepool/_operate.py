@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -29,12 +30,16 @@ from wirepool.errors import ControlError
 
 #: the verbs that act on named sessions
 VERBS = ("restart", "down", "up", "signal", "reset")
+#: the event kinds the live status counts over the last minute
+_COUNTED = ("spawned", "exited")
 
 
 class _Operator(_DiscoveryDriver):
     """See :mod:`wirepool._operate`."""
 
     _control: ControlServer | None = None
+    #: (wall time, kind) of the spawns and exits of about the last minute
+    _recent: deque[tuple[float, str]]
 
     # ------------------------------------------------------------ the socket
 
@@ -57,6 +62,7 @@ class _Operator(_DiscoveryDriver):
             self._set_degraded("control", f"no control socket: {exc.strerror or exc}")
             return
         self._control = server
+        self._recent = deque(maxlen=100_000)
         self._listeners.append(self._broadcast)
 
     def _close_control(self) -> None:
@@ -65,8 +71,20 @@ class _Operator(_DiscoveryDriver):
             self._control = None
 
     def _broadcast(self, event: Event) -> None:
+        if event.kind in _COUNTED:
+            self._recent.append((event.at, event.kind))
         if self._control is not None:
             self._control.broadcast({"event": event.to_json()})
+
+    def _last_minute(self) -> dict[str, int]:
+        """Spawns and exits of the last minute (what `top`'s header shows)."""
+        recent, cutoff = self._recent, self.clock.time() - 60.0
+        while recent and recent[0][0] < cutoff:
+            recent.popleft()
+        counts = dict.fromkeys(_COUNTED, 0)
+        for _, kind in recent:
+            counts[kind] += 1
+        return counts
 
     def _control_failed(self, what: str, exc: BaseException) -> None:
         self._log_once(f"control:{what}:{exc}", "control socket: {} failed: {}", what, exc)
@@ -148,12 +166,12 @@ class _Operator(_DiscoveryDriver):
     def _live_status(self, names: Sequence[str] | None) -> dict[str, Any]:
         """The status document, from memory: what status.json will say at
         its next write, without its quarter-second lag."""
-        snap = self._build_snapshot(count=False)
-        sessions = snap.sessions
-        if names:
-            sessions = {key: sessions[key] for key in self._resolve(names)}
-        doc = self._status_doc(snap, sessions.values())
+        keys = self._resolve(names) if names else None
+        snap = self._build_snapshot(count=False, only=keys)
+        doc = self._status_doc(snap, snap.sessions.values())
         doc["live"] = True
+        if self._control is not None:
+            doc["last_minute"] = self._last_minute()
         return doc
 
     # restart: SIGTERM, the grace, SIGKILL, then a new child at once
@@ -202,9 +220,17 @@ class _Operator(_DiscoveryDriver):
 
     def _do_reset(self, slot: _Slot) -> str:
         st = slot.state
-        was = "failed" if st.failed else ("backing off" if st.streak.failures else "")
+        n = st.streak.failures
+        if st.failed:
+            was = "was failed"
+        elif st.phase is Phase.BACKOFF:
+            was = "was backing off"
+        elif n:
+            was = f"cleared {n} rapid failure{'s' if n > 1 else ''}"
+        else:
+            was = "nothing held it back"
         self._apply(slot, Reset(), self.clock.monotonic())
-        return f"reset (was {was})" if was else "reset (nothing held it back)"
+        return f"reset ({was})"
 
     def _check_signal(self, slot: _Slot, sig: signal.Signals) -> None:
         name = slot.session.display_name

@@ -91,18 +91,25 @@ class _Publisher(_PoolCore):
         self._last_status_write = real
         self._write_status(self._snapshot)
 
-    def _build_snapshot(self, *, count: bool = True) -> Snapshot:
-        """The pool's snapshot.  A session's status is built again only when
-        something it is built from was replaced (its state, worker, session,
-        health or errors: each is immutable, or a string, and replaced on
-        change): a snapshot of ten thousand sessions after one exit costs
-        a pass of identity checks, not ten thousand statuses."""
+    def _build_snapshot(self, *, count: bool = True, only: Iterable[str] | None = None) -> Snapshot:
+        """The snapshot of every session, or of ``only`` these (a live status
+        of one session must not pay for a thousand).  A session's status is
+        built again only when something it is built from was replaced (its
+        state, worker, session, health, errors, log or last output: each is
+        immutable, or a string or number, and replaced on change): a snapshot
+        of ten thousand sessions after one exit costs a pass of identity
+        checks, not ten thousand statuses."""
         now, wall = self.clock.monotonic(), self.clock.time()
         # A backoff's end is shown on the wall clock: a step of it (or of
         # the mock clock) must show, though the session did not change.
         offset = round(wall - now, 2)
         sessions: dict[str, SessionStatus] = {}
-        for name, slot in self._slots.items():
+        slots = (
+            self._slots.items()
+            if only is None
+            else [(k, self._slots[k]) for k in only if k in self._slots]
+        )
+        for name, slot in slots:
             source = (
                 slot.state,
                 slot.worker,
@@ -110,6 +117,9 @@ class _Publisher(_PoolCore):
                 slot.health,
                 slot.scan_error,
                 slot.existing_error,
+                slot.spawn_failures,
+                slot.log_path,
+                slot.last_output,
                 offset if slot.state.phase is Phase.BACKOFF else None,
             )
             shown = slot.shown
@@ -144,12 +154,14 @@ class _Publisher(_PoolCore):
             owned=worker.owned if worker else True,
             started_at=worker.started_at if worker else None,
             restarts=st.restarts,
+            spawn_failures=slot.spawn_failures,
             streak=st.streak.failures,
             last_exit=st.last_exit,
             last_exit_at=st.last_exit_at,
             next_start_at=next_start_at,
             health=slot.health,
-            log_path=str(worker.log_path) if worker and worker.log_path else None,
+            log_path=str(slot.log_path) if slot.log_path else None,
+            last_output=slot.last_output,
             attrs=slot.session.attrs,
         )
 
@@ -197,6 +209,8 @@ class _Publisher(_PoolCore):
             last_exit_at=st.last_exit_at,
             down=st.down,
             down_since=st.down_since,
+            log_path=slot.log_path,
+            last_output=slot.last_output,
         )
         try:
             # fsync only a `failed` or `down` mark: they are the facts in a

@@ -24,6 +24,7 @@ from typing import Any
 
 from wirepool._proc import ProcessIdentity, is_alive
 from wirepool._store import RECORD_LIMIT, RECORD_SCHEMA, atomic_write_json, read_json
+from wirepool._tail import LAST_OUTPUT_BYTES, LAST_OUTPUT_LINES
 from wirepool._types import ExitStatus, Session
 from wirepool.spawn import is_pool_child
 
@@ -54,6 +55,8 @@ class SessionRecord:
     #: kept here so that it outlives the supervisor, even a SIGKILLed one
     down: bool = False
     down_since: float | None = None
+    log_path: Path | None = None  # the child's log
+    last_output: tuple[str, ...] = ()  # what the last run wrote last
 
     def to_json(self) -> dict[str, Any]:
         worker = self.worker
@@ -81,6 +84,8 @@ class SessionRecord:
             else {**self.last_exit.to_json(), "at": self.last_exit_at},
             "down": self.down,
             "down_since": self.down_since,
+            "log": str(self.log_path) if self.log_path is not None else None,
+            "last_output": list(self.last_output),
         }
 
     @classmethod
@@ -114,6 +119,7 @@ class SessionRecord:
             last_exit = ExitStatus(code=code, signal=sig)
             last_exit_at = _time(le, "at")
         reason = data.get("reason", "")
+        log = data.get("log")
         return cls(
             session=session,
             worker=worker,
@@ -126,6 +132,9 @@ class SessionRecord:
             last_exit_at=last_exit_at,
             down=_bool(data, "down", False),
             down_since=_time(data, "down_since"),
+            # What is only shown: one that is off is dropped, not the record.
+            log_path=Path(log) if isinstance(log, str) and log and "\0" not in log else None,
+            last_output=_lines(data.get("last_output")),
         )
 
     @classmethod
@@ -191,6 +200,15 @@ def recorded_worker(
         return None
     marked = owned and is_pool_child(ident, pool_id, rec.session.name, marker_dir)
     return RecordedWorker(ident, marked, rec.worker.started_at, unverified=owned and not marked)
+
+
+def _lines(value: object) -> tuple[str, ...]:
+    """A record's ``last_output``, bounded as the pool writes it (a hand
+    edit's excess is cut)."""
+    if not isinstance(value, list):
+        return ()
+    kept = [v[:LAST_OUTPUT_BYTES] for v in value if isinstance(v, str)]
+    return tuple(kept[-LAST_OUTPUT_LINES:])
 
 
 def _is_int(value: object) -> bool:

@@ -72,6 +72,8 @@ class _Recovery(_SessionShell):
                     down=rec.down,
                     down_since=rec.down_since,
                 ),
+                log_path=rec.log_path,
+                last_output=rec.last_output,
             )
             if rec.worker is None:
                 continue

@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import selectors
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from wirepool import _session
 from wirepool._core import _describe, _Slot
 from wirepool._log import logger
 from wirepool._log import release as release_logs
+from wirepool._logs import exit_mark, write_mark
 from wirepool._proc import ProcessIdentity, is_alive
 from wirepool._publish import _Publisher
 from wirepool._session import (
@@ -39,7 +41,8 @@ from wirepool._session import (
     WakeAt,
     WallStepped,
 )
-from wirepool._types import ExitStatus
+from wirepool._tail import last_output
+from wirepool._types import ExitStatus, Session
 from wirepool.spawn import AdoptedWorker, Worker
 
 
@@ -72,6 +75,7 @@ class _SessionShell(_Publisher):
                 # The rate limit: the rest wait for its next token.
                 for later in decided.spawn[n + 1 :]:
                     if later in self._slots:
+                        self._spawn_waits += 1
                         self._apply(self._slots[later], Deferred(), now)
                 break
 
@@ -158,12 +162,19 @@ class _SessionShell(_Publisher):
         # sessions coming up were held to 200 a second after the first 1 000.
         if slot.state.starts and not self.spawn_limit.try_acquire(now):
             self._spawn_deferred_until = self.spawn_limit.next_token_at(now)
+            self._spawn_waits += 1
             self._apply(slot, Deferred(), now)
             return False
+        # Before the child runs: a line after the spawn would land after
+        # what a child that fails at once already said.
+        log = self.spawner.log_path(session)
+        self._mark_log(session, log, "starting")
         try:
             worker = self.spawner.spawn(session)
         except Exception as exc:
             reason = f"spawn failed: {_describe(exc)}"
+            slot.spawn_failures += 1
+            self._mark_log(session, log, reason)
             self._apply(slot, SpawnFailed(reason), now)
             self._log_once(
                 f"spawn:{session.name}:{reason}", "session {!r}: {}", session.name, reason
@@ -224,11 +235,14 @@ class _SessionShell(_Publisher):
             self._apply(slot, AdoptFailed(), now)
             return False
         self._watch(slot, worker)
+        self._mark_log(slot.session, worker.log_path, f"adopted pid {ident.pid} ({why})")
         self._apply(slot, Adopted(owned, why), now, data={"start": ident.start})
         return True
 
     def _watch(self, slot: _Slot, worker: Worker) -> None:
         slot.worker = worker
+        if worker.log_path is not None:
+            slot.log_path = worker.log_path  # still shown once the child is gone
         slot.health = None
         slot.dirty = True
         if self.health.interval is not None:
@@ -322,7 +336,48 @@ class _SessionShell(_Publisher):
             lived: float | None = now - run.spawned_at
         else:
             lived = max(0.0, self.clock.time() - worker.started_at)
-        self._apply(slot, Exited(status, lived, self.clock.time()), now, pid=worker.pid)
+        data = None
+        if worker.log_path is not None and self.spawner.output_to_log:
+            # Read before the exit line goes in: the run's last words, for
+            # status and the record (a later supervisor shows them too).
+            slot.last_output = self._last_output(slot.session, worker.log_path)
+            self._mark_log(slot.session, worker.log_path, exit_mark(worker.pid, status))
+            data = {"last_output": list(slot.last_output)}
+        self._apply(slot, Exited(status, lived, self.clock.time()), now, pid=worker.pid, data=data)
+
+    def _mark_log(self, session: Session, path: Path | None, text: str) -> None:
+        """One line of the supervisor's in the session's log (see
+        :func:`wirepool._logs.write_mark`), for spawners whose children
+        write there.  A few system calls on the loop thread; a log that
+        cannot take it (a full disk, a refused directory) is said once and
+        changes nothing else."""
+        if path is None or not self.spawner.output_to_log:
+            return
+        try:
+            write_mark(path, text, self.clock.time())
+        except Exception as exc:
+            self._log_once(
+                f"mark:{path.parent}:{getattr(exc, 'errno', type(exc).__name__)}",
+                "session {!r}: cannot write to its log {} ({}); the child is unaffected",
+                session.name,
+                path,
+                _describe(exc),
+            )
+
+    def _last_output(self, session: Session, path: Path) -> tuple[str, ...]:
+        try:
+            return tuple(last_output(path))
+        except FileNotFoundError:  # removed by someone: nothing to show
+            return ()
+        except Exception as exc:
+            self._log_once(
+                f"tail:{path.parent}:{getattr(exc, 'errno', type(exc).__name__)}",
+                "session {!r}: cannot read its log {} ({})",
+                session.name,
+                path,
+                _describe(exc),
+            )
+            return ()
 
     def _probe(self, now: float) -> None:
         if self.health.interval is None:

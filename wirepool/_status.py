@@ -33,12 +33,16 @@ class SessionStatus:
     owned: bool = True
     started_at: float | None = None  # wall clock
     restarts: int = 0
+    spawn_failures: int = 0  # in this supervisor's life (not kept in records)
     streak: int = 0
     last_exit: ExitStatus | None = None
     last_exit_at: float | None = None
     next_start_at: float | None = None  # wall clock
     health: str | None = None
     log_path: str | None = None
+    #: the last lines the last run wrote before it exited (goes with
+    #: last_exit; wirepool's own lines left out): _tail.last_output
+    last_output: tuple[str, ...] = ()
     attrs: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -72,6 +76,7 @@ class SessionStatus:
             "next_start_at": self.next_start_at,
             "health": self.health,
             "log": self.log_path,
+            "last_output": list(self.last_output),
             "attrs": {k: v for k, v in self.attrs.items() if isinstance(k, str) and _jsonable(v)},
         }
 

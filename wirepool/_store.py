@@ -471,8 +471,14 @@ def acquire_lock(state: StateDir, attempts: int = 5) -> int:
 
 def _open_lock(path: Path, flags: int) -> int:
     """The lock file, never through a symlink (a planted ``lock -> ~/x``
-    would be created or locked in our name) and only a regular file: a
-    FIFO opened without ``O_NONBLOCK`` blocks until a writer comes."""
+    would be created or locked in our name)."""
+    return open_regular(path, flags)
+
+
+def open_regular(path: Path, flags: int) -> int:
+    """``path`` opened with ``flags``: never through a symlink as its last
+    component, and only a regular file: a FIFO opened without
+    ``O_NONBLOCK`` blocks until a writer comes (``0600`` if created)."""
     fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):

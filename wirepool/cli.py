@@ -65,6 +65,7 @@ from wirepool._cli_verbs import (
     reset_action,
     restart_action,
     signal_action,
+    top_action,
     up_action,
 )
 from wirepool._log import logger
@@ -171,6 +172,13 @@ class PluginGroup(click.Group):
                 code = self.action(plugin, cmd_name, opts, verb)
             except (click.ClickException, click.exceptions.Exit, click.Abort):
                 raise
+            except BrokenPipeError:
+                # `wirepool events ... | head`: the reader is gone, which ends
+                # the stream; the interpreter's final flush must not complain.
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+                click.get_current_context().exit(EXIT_OK)
             except CliError as exc:
                 fail(exc)
                 return
@@ -213,16 +221,27 @@ def _run_action(plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mappin
             else:
                 click.echo(f"wirepool: {guard.describe(holder)}; skipped", err=True)
             return EXIT_OK
+    if verb.get("log_max_size") is not None:
+        try:
+            spec.spawner.log_max_bytes = parse_size(str(verb["log_max_size"]))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--log-max-size") from None
+    if verb.get("log_backups") is not None:
+        spec.spawner.log_backups = int(verb["log_backups"])
     try:
         pool = spec.pool(name, on_exit=verb.get("on_exit") or spec.on_exit)
         if as_json:
             pool.subscribe(lambda event: emit_json(event.to_json()))
+        metrics = _serve_metrics(pool, name, verb)
         try:
             pool.run_forever()
         except LockHeldError as exc:
             return _skipped(
                 exc.holder_pid, "supervisor already running", as_json, state_dir=exc.state_dir
             )
+        finally:
+            if metrics is not None:
+                metrics.close()
     finally:
         if guard is not None:
             guard.release()
@@ -259,9 +278,113 @@ def _run_params() -> list[click.Parameter]:
             "(plugin default).",
         ),
         click.Option(
+            ["--log-max-size"],
+            metavar="SIZE",
+            default=None,
+            help="Keep each session's log within SIZE (bytes, or 64K, 10M, 1G; 0: unbounded; "
+            "default 10M), rotating to .1, .2, ...",
+        ),
+        click.Option(
+            ["--log-backups"],
+            type=click.IntRange(min=0),
+            default=None,
+            help="How many rotated copies of each log are kept (default 3).",
+        ),
+        click.Option(
             ["--json", "as_json"], is_flag=True, help="One JSON object per event on stdout."
         ),
+        *_metrics_params(),
     ]
+
+
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def parse_size(text: str) -> int:
+    """Bytes in ``64K``, ``10M``, ``1G`` or a plain number; ValueError else."""
+    raw = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = raw[-1:] if raw[-1:] in _SIZE_UNITS and raw[-1:] else ""
+    number = raw[: len(raw) - len(unit)]
+    if not number.isdigit():
+        raise ValueError(f"not a size: {text!r} (bytes, or a number with K, M or G)")
+    return int(number) * _SIZE_UNITS[unit]
+
+
+def _metrics_params() -> list[click.Parameter]:
+    return [
+        click.Option(
+            ["--metrics", "metrics_address"],
+            metavar="HOST:PORT",
+            callback=_check_metrics_address,
+            help="Serve Prometheus metrics on http://HOST:PORT/metrics "
+            "(:PORT: every interface; unix:PATH: a unix socket).",
+        ),
+        click.Option(
+            ["--metrics-textfile"],
+            type=click.Path(dir_okay=False, path_type=Path),
+            callback=_check_metrics_textfile,
+            help="Write the metrics to PATH (*.prom) for node_exporter's textfile collector.",
+        ),
+        click.Option(
+            ["--metrics-max-sessions"],
+            type=click.IntRange(min=0),
+            default=1000,
+            show_default=True,
+            help="Leave out the per-session series when the pool has more sessions.",
+        ),
+    ]
+
+
+def _check_metrics_address(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    from wirepool import _metrics
+
+    try:
+        return _metrics.parse_address(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _check_metrics_textfile(
+    _ctx: click.Context, _param: click.Parameter, value: Path | None
+) -> Path | None:
+    if value is None:
+        return None
+    value = value.absolute()
+    if value.suffix != ".prom":
+        raise click.BadParameter("node_exporter's textfile collector reads only *.prom files")
+    if not value.parent.is_dir():
+        raise click.BadParameter(f"{value.parent} is not a directory")
+    return value
+
+
+if TYPE_CHECKING:  # prometheus_client is imported only when metrics are asked for
+    from wirepool._metrics import Served
+    from wirepool._pool import SessionPool
+
+
+def _serve_metrics(pool: SessionPool, name: str, verb: Mapping[str, Any]) -> Served | None:
+    """Metrics, if asked for: bound before the pool starts, so that a busy
+    port is one clear error while nothing has been touched yet -- unless
+    another supervisor holds the pool (its own skip says so), in which case
+    this one will not start and serves nothing."""
+    address, textfile = verb.get("metrics_address"), verb.get("metrics_textfile")
+    if (address is None and textfile is None) or lock_is_held(pool.state):
+        return None
+    from wirepool import _metrics
+    from wirepool._core import _describe
+
+    try:
+        return _metrics.serve(
+            pool,
+            name,
+            address=address,
+            textfile=textfile,
+            max_sessions=verb.get("metrics_max_sessions", _metrics.DEFAULT_MAX_SESSIONS),
+        )
+    except OSError as exc:
+        raise CliError(f"cannot serve metrics on {address}: {_describe(exc)}") from None
 
 
 # -------------------------------------------------------------------- stop
@@ -633,6 +756,15 @@ _verb(
     "wirepool logs PLUGIN [options] SESSION [-n N] [-f]",
     "Show the log of a session of the {plugin} pool: its child's output, with a "
     "`wirepool:` line at each start and exit.  Works with no supervisor.",
+)
+_verb(
+    "top",
+    top_action,
+    lambda: [state_dir_option()],
+    "wirepool top PLUGIN [options]",
+    "A live view of the running {plugin} supervisor: sessions by state, problems first, "
+    "countdowns ticking; q quits, / filters, r/d/u restart, down or up the selected "
+    "session.  With no terminal, a line per event.",
 )
 _verb(
     "events",

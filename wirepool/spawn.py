@@ -256,6 +256,10 @@ class Spawner(ABC):
     survives_supervisor: bool = True
     #: Marker variables the pool asks every child to carry.
     markers: Mapping[str, str] = MappingProxyType({})
+    #: Whether the child's output goes to :meth:`log_path`.  The pool then
+    #: writes a line there at each start and exit of the child, and keeps
+    #: the last lines of each run for status (``last_output``).
+    output_to_log: bool = False
 
     @abstractmethod
     def spawn(self, session: Session) -> Worker: ...
@@ -274,7 +278,7 @@ class Spawner(ABC):
     def log_path(self, session: Session) -> Path | None:
         if self.log_dir is None:
             return None
-        return self.log_dir / (safe_filename(session.name) + ".log")
+        return self.log_dir / log_filename(session)
 
     def _open_child_log(self, session: Session) -> tuple[Path | None, int | None]:
         """The session's log, opened (created ``0600``) for the child to
@@ -340,6 +344,16 @@ class Spawner(ABC):
         keeper, self._log_keeper = self._log_keeper, None
         if keeper is not None:
             keeper.close()
+
+
+def log_filename(session: Session) -> str:
+    """A session's log file name: the name an operator knows it by first
+    (wire's persona handle, ``real-0.by-key_7343...-1a2b3c4d.log``), then
+    its key where that differs, since two sessions may show one name."""
+    shown, key = session.display_name, session.name
+    if shown == key:
+        return f"{safe_filename(key)}.log"
+    return f"{safe_filename(shown)}.{safe_filename(key)}.log"
 
 
 def safe_filename(name: str) -> str:
@@ -513,6 +527,8 @@ class CommandSpawner(Spawner):
             spawn, and a log problem must not stop the pool.  The child
             then starts with its output discarded, and a warning says why.
     """
+
+    output_to_log = True
 
     def __init__(
         self,
@@ -793,6 +809,7 @@ class CallableSpawner(Spawner):
     """
 
     survives_supervisor = False
+    output_to_log = True
 
     def __init__(
         self,

@@ -4,7 +4,8 @@ What it shows, in about 20 seconds: every service starts (``maintenance``
 stays down because of its ``down`` file), ``flaky`` crashes and backs off
 1 s, 2 s, 4 s, the demo SIGKILLs ``worker`` and the pool brings it back at
 once, a service directory created while the pool runs is picked up within a
-fraction of a second, and the status table tells it all.  It then stops
+fraction of a second, ``wirepool restart`` and ``wirepool logs`` are run
+against the pool as an operator would, and the status table tells it all.  It then stops
 every child it started and checks that none is left.  Ctrl-C ends it early,
 with the same clean-up.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,11 +47,26 @@ def _say(text: str) -> None:
 
 
 def _table(pool: SessionPool, spec_root: Path) -> None:
-    # `wirepool status` reads status.json, which a pool rewrites at most ten
-    # times a second: give the latest change time to land.
-    time.sleep(0.15)
+    # What `wirepool status` prints: the running pool's own picture, asked
+    # over its control socket, so the table is never behind.
     spec = servicedir_spec(spec_root, state_dir=pool.state_dir)
     print(render_table(read_status(spec, "servicedir")), flush=True)
+
+
+def _wirepool(*args: str) -> None:
+    """Run a real `wirepool` verb against the demo's pool, as an operator
+    would from another terminal, and show what it prints."""
+    shown = " ".join(a if " " not in a else repr(a) for a in args)
+    print(f"  $ wirepool {shown}", flush=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "wirepool", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    for line in (done.stdout + done.stderr).splitlines():
+        print(f"  {line}", flush=True)
 
 
 def _running(snap: Snapshot, name: str) -> bool:
@@ -104,6 +121,12 @@ def main() -> int:
         t0 = time.monotonic()
         pool.wait_until(lambda s: _running(s, "late"), timeout=20)
         print(f"  picked up and running after {(time.monotonic() - t0) * 1000:.0f} ms", flush=True)
+
+        _say("restarting 'web' from the command line (SIGTERM, then a new child at once)")
+        _wirepool("restart", "servicedir", str(root), "web")
+
+        _say("the last lines of 'flaky's log, with the pool's own start and exit lines")
+        _wirepool("logs", "servicedir", str(root), "flaky", "-n", "6")
 
         _say("status")
         _table(pool, root)

@@ -15,7 +15,7 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import WIREPOOL, Supervisor, Tracker, alive, wait_for
+from conftest import WIREPOOL, Supervisor, Tracker, alive, cli, wait_for
 from wirepool_wire import layout
 from wirepool_wire.fake_wire import install_fake_wire
 from wirepool_wire.fixtures import make_box, make_home
@@ -283,6 +283,20 @@ def test_rust_supervisor_pidfile_is_honoured_both_ways(
             "reason": "supervisor already running",
             "holder_pid": rust.pid,
         }
+        # without --json too: exit 0 and one line, as `wire daemon
+        # --all-sessions` skips beside a live supervisor (units that ran
+        # the Rust one keep working)
+        plain = subprocess.run(
+            [*WIREPOOL, "run", "wire", "--sessions-root", str(root), "--wire-bin", str(wire_bin)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert (plain.returncode, plain.stdout) == (0, "")
+        assert plain.stderr == (
+            f"wirepool: wire's own supervisor is already running on {root} "
+            f"(pid {rust.pid}); skipped\n"
+        )
     finally:
         rust.kill()
         rust.wait()
@@ -436,3 +450,49 @@ def test_idle_cutoff_comes_from_the_environment_as_wire_parses_it(
     # idle for 2 days: in with no filter or a 3-day cutoff, out with 1.5 or 7
     assert verdict.eligible == (expected is None or expected > 2 * 86400)
     assert verdict.reason
+
+
+def test_one_name_per_session_the_persona_handle(
+    tracker: Tracker, root: Path, wire_bin: Path
+) -> None:
+    """The handle is the name everywhere: the table, status --json (as
+    `wire supervisor --json` reports it), events, verbs and log files; two
+    homes with one handle are both listed, told apart by key, and a name
+    that fits both is refused, listing each."""
+    coral = make_home(root, "coral")
+    twin_a = make_home(root, "twin-a", handle="twin")
+    twin_b = make_home(root, "twin-b", handle="twin")
+    keys = {h: str(h.relative_to(root)) for h in (coral, twin_a, twin_b)}
+    sup = start(tracker, root, wire_bin)
+    args = ["wire", "--sessions-root", str(root)]
+    try:
+        wait_for(lambda: len(live_daemons(root)) == 3, timeout=60)
+        wait_for(lambda: len(sup.of("spawned")) == 3, timeout=60)
+        assert {(e["session"], e["key"]) for e in sup.of("spawned")} == {
+            ("coral", keys[coral]),
+            ("twin", keys[twin_a]),
+            ("twin", keys[twin_b]),
+        }
+        doc = json.loads(cli("status", *args, "--json").stdout)
+        assert sorted((s["name"], s["key"]) for s in doc["sessions"]) == sorted(
+            [("coral", keys[coral]), ("twin", keys[twin_a]), ("twin", keys[twin_b])]
+        )
+        table = cli("status", *args).stdout
+        assert f"twin ({keys[twin_a]})" in table and f"twin ({keys[twin_b]})" in table
+        assert "\ncoral " in table
+        ambiguous = cli("restart", *args, "twin")
+        assert ambiguous.returncode == 8
+        assert keys[twin_a] in ambiguous.stderr and keys[twin_b] in ambiguous.stderr
+        unknown = cli("restart", *args, "corall")
+        assert unknown.returncode == 8 and "did you mean coral?" in unknown.stderr
+        old = next(e["pid"] for e in sup.of("spawned") if e["session"] == "coral")
+        restarted = cli("restart", *args, "coral")
+        assert restarted.returncode == 0, restarted.stderr
+        assert restarted.stdout.startswith(f"coral: restarted (pid {old} -> pid ")
+        by_key = cli("status", *args, keys[twin_b], "--json")  # the key is taken too
+        [entry] = json.loads(by_key.stdout)["sessions"]
+        assert (entry["name"], entry["home"]) == ("twin", str(twin_b))
+        logs = sorted(p.name for p in (root / ".wirepool" / "logs").glob("*.log"))
+        assert [n.split(".")[0] for n in logs] == ["coral", "twin", "twin"]
+    finally:
+        stop(sup, root)
