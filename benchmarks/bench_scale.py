@@ -45,6 +45,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 DOWN = ("ineligible", "stopped")  # a `down` file makes a session ineligible
 sys.path.insert(0, str(REPO))
 
+from bench_servicedir import raise_fd_limit  # noqa: E402
+
 from wirepool._proc import ProcessIdentity, identity_of, is_alive, signal_group  # noqa: E402
 from wirepool._store import StateDir  # noqa: E402
 
@@ -180,17 +182,6 @@ def big_churn(
     out["status_sessions"] = len(status)
     out["status_running"] = sum(1 for v in status.values() if v.get("state") == "running")
     return out
-
-
-def raise_fd_limit() -> None:
-    """Two descriptors per child (pidfd, log): 10 000 children need more than
-    a 20 000 hard limit.  As root, raise it for the supervisor we start."""
-    import resource
-
-    with contextlib.suppress(OSError, ValueError):
-        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if hard != resource.RLIM_INFINITY and hard < 65536 and os.geteuid() == 0:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
 
 
 def main() -> int:

@@ -38,7 +38,6 @@ import contextlib
 import json
 import os
 import random
-import resource
 import shutil
 import signal
 import statistics
@@ -53,7 +52,13 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_servicedir import machine_info, pct, start_ticks, summary  # noqa: E402
+from bench_servicedir import (  # noqa: E402
+    machine_info,
+    pct,
+    raise_fd_limit,
+    start_ticks,
+    summary,
+)
 
 REPO = HERE.parent
 BIN = Path(sys.executable).parent  # the project's venv (wirepool is installed there)
@@ -287,20 +292,6 @@ class Peer:
             timeout=60,
             check=False,
         )
-
-
-#: descriptors every supervisor may have (inherited from this process):
-#: wirepool holds two per child (its pidfd and its log's), so 10 000 children
-#: need more than the 20 000 this machine's hard limit allows; as root we
-#: raise it for every peer alike
-FD_LIMIT = 65536
-
-
-def raise_fd_limit() -> None:
-    with contextlib.suppress(OSError, ValueError):
-        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if hard != resource.RLIM_INFINITY and hard < FD_LIMIT and os.geteuid() == 0:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
 
 
 class Raw(Peer):
