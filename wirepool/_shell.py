@@ -157,10 +157,12 @@ class _SessionShell(_Publisher):
         if found is not None:
             self._adopt(slot, found, owned=False, why="a live daemon already serves it")
             return True
-        # A session's first start is not paced: the limit is against a mass
-        # failure becoming a fork storm, which restarts make; ten thousand
+        # A session's first try is not paced: the limit is against a mass
+        # failure becoming a fork storm, which the tries after it make (a
+        # restart, or a spawn again after one that failed); ten thousand
         # sessions coming up were held to 200 a second after the first 1 000.
-        if slot.state.starts and not self.spawn_limit.try_acquire(now):
+        tried = slot.state.starts or slot.spawn_failures
+        if tried and not self.spawn_limit.try_acquire(now):
             self._spawn_deferred_until = self.spawn_limit.next_token_at(now)
             self._spawn_waits += 1
             self._apply(slot, Deferred(), now)
