@@ -68,6 +68,7 @@ def import_us(checkout: Path) -> int:
         text=True,
         check=True,
         timeout=60,
+        cwd=checkout,  # `-c` puts the working directory first on the path
     )
     return int(done.stderr.strip().splitlines()[-1].split("|")[1])
 
