@@ -200,6 +200,11 @@ def main() -> int:
         help="then add this many directories, remove as many, and kill as many children",
     )
     args = ap.parse_args()
+
+    def on_term(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")  # the finally stops every child
+
+    signal.signal(signal.SIGTERM, on_term)
     raise_fd_limit()
     n, m = args.sessions, args.running
     tmp = Path(tempfile.mkdtemp(prefix="wirepool-scale-"))
@@ -232,8 +237,18 @@ def main() -> int:
             up = [s for s in ss.values() if s.get("state") == "running"]
             return len(ss) == n and len(up) == m
 
-        wait(all_up, 600, 0.5)
-        out["bring_up_s"] = round(time.monotonic() - t0, 2)
+        try:
+            wait(all_up, 240, 0.5)
+            out["bring_up_s"] = round(time.monotonic() - t0, 2)
+        except TimeoutError:
+            # say which did not come up, and why, and measure the rest
+            ss = sessions(state)
+            late = {k: (v.get("state"), v.get("reason")) for k, v in ss.items()}
+            late = {k: v for k, v in late.items() if k in names and v[0] != "running"}
+            late.update({k: ("not in status", "") for k in names if k not in ss})
+            out["not_up_after_240s"] = {"count": len(late), "some": dict(list(late.items())[:20])}
+            print("not up:", out["not_up_after_240s"], flush=True)
+            names = [x for x in names if x not in late]
         for name, s in sessions(state).items():
             if s.get("pid"):
                 seen[name] = ProcessIdentity(s["pid"], s["process_start"])
