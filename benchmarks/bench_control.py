@@ -38,7 +38,10 @@ sys.path.insert(0, str(REPO))
 RESULTS = Path(__file__).resolve().parent / "results"
 WIREPOOL = [sys.executable, "-m", "wirepool"]
 
+from bench_servicedir import raise_fd_limit  # noqa: E402
+
 from wirepool import Client  # noqa: E402
+from wirepool._store import StateDir  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:
@@ -68,6 +71,7 @@ def main() -> int:
     ap.add_argument("--restarts", type=int, default=50)
     ap.add_argument("--reads", type=int, default=30)
     args = ap.parse_args()
+    raise_fd_limit()
     n = args.sessions
     work = Path(tempfile.mkdtemp(prefix="wirepool-bench-control-"))
     root = work / "services"
@@ -117,7 +121,7 @@ def main() -> int:
             sock_all.append(time.perf_counter() - t0)
             assert len(doc["sessions"]) == n
             t0 = time.perf_counter()
-            doc = json.loads((state / "status.json").read_bytes())
+            doc = StateDir(state).read_status() or {}
             file_all.append(time.perf_counter() - t0)
             assert len(doc["sessions"]) == n
             t0 = time.perf_counter()
@@ -125,7 +129,7 @@ def main() -> int:
             sock_one.append(time.perf_counter() - t0)
             assert one["sessions"][0]["name"] == "s00042"
             t0 = time.perf_counter()
-            doc = json.loads((state / "status.json").read_bytes())
+            doc = StateDir(state).read_status() or {}
             [s for s in doc["sessions"] if s["name"] == "s00042"]
             file_one.append(time.perf_counter() - t0)
         results["status_all_socket"] = summary(sock_all)

@@ -23,6 +23,7 @@ then by recorded identity).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -44,15 +45,66 @@ RESULTS = Path(__file__).resolve().parent / "results"
 DOWN = ("ineligible", "stopped")  # a `down` file makes a session ineligible
 sys.path.insert(0, str(REPO))
 
-from wirepool._proc import ProcessIdentity, is_alive, signal_group  # noqa: E402
+from bench_servicedir import raise_fd_limit  # noqa: E402
+
+from wirepool._proc import ProcessIdentity, identity_of, is_alive, signal_group  # noqa: E402
+from wirepool._store import StateDir  # noqa: E402
+
+#: the child writes its pid and start time with bash builtins, then becomes sleep
+RUN = """#!/bin/bash
+cd "${0%/*}" || exit 1
+printf '%s %s\\n' "$$" "$EPOCHREALTIME" > pid
+exec sleep 100000
+"""
 
 
 def sessions(state: Path) -> dict[str, dict[str, Any]]:
     try:
-        doc = json.loads((state / "status.json").read_text())
+        doc = StateDir(state).read_status() or {}
     except (OSError, ValueError):
         return {}
     return {s["name"]: s for s in doc.get("sessions", [])}
+
+
+def stamp(d: Path) -> tuple[int, float] | None:
+    """The pid and start time the child in ``d`` wrote (see RUN)."""
+    try:
+        pid, at = (d / "pid").read_text().split()
+        return int(pid), float(at)
+    except (OSError, ValueError):
+        return None
+
+
+def pss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/smaps_rollup") as fh:
+        for line in fh:
+            if line.startswith("Pss:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def live_children(root: Path) -> dict[int, Path]:
+    """Every process whose working directory is under ``root``: the children."""
+    found = {}
+    prefix = f"{root}/"
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                cwd = os.readlink(f"/proc/{entry.name}/cwd")
+            except OSError:
+                continue
+            if cwd.startswith(prefix):
+                found[int(entry.name)] = Path(cwd)
+    return found
+
+
+def make_service(d: Path, down: bool = False) -> None:
+    d.mkdir()
+    run = d / "run"
+    run.write_text(RUN)
+    run.chmod(0o755)
+    if down:
+        (d / "down").touch()
 
 
 def wait(pred: Any, timeout: float, step: float = 0.05) -> float:
@@ -74,6 +126,64 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
+def big_churn(
+    root: Path, staging: Path, state: Path, sup: int, names: list[str], k: int
+) -> dict[str, Any]:
+    """Add ``k`` directories, remove ``k`` (with their running children),
+    SIGKILL ``k`` children; after each, the supervisor's PSS.  Then every
+    directory must have exactly one live child, and nothing else may live."""
+    out: dict[str, Any] = {"pss_mib": {"before": pss_mib(sup)}}
+    added = [f"c{i:05d}" for i in range(k)]
+    for name in added:
+        make_service(staging / name)
+    t = time.monotonic()
+    for name in added:
+        os.rename(staging / name, root / name)
+    wait(lambda: all(stamp(root / x) is not None for x in added), 600, 0.2)
+    out["add_s"] = round(time.monotonic() - t, 2)
+    out["pss_mib"]["after_add"] = pss_mib(sup)
+    removed = names[-k:]
+    doomed = {x: stamp(root / x) for x in removed}
+    t = time.monotonic()
+    for name in removed:
+        shutil.rmtree(root / name)
+    idents = [identity_of(s[0]) for s in doomed.values() if s]
+    wait(lambda: not any(i is not None and is_alive(i) for i in idents), 600, 0.2)
+    out["remove_s"] = round(time.monotonic() - t, 2)  # includes the 1 s grace
+    out["pss_mib"]["after_remove"] = pss_mib(sup)
+    victims = names[:k]
+    old = {x: stamp(root / x) for x in victims}
+    t = time.monotonic()
+    for got in old.values():
+        if got:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(got[0], signal.SIGKILL)
+
+    def replaced() -> bool:
+        return all((s := stamp(root / x)) is not None and s != old[x] for x in victims)
+
+    wait(replaced, 600, 0.2)
+    out["kill_s"] = round(time.monotonic() - t, 2)
+    time.sleep(3)
+    out["pss_mib"]["after_kill"] = pss_mib(sup)
+    # no child lost, none leaked: one live child per directory that may run
+    present = sorted(d.name for d in root.iterdir() if not d.name.startswith("."))
+    runnable = [x for x in present if not (root / x / "down").exists()]
+    children = live_children(root)
+    per_dir: dict[str, list[int]] = {}
+    for pid, cwd in children.items():
+        per_dir.setdefault(cwd.name, []).append(pid)
+    out["directories_that_may_run"] = len(runnable)
+    out["live_children"] = len(children)
+    out["lost"] = sorted(x for x in runnable if len(per_dir.get(x, [])) == 0)[:20]
+    out["doubled"] = sorted(x for x in runnable if len(per_dir.get(x, [])) > 1)[:20]
+    out["leaked"] = sorted(x for x in per_dir if x not in runnable)[:20]
+    status = sessions(state)
+    out["status_sessions"] = len(status)
+    out["status_running"] = sum(1 for v in status.values() if v.get("state") == "running")
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sessions", type=int, default=5000)
@@ -81,20 +191,30 @@ def main() -> int:
     ap.add_argument("--queries", type=int, default=10)
     ap.add_argument("--kills", type=int, default=20)
     ap.add_argument("--churn-rounds", type=int, default=5)
+    ap.add_argument("--pickups", type=int, default=10)
+    ap.add_argument("--downs", type=int, default=10)
+    ap.add_argument(
+        "--churn-dirs",
+        type=int,
+        default=0,
+        help="then add this many directories, remove as many, and kill as many children",
+    )
     args = ap.parse_args()
+
+    def on_term(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")  # the finally stops every child
+
+    signal.signal(signal.SIGTERM, on_term)
+    raise_fd_limit()
     n, m = args.sessions, args.running
     tmp = Path(tempfile.mkdtemp(prefix="wirepool-scale-"))
     root = tmp / "services"
     root.mkdir()
     state = root / ".wirepool"
     for i in range(n):
-        d = root / f"s{i:05d}"
-        d.mkdir()
-        run = d / "run"
-        run.write_text("#!/bin/sh\nexec sleep 100000\n")
-        run.chmod(0o755)
-        if i >= m:
-            (d / "down").touch()
+        make_service(root / f"s{i:05d}", down=i >= m)
+    staging = tmp / "staging"
+    staging.mkdir()
     names = [f"s{i:05d}" for i in range(m)]
     out: dict[str, Any] = {
         "sessions": n,
@@ -117,14 +237,29 @@ def main() -> int:
             up = [s for s in ss.values() if s.get("state") == "running"]
             return len(ss) == n and len(up) == m
 
-        wait(all_up, 600, 0.5)
-        out["bring_up_s"] = round(time.monotonic() - t0, 2)
+        try:
+            wait(all_up, 240, 0.5)
+            out["bring_up_s"] = round(time.monotonic() - t0, 2)
+        except TimeoutError:
+            # say which did not come up, and why, and measure the rest
+            ss = sessions(state)
+            late = {k: (v.get("state"), v.get("reason")) for k, v in ss.items()}
+            late = {k: v for k, v in late.items() if k in names and v[0] != "running"}
+            late.update({k: ("not in status", "") for k in names if k not in ss})
+            out["not_up_after_240s"] = {"count": len(late), "some": dict(list(late.items())[:20])}
+            print("not up:", out["not_up_after_240s"], flush=True)
+            names = [x for x in names if x not in late]
         for name, s in sessions(state).items():
             if s.get("pid"):
                 seen[name] = ProcessIdentity(s["pid"], s["process_start"])
         time.sleep(3)
         out["rss_after_bring_up_mib"] = round(proc.memory_info().rss / 2**20, 1)
+        out["pss_after_bring_up_mib"] = pss_mib(sup.pid)
         out["status_json_bytes"] = (state / "status.json").stat().st_size
+        parts = state / "status.d"
+        if parts.is_dir():
+            sizes = [p.stat().st_size for p in parts.iterdir()]
+            out["status_parts"] = {"files": len(sizes), "largest_bytes": max(sizes)}
 
         # 1. status queries
         lat = []
@@ -145,8 +280,8 @@ def main() -> int:
         }
         t = time.monotonic()
         for _ in range(20):
-            json.loads((state / "status.json").read_text())
-        out["status_json_parse_s"] = round((time.monotonic() - t) / 20, 4)
+            StateDir(state).read_status()
+        out["status_read_s"] = round((time.monotonic() - t) / 20, 4)
 
         # 3. idle CPU
         c0, w0 = cpu(proc), time.monotonic()
@@ -175,19 +310,45 @@ def main() -> int:
             "p90": round(pct(respawn, 0.9), 3),
             "max": round(max(respawn), 3),
         }
-        # 2b. down file -> stopped
-        stops = []
-        for name in names[args.kills : args.kills + 10]:
+        # 2b. down file -> stopped (in status, and the child itself gone)
+        stops, gone = [], []
+        for name in names[args.kills : args.kills + args.downs]:
+            child = stamp(root / name)
+            ident = identity_of(child[0]) if child else None
             (root / name / "down").touch()
             t = time.monotonic()
+            if ident is not None:
+                wait(lambda ident=ident: not is_alive(ident), 60, 0.001)
+                gone.append(time.monotonic() - t)
             wait(lambda name=name: sessions(state)[name].get("state") in DOWN, 60, 0.01)
             stops.append(time.monotonic() - t)
+        out["down_to_child_gone_s"] = {
+            "median": round(statistics.median(gone), 4),
+            "max": round(max(gone), 4),
+        }
         out["down_to_ineligible_in_status_s"] = {
             "median": round(statistics.median(stops), 3),
             "max": round(max(stops), 3),
         }
-        for name in names[args.kills : args.kills + 10]:
+        for name in names[args.kills : args.kills + args.downs]:
             (root / name / "down").unlink()
+
+        # 2c. pickup: a whole new service renamed in, until its child runs
+        pickups = []
+        for i in range(args.pickups):
+            d = staging / f"p{i:04d}"
+            make_service(d)
+            t = time.time()
+            os.rename(d, root / d.name)
+            wait(lambda d=root / d.name: stamp(d) is not None, 60, 0.0005)
+            got = stamp(root / d.name)
+            assert got is not None
+            pickups.append(got[1] - t)
+            time.sleep(0.05)
+        out["pickup_s"] = {
+            "median": round(statistics.median(pickups), 4),
+            "max": round(max(pickups), 4),
+        }
 
         # 3b. full rescans
         c0 = cpu(proc)
@@ -214,6 +375,8 @@ def main() -> int:
             rss.append(proc.memory_info().rss)
         out["rss_during_churn_mib"] = [round(r / 2**20, 1) for r in rss]
         out["churn"] = f"{args.churn_rounds} rounds of 100 stops + 100 starts + a rescan"
+        if args.churn_dirs:
+            out["big_churn"] = big_churn(root, staging, state, sup.pid, names, args.churn_dirs)
     finally:
         subprocess.run(
             [*WIREPOOL, "stop", "servicedir", str(root), "--children", "--timeout", "120"],

@@ -25,6 +25,7 @@ import pytest
 
 from wirepool import Event, Session, SessionPool
 from wirepool._proc import ProcessIdentity, cmdline, identity_of, is_alive, signal_group
+from wirepool._store import StateDir
 
 # The suite's files get the modes the tests mean, whatever umask the
 # machine runs it under: with 002, every service directory and env/ file
@@ -315,11 +316,12 @@ def tracker() -> Iterator[Tracker]:
 
 
 def read_status(state_dir: Path) -> dict[str, Any]:
+    """The whole status document (a big pool's is in parts: StateDir.read_status)."""
     try:
-        data = json.loads((state_dir / "status.json").read_text())
+        data = StateDir(state_dir).read_status()
     except (OSError, ValueError):
         return {}
-    return data if isinstance(data, dict) else {}
+    return data or {}
 
 
 def status_sessions(state_dir: Path) -> dict[str, dict[str, Any]]:

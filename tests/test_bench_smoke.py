@@ -87,7 +87,7 @@ def test_quick_comparison_writes_every_row_and_leaks_nothing(tmp_path: Path) -> 
     assert {t["target"].split(" (")[0] for t in result["targets"]} >= {
         "restart median ≤ 1.5x raw",
         "automatic pickup median ≤ 50 ms",
-        "bring-up ≤ 1.5x raw",
+        "bring-up ≤ 1.3x raw",
         "idle CPU ≤ 0.1 %",
         "crash loop ≤ 10 spawns/s",
     }

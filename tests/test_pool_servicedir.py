@@ -228,6 +228,31 @@ def test_stop_escalates_to_sigkill_for_a_child_ignoring_sigterm(
     assert exits and exits[-1].data["signal"] == signal.SIGKILL
 
 
+def test_a_down_file_escalates_to_sigkill_while_the_pool_runs(
+    services: Services, tracker: Tracker
+) -> None:
+    # The kill deadline of one session among others, kept as its state
+    # changes (not found by a look through every session): it must fire.
+    d = services.add(
+        "stubborn", "#!/bin/sh\ntrap '' TERM\ntouch ready\nwhile :; do sleep 0.2; done\n"
+    )
+    services.add("calm")
+    pool = make_pool(services, tracker, stop_grace=1.0)
+    pool.start()
+    try:
+        snap = pool.wait_until(lambda s: running(s, "stubborn") and running(s, "calm"))
+        pid, calm = snap["stubborn"].pid, snap["calm"].pid
+        assert pid is not None
+        wait_for((d / "ready").exists)  # the trap is set
+        (d / "down").touch()
+        wait_for(lambda: not alive(pid), timeout=30)
+        exits = tracker.kinds("stubborn", "exited")
+        assert exits and exits[-1].data["signal"] == signal.SIGKILL
+        assert pool.snapshot()["calm"].pid == calm
+    finally:
+        pool.stop()
+
+
 def test_discovery_failure_changes_nothing(tmp_path: Path, tracker: Tracker) -> None:
     ok = [Session("one", tmp_path)]
     calls = {"n": 0}

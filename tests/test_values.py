@@ -203,6 +203,24 @@ def test_environment_from_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "WIREPOOL_SESSION" not in env
 
 
+def test_environment_follows_every_change_of_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the inherited part is kept between spawns: it must never be stale
+    build = Environment(strip_prefixes=("WP_TEST_DROP",)).build
+    monkeypatch.setenv("WP_TEST_KEEP", "1")
+    assert build(Session("a", Path("/h")))["WP_TEST_KEEP"] == "1"
+    monkeypatch.setenv("WP_TEST_KEEP", "2")
+    first = build(Session("a", Path("/h")))
+    assert first["WP_TEST_KEEP"] == "2"
+    first["WP_TEST_MINE"] = "x"  # the caller's copy, not the kept one
+    monkeypatch.delenv("WP_TEST_KEEP")
+    again = build(Session("a", Path("/h")))
+    assert "WP_TEST_KEEP" not in again
+    assert "WP_TEST_MINE" not in again
+    monkeypatch.setenv("WP_TEST_DROP_ME", "1")
+    assert "WP_TEST_DROP_ME" not in build(Session("a", Path("/h")))
+    assert Environment().build(Session("a", Path("/h")))["WP_TEST_DROP_ME"] == "1"
+
+
 def test_environment_pins_templates() -> None:
     session = Session(name="team/alice", home=Path("/homes/alice"), cwd=Path("/work"))
     environment = Environment(

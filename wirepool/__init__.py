@@ -11,9 +11,9 @@ yours) calls ``logger.enable("wirepool")`` and adds its own sinks.
 
 from __future__ import annotations
 
-from loguru import logger
+from typing import TYPE_CHECKING
 
-from wirepool._client import Client
+from wirepool import _log
 from wirepool._clock import Clock, SystemClock
 from wirepool._events import Event, EventKind, EventStream
 from wirepool._pool import SessionPool
@@ -53,7 +53,21 @@ from wirepool.spawn import (
     Worker,
 )
 
-logger.disable("wirepool")
+_log.disable_until_enabled("wirepool")
+
+if TYPE_CHECKING:
+    from wirepool._client import Client
+
+
+def __getattr__(name: str) -> object:
+    # The control socket's client: not needed to supervise, so not imported
+    # until asked for (start-up time; see wirepool._log).
+    if name == "Client":
+        from wirepool._client import Client
+
+        return Client
+    raise AttributeError(f"module 'wirepool' has no attribute {name!r}")
+
 
 __all__ = [
     "ActiveWithin",

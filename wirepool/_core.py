@@ -27,20 +27,18 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
-
-from loguru import logger
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from wirepool import _session
 from wirepool._clock import Clock, SystemClock
 from wirepool._events import Event, EventKind
+from wirepool._log import logger
 from wirepool._probes import ProbeJob, ProbeThreads
 from wirepool._reaper import OrphanReaper
 from wirepool._session import SessionState
-from wirepool._status import Snapshot
+from wirepool._status import SessionStatus, Snapshot
 from wirepool._store import StateDir
 from wirepool._types import Session
 from wirepool._watch import Watcher
@@ -49,6 +47,9 @@ from wirepool.eligibility import Always, Eligibility, EligibilityLike, as_eligib
 from wirepool.health import HealthCheck, NoHealthCheck
 from wirepool.restart import RestartPolicy, SpawnRateLimit
 from wirepool.spawn import Spawner, Worker, safe_filename
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 OnExit = Literal["leave", "stop"]
 
@@ -109,7 +110,7 @@ class Instruments(Protocol):
         """One discovery pass took ``seconds`` (``full``: of every session)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Slot:
     """What the shell holds for one session: its state machine's state (the
     one place its lifecycle is written: :mod:`wirepool._session`) and the
@@ -132,6 +133,10 @@ class _Slot:
     spawn_failures: int = 0  # spawns that raised, in this supervisor's life
     log_path: Path | None = None  # the child's log, kept after it exits
     last_output: tuple[str, ...] = ()  # what the last run wrote last (_tail.last_output)
+    #: the last status built for it, and what it was built from (see
+    #: ``_Publisher._build_snapshot``)
+    shown: SessionStatus | None = None
+    shown_from: tuple[object, ...] = ()
 
 
 @dataclass
@@ -267,6 +272,12 @@ class _PoolCore:
         self._degraded: dict[str, str] = {}
         self._wall_offset: float | None = None
         self._status_dirty = True
+        #: session -> its child's kill deadline, for those that have one
+        #: (kept by ``_Shell._update``)
+        self._kill_due: dict[str, float] = {}
+        #: what each session's status was when the part files were last
+        #: written (None: write every part next time)
+        self._parts_written: dict[str, SessionStatus] | None = None
         self._started_at = 0.0
         self._loop_error: BaseException | None = None
         # True while run_forever starts up: a stop signal then unwinds it

@@ -10,9 +10,8 @@ import time
 from collections.abc import Callable, Collection
 from pathlib import Path
 
-from loguru import logger
-
 from wirepool._core import _describe, _Slot
+from wirepool._log import logger
 from wirepool._recovery import _Recovery
 from wirepool._session import Changed, Checked, CheckFailed, Seen, Vanished
 from wirepool._types import Session, Verdict
@@ -170,7 +169,13 @@ class _DiscoveryDriver(_Recovery):
         full = scope is None
         try:
             paths = self.discovery.watch_paths()
-            refresh = None if scope is None else [p for p in paths if p.name in scope]
+            if scope is None:
+                refresh = None
+            else:
+                # by the last component: a session's name may have several
+                # (re-checking a namesake elsewhere costs a system call)
+                last = {name.rpartition("/")[2] for name in scope}
+                refresh = [p for p in paths if p.name in last]
             added = self._watcher.update(paths, refresh)
         except Exception as exc:
             self._log_once(f"watch:{exc}", "cannot update watches: {}", exc)

@@ -62,8 +62,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loguru import logger
-
+from wirepool._log import logger
 from wirepool._types import ExitStatus
 
 try:  # pragma: no cover - platform dependent
@@ -477,7 +476,11 @@ class LogKeeper:
                         target=self._run, name="wirepool-logs", daemon=True
                     )
                     self._thread.start()
-                self._poke()
+                if len(self._requests) == 1:
+                    # else the first one's wake-up is pending still (the
+                    # thread drains the pipe before it takes the requests):
+                    # a sweep's check of ten thousand logs is one write
+                    self._poke()
                 return
         for fd in (request[3], request[5]):
             if fd >= 0:

@@ -16,8 +16,6 @@ import threading
 import time
 from collections.abc import Callable
 
-from loguru import logger
-
 from wirepool._control import ControlServer
 from wirepool._core import (
     OperateCommand,
@@ -29,6 +27,8 @@ from wirepool._core import (
     _Slot,
 )
 from wirepool._events import EventKind
+from wirepool._log import logger
+from wirepool._log import release as release_logs
 from wirepool._operate import _Operator
 from wirepool._proc import identity_of
 from wirepool._session import KillDue, LetGo, StopRequested
@@ -183,12 +183,12 @@ class _Loop(_Operator):
             deadlines.append(self._spawn_deferred_until)
         if self._publish_due is not None:
             deadlines.append(self._publish_due)
-        for slot in self._slots.values():
-            run = slot.state.running
-            if run is not None and run.kill_at is not None:
-                deadlines.append(run.kill_at)
-            if slot.next_probe is not None and slot.worker is not None:
-                deadlines.append(slot.next_probe)
+        if self._kill_due:
+            deadlines.append(min(self._kill_due.values()))
+        if self.health.interval is not None:
+            for slot in self._slots.values():
+                if slot.next_probe is not None and slot.worker is not None:
+                    deadlines.append(slot.next_probe)
         timeout = max(0.0, min(deadlines) - now)
         overdue_at = self._probe_overdue_at()
         if overdue_at is not None:
@@ -240,6 +240,7 @@ class _Loop(_Operator):
                 self._replan = True
                 raise
         self._upkeep_orphans(now)
+        release_logs()  # a pool that started no child holds no log line
 
     def _upkeep_orphans(self, now: float) -> None:
         """After the restarts, not before them: stop what the exited children
@@ -287,19 +288,27 @@ class _Loop(_Operator):
                     self._reap_due = True
 
     def _sweep(self) -> None:
-        """The net under the event path: catch an exit whose event was lost,
-        a worker with no exit fd, and have the spawner look at live logs
-        (it copies nothing here: a background thread does)."""
-        self._next_sweep = self.clock.monotonic() + self.sweep_interval
+        """The net under the event path: poll a worker with no watched exit
+        fd (once a second until it has one), and have the spawner look at
+        live logs (it copies nothing here: a background thread does)."""
+        now = self.clock.monotonic()
+        # Past 5 000 children the net is spread thinner (60 s at 10 000): it
+        # costs about 4 us a child, and an idle pool's CPU is mostly this.
+        children = sum(1 for slot in self._slots.values() if slot.worker is not None)
+        self._next_sweep = now + self.sweep_interval * max(1.0, children / 5000)
         for slot in list(self._slots.values()):
             worker = slot.worker
             if worker is None:
                 continue
-            status = worker.poll()
-            if status is not None:
-                self._on_exit(slot, status)
-                continue
-            if worker.fileno() is None or worker.fileno() not in self._fd_owner:
+            fd = worker.fileno()
+            # A watched exit fd is level-triggered in the selector: its exit
+            # cannot be missed, and asking the kernel again for each of ten
+            # thousand children was most of an idle pool's CPU.
+            if fd is None or fd not in self._fd_owner:
+                status = worker.poll()
+                if status is not None:
+                    self._on_exit(slot, status)
+                    continue
                 self._next_sweep = min(self._next_sweep, self.clock.monotonic() + 1.0)
             if worker.owned:
                 with contextlib.suppress(Exception):

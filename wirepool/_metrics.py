@@ -58,7 +58,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from loguru import logger
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -69,6 +68,7 @@ from prometheus_client.exposition import generate_latest, make_wsgi_app
 from prometheus_client.registry import CollectorRegistry
 
 from wirepool._events import Event, EventKind
+from wirepool._log import logger
 from wirepool._status import STATES, SessionStatus, Snapshot
 from wirepool._store import _escape_surrogates, atomic_write
 from wirepool._version import VERSION

@@ -18,12 +18,11 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from loguru import logger
-
 from wirepool._control import PROTOCOL, Conn, ControlServer
 from wirepool._core import _Slot
 from wirepool._discover import _DiscoveryDriver
 from wirepool._events import Event
+from wirepool._log import logger
 from wirepool._names import Named, NameProblem, resolve_all
 from wirepool._session import Down, Phase, Reset, Restart, Up
 from wirepool._version import VERSION as _VERSION

@@ -29,12 +29,8 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
-
-from loguru import logger
 
 from wirepool._core import (
     OperateCommand,
@@ -44,6 +40,7 @@ from wirepool._core import (
     StopCommand,
 )
 from wirepool._events import Event, EventStream
+from wirepool._log import logger
 from wirepool._loop import _Loop
 from wirepool._status import Snapshot
 
@@ -76,7 +73,8 @@ class SessionPool(_Loop):
             timer is then only a net under the events.  None: always
             ``rescan_interval``.
         sweep_interval: seconds between safety sweeps (identity re-checks,
-            a look at live logs) -- a net under the event path, not the engine.
+            a look at live logs) -- a net under the event path, not the engine;
+            past 5 000 children it grows with them (60 s at 10 000).
         spawn_limit: the pool-wide spawn rate limit.
         clock: time source (:class:`wirepool.testing.MockClock` in tests).
         durable: fsync the state writes that must survive a power loss (a
@@ -252,6 +250,10 @@ class SessionPool(_Loop):
             return result
         if self._wake_w is None or self._stopping:
             raise RuntimeError("the pool is not running")
+        # imported here: it brings logging along, and start-up needs neither
+        from concurrent.futures import Future
+        from concurrent.futures import TimeoutError as FutureTimeout
+
         done: Future[Any] = Future()
         self._post(OperateCommand(op, request, done))
         try:

@@ -7,20 +7,21 @@ since both are O(sessions) and a burst of exits must not pay that per exit.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
+import zlib
 from collections.abc import Iterable
 from typing import Any
 
-from loguru import logger
-
 from wirepool._core import _describe, _PoolCore, _Slot
 from wirepool._format import format_wall
+from wirepool._log import logger
 from wirepool._proc import identity_of
 from wirepool._records import SessionRecord, WorkerRecord
 from wirepool._session import Phase
 from wirepool._status import SessionStatus, Snapshot, status_document
-from wirepool._store import atomic_write_json
+from wirepool._store import STATUS_PARTS, STATUS_PARTS_ABOVE, atomic_write_json
 from wirepool._version import VERSION as _VERSION
 
 
@@ -92,50 +93,78 @@ class _Publisher(_PoolCore):
 
     def _build_snapshot(self, *, count: bool = True, only: Iterable[str] | None = None) -> Snapshot:
         """The snapshot of every session, or of ``only`` these (a live status
-        of one session must not pay for a thousand)."""
+        of one session must not pay for a thousand).  A session's status is
+        built again only when something it is built from was replaced (its
+        state, worker, session, health, errors, log or last output: each is
+        immutable, or a string or number, and replaced on change): a snapshot
+        of ten thousand sessions after one exit costs a pass of identity
+        checks, not ten thousand statuses."""
         now, wall = self.clock.monotonic(), self.clock.time()
+        # A backoff's end is shown on the wall clock: a step of it (or of
+        # the mock clock) must show, though the session did not change.
+        offset = round(wall - now, 2)
         sessions: dict[str, SessionStatus] = {}
-        live = (Phase.RUNNING, Phase.ADOPTED, Phase.STOPPING)
         slots = (
             self._slots.items()
             if only is None
             else [(k, self._slots[k]) for k in only if k in self._slots]
         )
         for name, slot in slots:
-            worker, st = slot.worker, slot.state
-            next_start_at = None
-            if worker is None and st.phase is Phase.BACKOFF:
-                next_start_at = wall + max(0.0, st.next_start - now)
-            state = st.phase
-            if worker is not None and state not in live:  # not yet decided on
-                adopted = st.running is not None and st.running.adopted
-                state = Phase.ADOPTED if adopted else Phase.RUNNING
-            sessions[name] = SessionStatus(
-                name=name,
-                display_name=slot.session.display_name,
-                home=str(slot.session.home),
-                cwd=str(slot.session.cwd) if slot.session.cwd else None,
-                state=state.value,  # a plain string in the public snapshot
-                reason=self._reason(slot, state),
-                identity=worker.identity if worker else None,
-                owned=worker.owned if worker else True,
-                started_at=worker.started_at if worker else None,
-                restarts=st.restarts,
-                spawn_failures=slot.spawn_failures,
-                streak=st.streak.failures,
-                last_exit=st.last_exit,
-                last_exit_at=st.last_exit_at,
-                next_start_at=next_start_at,
-                health=slot.health,
-                log_path=str(slot.log_path) if slot.log_path else None,
-                last_output=slot.last_output,
-                attrs=slot.session.attrs,
-                outdated=slot.outdated,
+            source = (
+                slot.state,
+                slot.worker,
+                slot.session,
+                slot.health,
+                slot.scan_error,
+                slot.existing_error,
+                slot.spawn_failures,
+                slot.log_path,
+                slot.last_output,
+                slot.outdated,
+                offset if slot.state.phase is Phase.BACKOFF else None,
             )
+            shown = slot.shown
+            if shown is None or source != slot.shown_from:  # `is` first, item by item
+                shown = slot.shown = self._session_status(name, slot, now, wall)
+                slot.shown_from = source
+            sessions[name] = shown
         if count:  # a live status answer is not a new published snapshot
             self._generation += 1
         return Snapshot(
             sessions, os.getpid(), not self._stopping, wall, self._generation, dict(self._degraded)
+        )
+
+    def _session_status(self, name: str, slot: _Slot, now: float, wall: float) -> SessionStatus:
+        worker, st = slot.worker, slot.state
+        live = (Phase.RUNNING, Phase.ADOPTED, Phase.STOPPING)
+        next_start_at = None
+        if worker is None and st.phase is Phase.BACKOFF:
+            next_start_at = wall + max(0.0, st.next_start - now)
+        state = st.phase
+        if worker is not None and state not in live:  # not yet decided on
+            adopted = st.running is not None and st.running.adopted
+            state = Phase.ADOPTED if adopted else Phase.RUNNING
+        return SessionStatus(
+            name=name,
+            display_name=slot.session.display_name,
+            home=str(slot.session.home),
+            cwd=str(slot.session.cwd) if slot.session.cwd else None,
+            state=state.value,  # a plain string in the public snapshot
+            reason=self._reason(slot, state),
+            identity=worker.identity if worker else None,
+            owned=worker.owned if worker else True,
+            started_at=worker.started_at if worker else None,
+            restarts=st.restarts,
+            spawn_failures=slot.spawn_failures,
+            streak=st.streak.failures,
+            last_exit=st.last_exit,
+            last_exit_at=st.last_exit_at,
+            next_start_at=next_start_at,
+            health=slot.health,
+            log_path=str(slot.log_path) if slot.log_path else None,
+            last_output=slot.last_output,
+            attrs=slot.session.attrs,
+            outdated=slot.outdated,
         )
 
     def _set_degraded(self, area: str, problem: str | None) -> None:
@@ -241,10 +270,20 @@ class _Publisher(_PoolCore):
         return doc
 
     def _write_status(self, snap: Snapshot) -> None:
-        doc = self._status_doc(snap, snap.sessions.values())
+        # A big pool's sessions go to part files, and only the parts whose
+        # sessions changed are written (see StateDir.read_status); a hook
+        # that may edit every session sees the whole document, as before.
+        parted = len(snap.sessions) > STATUS_PARTS_ABOVE and self.status_extra is None
+        doc = self._status_doc(snap, () if parted else snap.sessions.values())
         try:
+            if parted:
+                self._write_status_parts(snap)
+                doc["session_parts"] = STATUS_PARTS
+            else:
+                self._parts_written = None
             atomic_write_json(self.state.status_path, doc, durable=False, indent=None, strict=True)
         except OSError as exc:
+            self._parts_written = None  # which parts are whole is unknown: all again
             self._status_dirty = True
             self._log_once(f"status:{exc.errno}", "cannot write status.json ({})", _describe(exc))
             self._set_degraded("status", f"cannot write status.json: {_describe(exc)}")
@@ -254,6 +293,34 @@ class _Publisher(_PoolCore):
                 self._set_degraded("status", None)
                 # what was just written still says "cannot write": once more
                 self._publish_due = self.clock.monotonic()
+
+    def _write_status_parts(self, snap: Snapshot) -> None:
+        """Write the part files whose sessions changed since the last
+        write (every part the first time): a session's status is a new
+        object exactly when it changed (``_build_snapshot``)."""
+        written, sessions = self._parts_written, snap.sessions
+        if written is None:
+            changed: set[int] = set(range(STATUS_PARTS))
+        else:
+            changed = {_part_of(n) for n, s in sessions.items() if written.get(n) is not s}
+            changed.update(_part_of(n) for n in written.keys() - sessions.keys())
+        if not changed:
+            return
+        members: dict[int, list[SessionStatus]] = {part: [] for part in changed}
+        for name, status in sessions.items():
+            part = _part_of(name)
+            if part in members:
+                members[part].append(status)
+        self.state.status_parts_dir.mkdir(mode=0o700, exist_ok=True)
+        for part, statuses in sorted(members.items()):
+            atomic_write_json(
+                self.state.status_part_path(part),
+                {"sessions": [s.to_json() for s in statuses]},
+                durable=False,
+                indent=None,
+                strict=True,
+            )
+        self._parts_written = dict(sessions)
 
     def _final_publish(self, stopped_children: bool) -> None:
         for slot in self._slots.values():
@@ -278,3 +345,9 @@ class _Publisher(_PoolCore):
             self._publish(force=True)
         finally:
             self.durable = durable
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _part_of(name: str) -> int:
+    """Which status part file holds session ``name``: fixed by its name."""
+    return zlib.crc32(name.encode("utf-8", "surrogatepass")) % STATUS_PARTS

@@ -34,8 +34,7 @@ import sys
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from loguru import logger
-
+from wirepool._log import logger
 from wirepool._proc import ProcessIdentity, identity_of, stat_fields, wirepool_environ
 from wirepool.spawn import POOL_MARKER, SESSION_MARKER
 

@@ -149,7 +149,9 @@ class SessionRecord:
         return cls.from_json(read_json(path, RECORD_LIMIT))
 
     def write(self, path: Path, *, durable: bool) -> None:
-        atomic_write_json(path, self.to_json(), durable=durable)
+        # Compact: json's C encoder only runs without an indent, and a crash
+        # loop writes a record twice a cycle.
+        atomic_write_json(path, self.to_json(), durable=durable, indent=None)
 
     @staticmethod
     def whole(path: Path | None) -> bool:

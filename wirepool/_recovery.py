@@ -10,10 +10,9 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
-from loguru import logger
-
 from wirepool import _session
 from wirepool._core import _describe, _Slot
+from wirepool._log import logger
 from wirepool._proc import ProcessIdentity, create_time
 from wirepool._records import SessionRecord, recorded_worker
 from wirepool._session import ChildLost, Vanished

@@ -229,6 +229,10 @@ def read_small(path: Path, limit: int, *, follow: bool = True) -> bytes:
 #: bytes.  A file over its cap is refused unread: 110 MB of status.json cost
 #: ``wirepool status`` 2.9 s and 290 MB of memory.
 STATUS_LIMIT = 32 << 20
+#: a pool of more sessions than this writes them in ``STATUS_PARTS`` part
+#: files beside a small ``status.json`` (see :meth:`StateDir.read_status`)
+STATUS_PARTS_ABOVE = 256
+STATUS_PARTS = 64
 RECORD_LIMIT = 1 << 20
 SMALL_STATE_LIMIT = 64 << 10
 
@@ -283,6 +287,14 @@ class StateDir:
     @property
     def records_dir(self) -> Path:
         return self.root / "sessions"
+
+    @property
+    def status_parts_dir(self) -> Path:
+        """The sessions of a big pool's status, in parts (see :meth:`read_status`)."""
+        return self.root / "status.d"
+
+    def status_part_path(self, part: int) -> Path:
+        return self.status_parts_dir / f"{part:02d}.json"
 
     @property
     def logs_dir(self) -> Path:
@@ -360,14 +372,20 @@ class StateDir:
 
     @property
     def _subdirs(self) -> tuple[Path, ...]:
-        return (self.records_dir, self.logs_dir, self.control_dir, self.markers_dir)
+        return (
+            self.records_dir,
+            self.logs_dir,
+            self.control_dir,
+            self.markers_dir,
+            self.status_parts_dir,
+        )
 
     def remove_stale_temp_files(self) -> int:
         """Delete what a writer killed between ``mkstemp`` and ``os.replace``
         left behind.  Call only while holding the lock: supervisors are the
         writers here, so every temp file then present is an earlier one's."""
         removed = 0
-        for directory in (self.root, self.records_dir, self.markers_dir):
+        for directory in (self.root, self.records_dir, self.markers_dir, self.status_parts_dir):
             try:
                 entries = list(directory.iterdir())
             except OSError:
@@ -397,12 +415,34 @@ class StateDir:
 
     def read_status(self) -> dict[str, Any] | None:
         """``status.json``, or None when there is none.  A file that is
-        there but unusable raises OSError or ValueError saying why."""
+        there but unusable raises OSError or ValueError saying why.
+
+        The whole document, always: a pool of more than
+        ``STATUS_PARTS_ABOVE`` sessions writes its sessions in part files
+        (``status.d/NN.json``, each one ``{"sessions": [...]}``, a session
+        always in the same part) and names how many in ``status.json``'s
+        ``session_parts``, so that one session's change rewrites a part of
+        the status, not megabytes of it.  Those are read here and put back
+        in ``sessions``, by name."""
         try:
             data = read_json(self.status_path, STATUS_LIMIT)
         except FileNotFoundError:
             return None
-        return data if isinstance(data, dict) else None
+        if not isinstance(data, dict):
+            return None
+        parts = data.pop("session_parts", None)
+        if not isinstance(parts, int) or isinstance(parts, bool) or not 0 < parts <= 4096:
+            return data
+        sessions: list[Any] = []
+        for part in range(parts):
+            doc = read_json(self.status_part_path(part), STATUS_LIMIT)
+            found = doc.get("sessions") if isinstance(doc, dict) else None
+            if not isinstance(found, list):
+                raise ValueError(f"{self.status_part_path(part)}: no list of sessions")
+            sessions.extend(found)
+        sessions.sort(key=lambda s: str(s.get("name")) if isinstance(s, dict) else "")
+        data["sessions"] = sessions
+        return data
 
 
 def acquire_lock(state: StateDir, attempts: int = 5) -> int:

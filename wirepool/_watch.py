@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loguru import logger
+from wirepool._log import logger
 
 try:  # pragma: no cover - platform dependent
     import inotify_simple as _inotify

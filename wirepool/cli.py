@@ -35,9 +35,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from loguru import logger
 
-from wirepool import _term
+from wirepool import _log, _term
 from wirepool._cli_common import (
     EXIT_ERROR,
     EXIT_OK,
@@ -60,6 +59,7 @@ from wirepool._cli_verbs import (
     top_action,
     up_action,
 )
+from wirepool._log import logger
 from wirepool._version import VERSION
 from wirepool.errors import PluginError, UnsafeStateDirError
 from wirepool.plugin import Plugin, find_plugins, is_run_only, load_plugin
@@ -105,6 +105,9 @@ def entry() -> None:
 @click.version_option(VERSION, package_name="wirepool")
 def main(verbose: int, quiet: bool) -> None:
     """Keep one long-running daemon alive per session."""
+    if click.get_current_context().invoked_subcommand == "run":
+        # loguru is imported after the first child starts (see wirepool._log)
+        _log.hold()
     configure_logging(-1 if quiet else verbose)
 
 

@@ -22,10 +22,10 @@ The rules, and why:
   ``failed`` until it changes or an operator resets it.  The default never
   gives up -- "slow down, don't die" is what users of every supervisor ask for.
 * :class:`SpawnRateLimit` is pool-wide: a token bucket so a mass failure
-  (a shared dependency down) cannot become a fork storm.  Its burst (1 000,
-  the default capacity of s6-svscan and runsvdir) lets a thousand healthy
-  sessions come up as fast as fork allows -- what a supervisor without a
-  limit does -- and only a wave beyond that is paced.
+  (a shared dependency down) cannot become a fork storm.  It paces restarts
+  only: a session's first start is never held back (ten thousand sessions
+  come up as fast as fork allows, as under s6 or runit), and the burst
+  (1 000) lets a wave of restarts through before the rate applies.
 """
 
 from __future__ import annotations
@@ -33,28 +33,35 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-import tenacity
-from tenacity import RetryCallState, Retrying
-from tenacity.stop import stop_base
-from tenacity.wait import wait_base, wait_exponential
+if TYPE_CHECKING:
+    from tenacity import RetryCallState, Retrying
+    from tenacity.stop import stop_base
+    from tenacity.wait import wait_base
+
+    #: a tenacity wait strategy, or a plain ``retry_state -> seconds``
+    #: callable (tenacity accepts both)
+    WaitStrategy = wait_base | Callable[[RetryCallState], float | int]
+
+# tenacity itself (15-20 ms to import: asyncio, concurrent.futures) is
+# imported at the first rapid failure, not at start-up: a healthy pool
+# never needs it.
 
 __all__ = ["RestartPolicy", "SpawnRateLimit", "Streak", "wait_jitter"]
-
-#: a tenacity wait strategy, or a plain ``retry_state -> seconds`` callable
-#: (tenacity accepts both)
-WaitStrategy = wait_base | Callable[[RetryCallState], float | int]
 
 
 class _ChildFailed(Exception):
     """The outcome recorded in tenacity's state for a rapid failure."""
 
 
-class wait_jitter(wait_base):  # tenacity's naming, so it reads like its siblings
+class wait_jitter:  # tenacity's naming, so it reads like its siblings
     """Scale another wait by a random factor in ``[1 - spread, 1]``.
 
     Downward only, so a capped curve keeps its cap; the RNG is injectable so
-    tests can pin it.
+    tests can pin it.  Combines with tenacity's waits (``+``, ``sum``) as
+    theirs do; not a subclass of theirs, so that defining it needs no
+    tenacity.
     """
 
     def __init__(
@@ -72,6 +79,17 @@ class wait_jitter(wait_base):  # tenacity's naming, so it reads like its sibling
 
     def __repr__(self) -> str:
         return f"wait_jitter({self.wait!r}, spread={self.spread})"
+
+    # tenacity's wait_base.__add__ and __radd__, to the letter
+    def __add__(self, other: WaitStrategy) -> wait_base:
+        from tenacity.wait import wait_combine
+
+        return wait_combine(self, other)
+
+    def __radd__(self, other: WaitStrategy | int) -> wait_jitter | wait_base:
+        if isinstance(other, int):  # sum() starts from 0
+            return self
+        return self.__add__(other)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,10 +132,16 @@ class RestartPolicy:
         *,
         rapid_window: float = 10.0,
     ) -> None:
-        self.wait = wait if wait is not None else default_wait()
+        self._wait = wait
         self.stop = stop
         self.rapid_window = float(rapid_window)
-        self._retrying = Retrying(wait=self.wait, stop=stop or tenacity.stop_never)
+        self._retrying: Retrying | None = None
+
+    @property
+    def wait(self) -> WaitStrategy:
+        if self._wait is None:
+            self._wait = default_wait()
+        return self._wait
 
     def __repr__(self) -> str:
         return (
@@ -145,7 +169,13 @@ class RestartPolicy:
         return self._ask_tenacity(streak, now)[0]
 
     def _ask_tenacity(self, streak: Streak, now: float) -> tuple[float, bool]:
-        state = RetryCallState(self._retrying, None, (), {})
+        import tenacity
+
+        if self._retrying is None:
+            self._retrying = tenacity.Retrying(
+                wait=self.wait, stop=self.stop or tenacity.stop_never
+            )
+        state = tenacity.RetryCallState(self._retrying, None, (), {})
         state.attempt_number = streak.failures
         exc = _ChildFailed(f"rapid failure #{streak.failures}")
         state.set_exception((_ChildFailed, exc, None))
@@ -160,8 +190,10 @@ class RestartPolicy:
         return delay, give_up
 
 
-def default_wait(rng: random.Random | None = None) -> wait_base:
+def default_wait(rng: random.Random | None = None) -> wait_jitter:
     """1 s, 2 s, 4 s ... capped at 60 s, each shortened by up to 20 %."""
+    from tenacity.wait import wait_exponential
+
     return wait_jitter(wait_exponential(multiplier=1, min=1, max=60), spread=0.2, rng=rng)
 
 
@@ -169,10 +201,10 @@ class SpawnRateLimit:
     """A token bucket over every spawn in the pool.
 
     ``burst`` spawns may happen back to back; after that ``rate`` per second.
-    The defaults start 1 000 sessions at once (bring-up is then bounded by
-    fork and exec, as with runit or s6; a burst of 200 held 1 000 sessions
-    to at least 4 s whatever the machine) and hold a pool-wide crash loop
-    to ``rate`` once the burst is spent.  The burst is not what stops a crash
+    The pool asks it for restarts only (a session's first start is never
+    paced: bring-up is bounded by fork and exec, as with runit or s6), and
+    the defaults hold a pool-wide crash loop to ``rate`` once 1 000 restarts
+    have gone at once.  The burst is not what stops a crash
     loop: each session's own backoff (1 s, 2 s, 4 s ...) does, so a thousand
     failing sessions cost a thousand spawns once, then fewer each second.
     ``rate <= 0`` disables the limit.

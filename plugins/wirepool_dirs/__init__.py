@@ -35,13 +35,14 @@ below its first level.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shlex
 import shutil
 import stat
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,10 @@ FIELDS = frozenset({"dir", "name"})
 MAX_WATCHES = 4096
 
 
+def _has_magic(part: str) -> bool:
+    return any(c in part for c in "*?[")
+
+
 class GlobDiscovery(Discovery):
     """Every directory ``ROOT.glob(pattern)`` yields, as a session named by
     its normalised path relative to ROOT.
@@ -83,9 +88,15 @@ class GlobDiscovery(Discovery):
     A match that resolves outside ROOT is still a session -- with the
     ``outside_root`` attribute, which :class:`InsideRoot` turns into a
     reason in status -- so the operator sees why it is not running.
+
+    A change is placed in the sessions it concerns (:meth:`affected`,
+    :meth:`rediscover`) for patterns whose sessions all lie at one depth:
+    components without ``**``, then at most as many ``..`` as there are
+    literal components before them (``*``, ``*/*``, ``*/.git/..``).  Any
+    other pattern costs a full rescan per change, as before.
     """
 
-    __slots__ = ("_levels", "_watch", "marker", "pattern", "root")
+    __slots__ = ("_depth", "_known", "_levels", "_watch", "marker", "pattern", "root")
 
     def __init__(self, root: Path | str, pattern: str, *, marker: str | None = None) -> None:
         self.root = Path(root).absolute()
@@ -103,14 +114,30 @@ class GlobDiscovery(Discovery):
             levels.append(part)
         self._levels = tuple(levels)
         self._watch: dict[Path, set[str]] = {}
+        self._known: set[str] = set()
+        #: how many components every session name has, when a name can be
+        #: judged on its own (see the class docstring); None: it cannot
+        self._depth: int | None = None
+        ups = parts[len(levels) :]
+        depth = len(levels) - len(ups)
+        if (
+            all(part == ".." for part in ups)
+            and "**" not in pattern
+            and depth >= 1
+            and not any(_has_magic(part) for part in levels[depth:])
+        ):
+            self._depth = depth
 
-    def discover(self) -> Iterable[Session]:
+    def _require_root(self) -> None:
         if not self.root.is_dir():
             raise FileNotFoundError(f"discovery root {self.root} is not a directory")
         # glob() swallows a PermissionError and yields nothing, which would
         # read as "every session is gone"; listing the root first makes an
         # unreadable root an error -- "no change" to the pool.
         os.listdir(self.root)
+
+    def discover(self) -> Iterable[Session]:
+        self._require_root()
         real_root = os.path.realpath(self.root)
         sessions: dict[str, Session] = {}
         for match in self.root.glob(self.pattern):
@@ -121,18 +148,23 @@ class GlobDiscovery(Discovery):
                 continue  # `..` climbed above ROOT
             if not rel.parts or any(p.startswith(".") for p in rel.parts):
                 continue
-            try:
-                if not path.is_dir():
-                    continue
-                real = os.path.realpath(path)
-            except OSError:
-                continue  # vanished or unreadable mid-scan: skip, keep the rest
-            name = rel.as_posix()
-            inside = real == real_root or real.startswith(real_root + os.sep)
-            attrs = {} if inside else {"outside_root": real}
-            sessions[name] = Session(name=name, home=path, attrs=attrs)
+            session = self._session(path, rel.as_posix(), real_root)
+            if session is not None:
+                sessions[session.name] = session
         self._watch = self._watch_dirs(sessions.values())
+        self._known = set(sessions)
         return [sessions[n] for n in sorted(sessions)]
+
+    @staticmethod
+    def _session(path: Path, name: str, real_root: str) -> Session | None:
+        try:
+            if not path.is_dir():
+                return None
+            real = os.path.realpath(path)
+        except OSError:
+            return None  # vanished or unreadable mid-scan: skip, keep the rest
+        inside = real == real_root or real.startswith(real_root + os.sep)
+        return Session(name=name, home=path, attrs={} if inside else {"outside_root": real})
 
     def _watch_dirs(self, sessions: Iterable[Session]) -> dict[Path, set[str]]:
         """Each directory on the way down to a match, with the patterns its
@@ -142,8 +174,13 @@ class GlobDiscovery(Discovery):
         if self.marker:
             for session in sessions:
                 found.setdefault(session.home, set()).add(Path(self.marker).parts[0])
-        frontier = [self.root]
-        for part in self._levels:
+        self._walk(found, [self.root], 0)
+        return found
+
+    def _walk(self, found: dict[Path, set[str]], frontier: list[Path], level: int) -> None:
+        """Add to ``found`` the directories of ``frontier`` (at ``level``)
+        and those below them on the way down to a match."""
+        for part in self._levels[level:]:
             for directory in frontier:
                 found.setdefault(directory, set()).add(part)
             if len(found) >= MAX_WATCHES:
@@ -163,7 +200,110 @@ class GlobDiscovery(Discovery):
                     except OSError:
                         continue
             frontier = nxt[: MAX_WATCHES - len(found)]
-        return found
+
+    def affected(self, changes: Collection[tuple[Path, str]]) -> Collection[str] | None:
+        """A change at depth ``i`` concerns the session whose name is its
+        first ``depth`` components; above that depth, every session below
+        it, known or matching now (and the directory itself, whose watch
+        may have to come or go)."""
+        depth = self._depth
+        if depth is None:
+            return None
+        names: set[str] = set()
+        for directory, name in changes:
+            try:
+                rel = directory.relative_to(self.root).parts
+            except ValueError:
+                return None  # the root itself moved or went: look at it all
+            parts = (*rel, name) if name else rel
+            if not parts:
+                return None
+            if len(parts) >= depth:
+                names.add("/".join(parts[:depth]))
+                continue
+            prefix = "/".join(parts)
+            names.add(prefix)
+            names.update(n for n in self._known if n.startswith(prefix + "/"))
+            below = "/".join(self._levels[len(parts) : depth])
+            with contextlib.suppress(OSError):
+                for match in (self.root / prefix).glob(below):
+                    names.add(match.relative_to(self.root).as_posix())
+        return names
+
+    def rediscover(self, names: Collection[str]) -> Iterable[Session]:
+        depth = self._depth
+        if depth is None:
+            raise NotImplementedError("this pattern has no partial rediscovery")
+        self._require_root()
+        real_root = os.path.realpath(self.root)
+        sessions = []
+        # Shallow names first: a directory's watch before those below it.
+        for name in sorted(names, key=lambda n: n.count("/")):
+            parts = name.split("/")
+            # The directories on the way down, through this name (and past
+            # it, for the literal parts a `..` climbs back over).
+            way = parts if len(parts) < depth else [*parts, *self._levels[depth:]]
+            for level in range(1, min(len(way) + 1, len(self._levels))):
+                self._rewatch(way[:level])
+            session = None
+            if len(parts) == depth and self._matches(parts):
+                path = self.root.joinpath(*parts)
+                if os.path.isdir(path.joinpath(*self._levels[depth:])):
+                    session = self._session(path, name, real_root)
+            if session is None:
+                self._known.discard(name)
+                self._unwatch_marker(self.root.joinpath(*parts))
+                continue
+            self._known.add(name)
+            if self.marker:
+                self._watch.setdefault(session.home, set()).add(Path(self.marker).parts[0])
+            sessions.append(session)
+        return sessions
+
+    def _matches(self, parts: Sequence[str]) -> bool:
+        """Whether ``parts`` can be a session's name, as :meth:`discover`
+        would have found it (each component matching its pattern part, no
+        hidden one)."""
+        return all(
+            part and not part.startswith(".") and part != ".." and fnmatchcase(part, pattern)
+            for part, pattern in zip(parts, self._levels, strict=False)
+        )
+
+    def _rewatch(self, chain: Sequence[str]) -> None:
+        """Watch the directory at ``chain`` (below the root, on the way down
+        to a match) when :meth:`_watch_dirs` would, with what lies below it;
+        otherwise unwatch it and everything below it."""
+        path = self.root.joinpath(*chain)
+        level = len(chain)
+        parent = path.parent
+        wanted = (
+            self._levels[level - 1] in self._watch.get(parent, ())
+            and fnmatchcase(chain[-1], self._levels[level - 1])
+            and not (chain[-1].startswith(".") and not self._levels[level - 1].startswith("."))
+            and os.path.isdir(path)
+            and not os.path.islink(path)
+        )
+        part = self._levels[level]
+        if wanted:
+            if part not in self._watch.get(path, ()) and len(self._watch) < MAX_WATCHES:
+                self._walk(self._watch, [path], level)
+            return
+        # Below it, only a session's marker watch stays: the session's own
+        # name is among those looked at, and says whether it goes.
+        for watched in [p for p in self._watch if p == path or path in p.parents]:
+            kept = self._watch[watched] - set(self._levels)
+            if kept:
+                self._watch[watched] = kept
+            else:
+                del self._watch[watched]
+
+    def _unwatch_marker(self, home: Path) -> None:
+        if not self.marker or home not in self._watch:
+            return
+        parts = self._watch[home]
+        parts.discard(Path(self.marker).parts[0])
+        if not parts:
+            del self._watch[home]
 
     def watch_paths(self) -> Sequence[Path]:
         return list(self._watch) or [self.root]

@@ -41,12 +41,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from loguru import logger
 
 from wirepool import (
     ActiveWithin,
@@ -68,6 +67,7 @@ from wirepool import (
     Verdict,
     Worker,
 )
+from wirepool._log import logger
 from wirepool._proc import cmdline, create_time, identity_of
 from wirepool.eligibility import TrustedDirectory
 from wirepool.plugin import run_only, spec_tail, timing_from, timing_options
@@ -94,13 +94,21 @@ DAEMON_PID = "state/wire/daemon.pid"
 
 
 class WireDiscovery(Discovery):
-    """Every wire session home under the sessions root."""
+    """Every wire session home under the sessions root.
+
+    A change is placed in the home it names (an entry of the root or of
+    ``by-key/``); a new ``registry.json`` in the homes whose binding it
+    changed.  Only ``by-key/`` itself appearing or going costs a full scan."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.husks: list[Path] = []
         self._registry: dict[str, str] = {}
         self._registry_error: str | None = None
+        #: what the registry binds: a directory name -> its cwd
+        self._bindings: dict[str, str] = {}
+        #: the homes of the last scan, by key (for what a registry change binds)
+        self._homes: dict[str, Path] = {}
 
     def __repr__(self) -> str:
         return f"WireDiscovery({str(self.root)!r})"
@@ -116,6 +124,7 @@ class WireDiscovery(Discovery):
             if self._registry_error != str(exc):
                 logger.warning("registry.json unusable ({}); keeping the last good copy", exc)
             self._registry_error = str(exc)
+        self._bindings = layout.binding_index(self._registry)
         return self._registry
 
     def discover(self) -> list[Session]:
@@ -123,25 +132,65 @@ class WireDiscovery(Discovery):
             # wire's list_sessions: no root, no sessions.  (A root that exists
             # but cannot be read raises below: "no change", not "all gone".)
             self.husks = []
+            self._homes = {}
             return []
         homes, husks = layout.scan_homes(self.root)
         self.husks = husks
-        bound = layout.bound_cwds(homes, self.registry())
-        return [
-            Session(
-                name=home.key,
-                home=home.path,
-                cwd=Path(bound[home.key]) if home.key in bound else None,
-                attrs={
-                    "display_name": home.handle,
-                    "handle": home.handle,
-                    "did": home.did,
-                    "legacy": home.legacy,
-                    "has_private_key": home.has_private_key,
-                },
-            )
-            for home in homes
-        ]
+        self.registry()
+        self._homes = {home.key: home.path for home in homes}
+        return [self._session(home) for home in homes]
+
+    def _session(self, home: layout.WireHome) -> Session:
+        cwd = self._bindings.get(home.path.name)
+        return Session(
+            name=home.key,
+            home=home.path,
+            cwd=Path(cwd) if cwd is not None else None,
+            attrs={
+                "display_name": home.handle,
+                "handle": home.handle,
+                "did": home.did,
+                "legacy": home.legacy,
+                "has_private_key": home.has_private_key,
+            },
+        )
+
+    def affected(self, changes: Collection[tuple[Path, str]]) -> Collection[str] | None:
+        by_key = self.root / layout.BY_KEY_DIR
+        names: set[str] = set()
+        for directory, name in changes:
+            if directory == by_key and name:
+                names.add(f"{layout.BY_KEY_DIR}/{name}")
+            elif directory != self.root or not name or name == layout.BY_KEY_DIR:
+                return None  # the root or by-key/ itself: look at it all
+            elif name == "registry.json":
+                before = self._bindings
+                self.registry()
+                names.update(
+                    key
+                    for key, path in self._homes.items()
+                    if before.get(path.name) != self._bindings.get(path.name)
+                )
+            else:
+                names.add(name)
+        return names
+
+    def rediscover(self, names: Collection[str]) -> list[Session]:
+        if not self.root.exists():
+            raise FileNotFoundError(f"sessions root {self.root} is gone")
+        sessions = []
+        husks = set(self.husks)
+        for name in names:
+            found = layout.examine_key(self.root, name)
+            husks.discard(self.root / name)
+            self._homes.pop(name, None)
+            if isinstance(found, layout.WireHome):
+                self._homes[name] = found.path
+                sessions.append(self._session(found))
+            elif found is not None:
+                husks.add(found)
+        self.husks = sorted(husks)
+        return sessions
 
     def watch_paths(self) -> Sequence[Path]:
         return [p for p in (self.root, self.root / layout.BY_KEY_DIR) if p.is_dir()]

@@ -95,12 +95,14 @@ __all__ = [
     "PidfileForm",
     "RegistryError",
     "WireHome",
+    "binding_index",
     "bound_cwds",
     "by_key_dir_name",
     "card_path",
     "daemon_pid_path",
     "daemon_pid_problem",
     "display_handle_from_did",
+    "examine_key",
     "is_by_key_name",
     "is_wire_daemon_cmdline",
     "is_wire_supervisor_cmdline",
@@ -473,6 +475,36 @@ def scan_homes(root: Path) -> tuple[list[WireHome], list[Path]]:
     return sessions, husks
 
 
+def examine_key(root: Path, key: str) -> WireHome | Path | None:
+    """What :func:`scan_homes` would make of the home at ``key`` (a by-key
+    ``by-key/<hash>`` or a legacy ``<name>``): the session, the husk's path,
+    or None (not a home).  Raises ``OSError`` where the scan would: when
+    the directory that would list it cannot be searched."""
+    head, sep, tail = key.partition("/")
+    if sep:
+        if head != BY_KEY_DIR or "/" in tail or not is_by_key_name(tail):
+            return None
+        path = root / BY_KEY_DIR / tail
+    elif not key or key == BY_KEY_DIR or key.startswith(".") or not _valid_utf8(key):
+        return None
+    else:
+        path = root / key
+    try:
+        if not stat.S_ISDIR(os.stat(path).st_mode):
+            return None
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            return None
+        raise
+    if not sep:
+        try:
+            if not os.path.lexists(card_path(path)):
+                return None  # an unrelated directory, not a home
+        except OSError:
+            return None
+    return _examine(path, key, legacy=not sep) or path
+
+
 def _scan_by_key(by_key: Path, sessions: list[WireHome], husks: list[Path]) -> None:
     with os.scandir(by_key) as it:
         entries = list(it)
@@ -551,12 +583,19 @@ def bound_cwds(homes: Iterable[WireHome], registry: Mapping[str, str]) -> dict[s
     one home, the smallest cwd wins, so the answer does not depend on dict
     order (wire's pick is arbitrary).
     """
+    wanted = binding_index(registry)
+    return {home.key: wanted[home.path.name] for home in homes if home.path.name in wanted}
+
+
+def binding_index(registry: Mapping[str, str]) -> dict[str, str]:
+    """The directory names the registry binds, each to its cwd (see
+    :func:`bound_cwds`): a home is bound when its directory name is a key."""
     wanted: dict[str, str] = {}
     for cwd, value in sorted(registry.items(), reverse=True):
         sanitized = sanitize_name(value)
         for dir_name in {by_key_dir_name(sanitized), sanitized, value}:
             wanted[dir_name] = cwd  # reverse-sorted, so the smallest cwd ends up here
-    return {home.key: wanted[home.path.name] for home in homes if home.path.name in wanted}
+    return wanted
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Start-up: from exec of ``wirepool run`` to its first child, and the import
+of ``wirepool.cli``.
+
+One servicedir session whose ``run`` writes ``$EPOCHREALTIME`` (a bash
+builtin) and execs ``sleep``: the latency is from just before ``Popen`` to
+that stamp, so it covers the interpreter, every import, the plugin, the state
+directory, discovery and the spawn.  The import is ``python -X importtime -c
+'import wirepool.cli'`` (its last line: the cumulative microseconds).  Both
+are medians over ``--runs`` runs; compiled bytecode is used when it can be
+written (``python -m compileall wirepool plugins`` first when
+``PYTHONDONTWRITEBYTECODE`` is set).
+
+Usage:  .venv/bin/python benchmarks/bench_startup.py [--runs 15] [--checkout DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RUN = '#!/bin/bash\nprintf "%s" "$EPOCHREALTIME" > ../../stamp\nexec sleep 1000\n'
+
+
+def first_spawn(checkout: Path) -> float:
+    with tempfile.TemporaryDirectory(prefix="wirepool-startup-") as tmp:
+        root = Path(tmp) / "root"
+        (root / "a").mkdir(parents=True)
+        run = root / "a" / "run"
+        run.write_text(RUN)
+        run.chmod(0o755)
+        stamp = Path(tmp) / "stamp"
+        argv = [str(checkout / ".venv/bin/wirepool"), "-q", "run", "servicedir", str(root)]
+        t0 = time.time()
+        proc = subprocess.Popen(
+            [*argv, "--on-exit", "stop"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not (stamp.exists() and stamp.read_text()):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("no child within 30 s")
+                time.sleep(0.0005)
+            return float(stamp.read_text()) - t0
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()  # its session's children go with --on-exit stop
+                proc.wait()
+
+
+def import_us(checkout: Path) -> int:
+    done = subprocess.run(
+        [str(checkout / ".venv/bin/python"), "-X", "importtime", "-c", "import wirepool.cli"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        cwd=checkout,  # `-c` puts the working directory first on the path
+    )
+    return int(done.stderr.strip().splitlines()[-1].split("|")[1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--checkout", type=Path, default=Path(__file__).resolve().parent.parent)
+    args = ap.parse_args()
+    spawn = [first_spawn(args.checkout) for _ in range(args.runs)]
+    imports = [import_us(args.checkout) for _ in range(args.runs)]
+    out = {
+        "checkout": str(args.checkout),
+        "runs": args.runs,
+        "exec_to_first_spawn_ms": {
+            "median": round(statistics.median(spawn) * 1000, 1),
+            "min": round(min(spawn) * 1000, 1),
+        },
+        "import_wirepool_cli_ms": {
+            "median": round(statistics.median(imports) / 1000, 1),
+            "min": round(min(imports) / 1000, 1),
+        },
+    }
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""wirepool's logger (wirepool._log): loguru imported at first use, log
+calls held until the first spawn, the library's messages disabled until an
+application enables them.  Each case runs in a fresh interpreter, where
+loguru is not imported yet."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+HELD = r"""
+import json, sys, time
+from wirepool import _log
+assert "loguru" not in sys.modules
+_log.hold()
+# a module of the library, calling as the engine does
+g = {"__name__": "wirepool.fake", "L": _log.logger}
+exec(
+    "def f(n):\n"
+    "    L.bind(session='s').info('line {}', n)\n"
+    "    L.opt(exception=ValueError('x')).error('oops')\n",
+    g,
+)
+_log.logger.remove()
+FORMAT = "{time:YYYY-MM-DDTHH:mm:ss.SSSSSSZZ} {name}:{function}:{line} {level} {message} {extra}"
+_log.logger.add(sys.argv[1], format=FORMAT, level="DEBUG")
+_log.logger.enable("wirepool")
+before = time.time()
+g["f"](1)
+time.sleep(0.2)
+held = "loguru" in sys.modules
+_log.release()
+print(json.dumps({"held_without_loguru": not held, "before": before,
+                  "loaded": "loguru" in sys.modules}))
+_log.logger.info("after release")
+"""
+
+
+def test_held_calls_are_made_at_release_with_their_own_time_and_caller(tmp_path: Path) -> None:
+    out = tmp_path / "log"
+    done = subprocess.run(
+        [sys.executable, "-c", HELD, str(out)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    facts = json.loads(done.stdout)
+    assert facts["held_without_loguru"]
+    assert facts["loaded"]
+    lines = out.read_text().splitlines()
+    assert len(lines) >= 3, lines
+    first, second = lines[0].split(" ", 1), lines[1].split(" ", 1)
+    # the time the call was made, not the release 0.2 s later
+    assert abs(datetime.fromisoformat(first[0]).timestamp() - facts["before"]) < 0.1
+    assert first[1].startswith("wirepool.fake:f:2 INFO line 1 {'session': 's'}")
+    assert second[1].startswith("wirepool.fake:f:3 ERROR oops")
+    assert any("ValueError: x" in line for line in lines)
+    assert "after release" in lines[-1]
+
+
+DISABLED = r"""
+import io, sys
+import wirepool
+from wirepool import _log
+assert "loguru" not in sys.modules
+from loguru import logger
+buf = io.StringIO()
+logger.add(buf, format="{message}")
+g = {"__name__": "wirepool.fake", "L": _log.logger}
+exec("def f(m):\n    L.warning(m)\n", g)
+g["f"]("hidden")
+logger.enable("wirepool")
+g["f"]("shown")
+print(buf.getvalue().split())
+"""
+
+
+def test_the_library_is_disabled_until_enabled_whoever_imports_loguru() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", DISABLED], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['shown']"
+
+
+def test_importing_the_cli_imports_neither_loguru_nor_tenacity() -> None:
+    code = (
+        "import sys, wirepool.cli\n"
+        "print(sorted(m for m in ('loguru', 'tenacity', 'asyncio', 'multiprocess')"
+        " if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

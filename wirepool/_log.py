@@ -1,0 +1,200 @@
+"""wirepool's logger: loguru's, imported when first used.
+
+Importing loguru costs about 40 ms (it brings asyncio, multiprocessing and
+logging along): more than everything else ``wirepool run`` does before its
+first child starts.  :data:`logger` stands for loguru's logger; any use of
+it imports loguru and goes straight there.  While :func:`hold` is in force
+(``wirepool run``, until its first spawn), log calls -- ``logger.info(...)``,
+``logger.bind(...).info(...)``, ``logger.opt(...).error(...)`` and the
+sink set-up -- are kept, and made at :func:`release`, in order, each with
+its own time and caller.
+
+The library disables its own messages at import, as it always has
+(``wirepool/__init__``): when loguru is not imported yet, the disable is
+made the moment anyone imports it, before they can enable them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import sys
+import time
+from collections.abc import Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from importlib.abc import Loader
+    from importlib.machinery import ModuleSpec
+
+    from loguru import Logger
+
+__all__ = ["disable_until_enabled", "hold", "logger", "release"]
+
+#: calls that return another logger (kept as links of a chain while held)
+_CHAINED = frozenset({"bind", "opt", "patch", "contextualize"})
+#: calls that log, or set loguru up: the end of a chain
+_ENDS = frozenset(
+    {
+        "trace",
+        "debug",
+        "info",
+        "success",
+        "warning",
+        "error",
+        "critical",
+        "exception",
+        "log",
+        "remove",
+        "add",
+        "enable",
+        "disable",
+        "configure",
+    }
+)
+
+_Link = tuple[str, tuple[Any, ...], dict[str, Any]]
+
+
+class _Kept:
+    """One call made while held, with what loguru would have taken from
+    its caller's frame and clock."""
+
+    __slots__ = ("args", "at", "chain", "function", "kwargs", "line", "method", "module")
+
+    def __init__(self, chain: Sequence[_Link], method: str, args: Any, kwargs: Any) -> None:
+        frame = sys._getframe(3)
+        self.chain, self.method, self.args, self.kwargs = chain, method, args, kwargs
+        self.module = str(frame.f_globals.get("__name__", "?"))
+        self.function = frame.f_code.co_name
+        self.line = frame.f_lineno
+        self.at = time.time()
+
+    def make(self, real: Logger) -> None:
+        target: Any = real
+        if self.method not in ("remove", "add", "enable", "disable", "configure"):
+            target = real.patch(self._as_made_then)
+        for name, args, kwargs in self.chain:
+            target = getattr(target, name)(*args, **kwargs)
+        getattr(target, self.method)(*self.args, **self.kwargs)
+
+    def _as_made_then(self, record: Any) -> None:
+        when = record["time"]
+        record["time"] = type(when).fromtimestamp(self.at, tz=when.tzinfo)
+        record["name"] = self.module
+        record["module"] = self.module.rpartition(".")[2]
+        record["function"] = self.function
+        record["line"] = self.line
+
+
+_kept: list[_Kept] | None = None
+_real: Logger | None = None
+
+
+def _load() -> Logger:
+    global _real
+    if _real is None:
+        from loguru import logger as real
+
+        _real = real
+    return _real
+
+
+class _Chain:
+    """``logger`` and what its chained calls return while held."""
+
+    __slots__ = ("_links",)
+
+    def __init__(self, links: tuple[_Link, ...] = ()) -> None:
+        self._links = links
+
+    def __getattr__(self, name: str) -> Any:
+        if _kept is None or name not in _CHAINED | _ENDS:
+            real: Any = _load()
+            release()
+            for link, args, kwargs in self._links:
+                real = getattr(real, link)(*args, **kwargs)
+            return getattr(real, name)
+        links = self._links
+        if name in _CHAINED:
+            return lambda *a, **k: _Chain((*links, (name, a, k)))
+        return lambda *a, **k: _keep(links, name, a, k)
+
+    def __repr__(self) -> str:
+        return "<wirepool's loguru logger>"
+
+
+def _keep(links: tuple[_Link, ...], method: str, args: Any, kwargs: Any) -> None:
+    if _kept is None:  # released meanwhile (another thread)
+        getattr(_Chain(links), method)(*args, **kwargs)
+        return
+    _kept.append(_Kept(links, method, args, kwargs))
+
+
+#: loguru's logger, imported at its first use (see the module docstring)
+logger: Logger = _Chain()  # type: ignore[assignment]
+
+
+def hold() -> None:
+    """Keep log calls (and the sink set-up) until :func:`release`."""
+    global _kept
+    if "loguru" not in sys.modules and _kept is None:
+        _kept = []
+        atexit.register(release)
+
+
+def release() -> None:
+    """Import loguru now, and make every kept call, in order."""
+    global _kept
+    kept, _kept = _kept, None
+    if kept:
+        real = _load()
+        for call in kept:
+            call.make(real)
+
+
+def disable_until_enabled(name: str) -> None:
+    """``logger.disable(name)``: now if loguru is imported, else the moment
+    anyone imports it (before they can call anything on it)."""
+    module = sys.modules.get("loguru")
+    if module is not None:
+        module.logger.disable(name)
+        return
+    sys.meta_path.insert(0, _DisableOnImport(name))
+
+
+class _DisableOnImport:
+    """A meta path finder that finds nothing itself: it wraps loguru's own
+    loader so that its module, once executed, has ``name`` disabled.  (Not
+    subclassing ``importlib.abc``: importing that costs 5 ms.)"""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if fullname != "loguru":
+            return None
+        sys.meta_path.remove(self)
+        for finder in sys.meta_path:
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None and spec.loader is not None:
+                spec.loader = _ThenDisable(spec.loader, self.name)  # type: ignore[assignment]
+                return spec
+        return None
+
+
+class _ThenDisable:
+    def __init__(self, loader: Loader, name: str) -> None:
+        self.loader, self.name = loader, name
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        self.loader.exec_module(module)
+        module.logger.disable(self.name)
+
+    def __getattr__(self, name: str) -> Any:  # get_source for tracebacks, ...
+        return getattr(self.loader, name)
