@@ -9,6 +9,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,8 +91,11 @@ needs_tmux = pytest.mark.skipif(
 class Tmux:
     """A private tmux server (its own socket) with one 80x24 window."""
 
-    def __init__(self, name: str, cwd: Path) -> None:
-        self.base = ["tmux", "-L", name]
+    def __init__(self, cwd: Path) -> None:
+        # Its socket in a directory of its own, removed with it (`-L` would
+        # leave one in /tmp/tmux-UID for every run).
+        self.dir = Path(tempfile.mkdtemp(prefix="tmux-"))
+        self.base = ["tmux", "-S", str(self.dir / "s")]
         subprocess.run(
             [*self.base, "new-session", "-d", "-s", "t", "-x", "80", "-y", "24", "-c", str(cwd)],
             check=True,
@@ -119,11 +123,12 @@ class Tmux:
 
     def close(self) -> None:
         subprocess.run([*self.base, "kill-server"], capture_output=True, check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture
 def tmux(tmp_path: Path) -> Iterator[Tmux]:
-    term = Tmux(f"wirepool-test-{time.monotonic_ns()}", tmp_path)
+    term = Tmux(tmp_path)
     try:
         yield term
     finally:
