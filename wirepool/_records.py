@@ -108,6 +108,8 @@ class SessionRecord:
         worker = None
         if data.get("worker") is not None:
             w = data["worker"]
+            if not isinstance(w, dict):
+                raise ValueError(f"record has a bad worker: {w!r:.80}")
             fingerprint = w.get("fingerprint")
             worker = WorkerRecord(
                 ProcessIdentity.from_json(w),
