@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import click
@@ -170,8 +171,6 @@ def _reset_records(state: StateDir, keys: set[str]) -> set[str]:
 def logs_action(plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mapping[str, Any]) -> int:
     """A session's log: its last lines, and with ``-f`` what it writes next,
     across rotations.  Works with no supervisor: the log is a file."""
-    from pathlib import Path
-
     from wirepool._tail import follow, last_lines
 
     spec = build(plugin, opts, verb)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from wirepool import _term
+from wirepool._cli_status import _fmt_exit
 from wirepool._client import Client, open_socket
 from wirepool._control import PROTOCOL, decode_line, encode
 from wirepool._format import format_age
@@ -199,8 +200,6 @@ def _row(s: Mapping[str, Any], name: str, now: float) -> Row:
     state = str(s.get("state"))
     live = state in ("running", "adopted", "stopping") and s.get("pid") is not None
     started, nxt = s.get("started_at"), s.get("next_start_at")
-    from wirepool._cli_status import _fmt_exit
-
     return Row(
         name=name,
         key=str(s.get("key") or s.get("name")),
