@@ -23,6 +23,7 @@ from wirepool._logs import (
     LogKeeper,
     exit_mark,
     format_mark,
+    log_file_id,
     open_log,
     open_log_dir,
     open_session_log,
@@ -369,9 +370,7 @@ def test_follow_through_real_keeper_rotations_loses_and_repeats_nothing(
     os.close(fd)
     keeper = LogKeeper(max_bytes=4096, backups=2)
     dir_fd = open_log_dir(logs, create=False)
-    keeper.watch(
-        "s", child.pid, dir_fd, log.name, open_log(dir_fd, log.name, create=False, append=False)
-    )
+    keeper.watch("s", child.pid, dir_fd, log.name, log_file_id(dir_fd, log.name))
     stop = threading.Event()
     got: list[str] = []
     lines = follow(log, lines=0, stop=stop, poll=0.2)  # here: before the first line

@@ -221,6 +221,8 @@ class _PoolCore:
 
         self._slots: dict[str, _Slot] = {}
         self._fd_owner: dict[int, str] = {}
+        #: the pids of the workers watched now, kept by _watch and _unwatch
+        self._worker_pids: set[int] = set()
         self._commands: deque[Command] = deque()
         self._listeners: list[Callable[[Event], None]] = []
         self._lock_fd: int | None = None
@@ -351,8 +353,6 @@ class _PoolCore:
         self._errors_seen.add(key)
         logger.warning(message, *args)
 
-    def _worker_pids(self) -> set[int]:
-        return {s.worker.pid for s in self._slots.values() if s.worker is not None}
 
     def _record_path(self, name: str) -> Path:
         return self.state.records_dir / f"{safe_filename(name)}.json"

@@ -16,9 +16,15 @@ sleeps in ``poll`` on an inotify descriptor watching the log directories for
 once.  When a log has passed ``max_bytes`` it copies the log's tail into a
 new file (at most ``2 * max_bytes``, and only the last ``max_bytes`` of a
 log larger than that, so a 3 GB log costs what a 10 MB one does), truncates
-the live file through its descriptor -- the child's ``O_APPEND`` writes go
-on at the new end -- and then shifts the older copies and renames the new
-one to ``<log>.1``.  It looks at growing logs at most once per
+the live file -- the child's ``O_APPEND`` writes go on at the new end --
+and then shifts the older copies and renames the new one to ``<log>.1``.
+It holds one descriptor per log directory, none per log: it looks at a log
+by name (``fstatat``, no link followed) and opens it only to rotate it, and
+only while the name still is the file the child was given (its device and
+inode, taken when the keeper was told).  A descriptor per log would be one
+more per child in every child's inherited table (each spawn pays to close
+them all: ~1.5 ms per spawn at 5 000 children, measured) and would put ten
+thousand children past a 20 000 descriptor limit.  It looks at growing logs at most once per
 :data:`SETTLE` seconds (a flood costs 200 wake-ups a second, not one per
 write), and copies a log out at most once per :data:`COPY_EVERY` seconds (a
 rotation sooner only truncates: a child that writes more than ``max_bytes``
@@ -75,6 +81,7 @@ __all__ = [
     "LogKeeper",
     "exit_mark",
     "format_mark",
+    "log_file_id",
     "open_log",
     "open_log_dir",
     "open_session_log",
@@ -174,6 +181,13 @@ def open_session_log(path: Path) -> int:
         return open_log(dir_fd, path.name, create=True, append=True)
     finally:
         os.close(dir_fd)
+
+
+def log_file_id(dir_fd: int, name: str) -> tuple[int, int]:
+    """``(st_dev, st_ino)`` of the log ``name`` in ``dir_fd``, not following
+    a link (what :meth:`LogKeeper.watch` is told).  Raises OSError."""
+    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    return st.st_dev, st.st_ino
 
 
 def open_session_log_to_read(path: Path) -> int:
@@ -378,7 +392,7 @@ class _Log:
     token: int
     dir_key: tuple[int, int]
     name: str
-    fd: int
+    file: tuple[int, int]  # (st_dev, st_ino) of the file the child writes
     copied_at: float = float("-inf")  # monotonic time of the last rotated copy
 
 
@@ -389,7 +403,8 @@ class _Dir:
     users: int
 
 
-_Request = tuple[str, str, int, int, str, int]
+_Request = tuple[str, str, int, int, str, tuple[int, int]]
+_NO_FILE = (-1, -1)
 
 
 class LogKeeper:
@@ -436,20 +451,22 @@ class LogKeeper:
         with self._lock:
             return self._closed
 
-    def watch(self, key: str, token: int, dir_fd: int, name: str, fd: int) -> None:
-        """Keep the log ``name`` in directory ``dir_fd``, open as ``fd``,
-        within the bound, under ``key`` (replacing what ``key`` held), and
-        look at it at once.  Takes both descriptors."""
-        self._request(("watch", key, token, dir_fd, name, fd))
+    def watch(self, key: str, token: int, dir_fd: int, name: str, file: tuple[int, int]) -> None:
+        """Keep the log ``name`` in directory ``dir_fd`` within the bound,
+        under ``key`` (replacing what ``key`` held), and look at it at once.
+        ``file``: the ``(st_dev, st_ino)`` of the file the child writes (see
+        :func:`log_file_id`); a file that no longer has the name is left
+        alone.  Takes the descriptor."""
+        self._request(("watch", key, token, dir_fd, name, file))
 
     def forget(self, key: str, token: int) -> None:
         """Stop watching ``key``'s log if ``token`` is still the one watched."""
-        self._request(("forget", key, token, -1, "", -1))
+        self._request(("forget", key, token, -1, "", _NO_FILE))
 
     def check(self, key: str | None = None) -> None:
         """Look at ``key``'s log (every log, for None) soon: a net under an
         event that was lost."""
-        self._request(("check", key or "", 0, -1, "", -1))
+        self._request(("check", key or "", 0, -1, "", _NO_FILE))
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the thread; it closes every descriptor it was given."""
@@ -482,10 +499,9 @@ class LogKeeper:
                     # a sweep's check of ten thousand logs is one write
                     self._poke()
                 return
-        for fd in (request[3], request[5]):
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+        if request[3] >= 0:
+            with contextlib.suppress(OSError):
+                os.close(request[3])
 
     def _poke(self) -> None:
         # Under the lock: the pipe is closed under it, and a write racing
@@ -514,10 +530,9 @@ class LogKeeper:
                 requests, self._requests = self._requests, []
                 self._close_pipe()
             for request in requests:
-                for fd in (request[3], request[5]):
-                    if fd >= 0:
-                        with contextlib.suppress(OSError):
-                            os.close(fd)
+                if request[3] >= 0:
+                    with contextlib.suppress(OSError):
+                        os.close(request[3])
             for key in list(self._logs):
                 self._drop(key)
             if self._ino is not None:
@@ -580,16 +595,15 @@ class LogKeeper:
         with self._lock:
             requests, self._requests = self._requests, []
         due: set[str] = set()
-        for op, key, token, dir_fd, name, fd in requests:
+        for op, key, token, dir_fd, name, file in requests:
             if op == "watch":
                 self._drop(key)
                 try:
                     dir_key = self._add_dir(dir_fd)
                 except OSError as exc:
-                    os.close(fd)
                     self._say_once(f"dir:{exc}", "log keeper: cannot watch {}: {}", name, exc)
                     continue
-                self._logs[key] = _Log(token, dir_key, name, fd)
+                self._logs[key] = _Log(token, dir_key, name, file)
                 self._names[(dir_key, name)] = key
                 due.add(key)
             elif op == "forget":
@@ -633,8 +647,6 @@ class LogKeeper:
         if log is None:
             return
         self._names.pop((log.dir_key, log.name), None)
-        with contextlib.suppress(OSError):
-            os.close(log.fd)
         info = self._dirs[log.dir_key]
         info.users -= 1
         if info.users > 0:
@@ -681,12 +693,35 @@ class LogKeeper:
             # the child writes on before the truncate (measured: 85 MB over
             # the limit at 4 GB/s, 41 MB without); one copy a second keeps
             # a recent stretch beside the live log.
+            st = os.stat(log.name, dir_fd=info.fd, follow_symlinks=False)
+            if st.st_size <= self.max_bytes:
+                return  # the usual look: one system call, nothing opened
+            if (st.st_dev, st.st_ino) != log.file:
+                # Removed or replaced by someone: the child writes on to a
+                # file we can no longer reach by name, and this one is not
+                # its log.  Said once; the next child's log is kept again.
+                self._say_once(
+                    f"moved:{key}:{log.file}",
+                    "log keeper: {} is no longer the file its child writes; not kept to size",
+                    log.name,
+                )
+                return
             now = time.monotonic()
             backups = self.backups if now - log.copied_at >= COPY_EVERY else 0
-            if rotate_open_log(info.fd, log.name, log.fd, self.max_bytes, backups):
+            fd = open_log(info.fd, log.name, create=False, append=False)
+            try:
+                st = os.fstat(fd)
+                if (st.st_dev, st.st_ino) != log.file:  # swapped since the look
+                    return
+                rotated = rotate_open_log(info.fd, log.name, fd, self.max_bytes, backups)
+            finally:
+                os.close(fd)
+            if rotated:
                 self.rotations += 1
                 if backups:
                     log.copied_at = now
+        except FileNotFoundError:
+            return  # removed: see above; a new child makes a new log
         except OSError as exc:
             self._say_once(
                 f"rotate:{key}:{exc.errno}", "log keeper: cannot rotate {}: {}", log.name, exc

@@ -248,12 +248,13 @@ class _Loop(_Operator):
         scan of our children for every exit and SIGCHLD since the last."""
         if not (self._orphans_of or self._reap_due):
             return
-        known = self._worker_pids()
+        known = self._worker_pids
         names, self._orphans_of = self._orphans_of, set()
         self._reap_due = False
-        self._reaper.reap(known)
+        found = self._reaper.scan(known)  # one look at our children for both
+        self._reaper.reap(known, found)
         if names:
-            self._reaper.stop(known, now, names)
+            self._reaper.stop(known, now, names, found)
 
     def _drain_wake(self) -> bool:
         """Empty the wake pipe; whether it held a poke (a zero byte: the

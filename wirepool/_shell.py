@@ -282,6 +282,7 @@ class _SessionShell(_Publisher):
 
     def _watch(self, slot: _Slot, worker: Worker) -> None:
         slot.worker = worker
+        self._worker_pids.add(worker.pid)
         if worker.log_path is not None:
             slot.log_path = worker.log_path  # still shown once the child is gone
         slot.health = None
@@ -316,6 +317,7 @@ class _SessionShell(_Publisher):
             self.spawner.unobserve(slot.session, worker)
         worker.close()
         slot.worker = None
+        self._worker_pids.discard(worker.pid)
         slot.next_probe = None
         slot.probe = None  # what it finds of a gone child is ignored
         slot.started_from, slot.outdated = None, False

@@ -55,6 +55,7 @@ from typing import Any
 from wirepool._log import logger
 from wirepool._logs import (
     LogKeeper,
+    log_file_id,
     open_log,
     open_log_dir,
     open_session_log,
@@ -335,7 +336,7 @@ class Spawner(ABC):
             return
         dir_fd = open_log_dir(path.parent, create=False)
         try:
-            fd = open_log(dir_fd, path.name, create=False, append=False)
+            file = log_file_id(dir_fd, path.name)
         except FileNotFoundError:  # an adopted child whose log is gone: nothing to bound
             os.close(dir_fd)
             return
@@ -344,7 +345,7 @@ class Spawner(ABC):
             raise
         if self._log_keeper is None or self._log_keeper.closed:  # none yet, or it died
             self._log_keeper = LogKeeper(self.log_max_bytes, self.log_backups)
-        self._log_keeper.watch(session.name, worker.pid, dir_fd, path.name, fd)
+        self._log_keeper.watch(session.name, worker.pid, dir_fd, path.name, file)
 
     def unobserve(self, session: Session, worker: Worker) -> None:
         """The pool no longer watches ``worker`` (it exited, or was released)."""
