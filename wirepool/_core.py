@@ -353,7 +353,6 @@ class _PoolCore:
         self._errors_seen.add(key)
         logger.warning(message, *args)
 
-
     def _record_path(self, name: str) -> Path:
         return self.state.records_dir / f"{safe_filename(name)}.json"
 
