@@ -431,3 +431,116 @@ def test_run_owned_by_another_user_is_refused(services: Services, tracker: Track
     assert session["state"] == "ineligible"
     me = "root" if os.getuid() == 0 else str(os.getuid())
     assert session["reason"] == f"run is owned by uid 12345, not {me}"
+
+
+def _pidfds(pid: int) -> list[str]:
+    links = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            continue
+    return [link for link in links if "pidfd" in link]
+
+
+def test_a_supervisor_holds_no_descriptor_per_child_and_restarts_every_exit(
+    services: Services, tracker: Tracker
+) -> None:
+    # `wirepool run` finds its own children's exits by SIGCHLD and waitid:
+    # every descriptor it held was copied into each new child's table and
+    # closed there while the supervisor waited (vfork), a pidfd per child
+    # was most of a spawn's cost at thousands of children.
+    names = [f"s{i}" for i in range(12)]
+    for name in names:
+        services.add(name)
+    sup = tracker.supervisor("servicedir", str(services.root))
+    wait_for(lambda: all_up(services, names))
+    pids = {n: s["pid"] for n, s in status_sessions(services.state_dir).items()}
+    assert _pidfds(sup.proc.pid) == []
+    for name in names[:6]:  # six exits at once: one burst of SIGCHLD
+        os.kill(pids[name], signal.SIGKILL)
+
+    def restarted() -> bool:
+        now = status_sessions(services.state_dir)
+        return all(
+            now[n]["state"] == "running" and now[n]["pid"] not in (None, pids[n]) for n in names[:6]
+        )
+
+    wait_for(restarted)
+    exited = {e["session"]: e["pid"] for e in sup.of("exited")}
+    assert exited == {n: pids[n] for n in names[:6]}  # each exit once, none of the others
+    assert _pidfds(sup.proc.pid) == []
+    assert cli("stop", "servicedir", str(services.root), "--children").returncode == 0
+    assert sup.wait_exit() == 0
+
+
+_FOREIGN_ZOMBIE_POOL = """
+import subprocess, sys
+from pathlib import Path
+from wirepool import CommandSpawner, Session, SessionPool, StaticDiscovery
+
+root = Path(sys.argv[1])
+homes = [Session(name=f"s{i}", home=root / f"s{i}") for i in range(3)]
+for s in homes:
+    s.home.mkdir(parents=True, exist_ok=True)
+# A child of this process that is not the pool's: it exits at once and is
+# never waited for, a zombie the pool must neither reap nor stall behind.
+foreign = subprocess.Popen(["true"])
+print(foreign.pid, flush=True)
+pool = SessionPool(
+    StaticDiscovery(homes),
+    spawner=CommandSpawner(["sleep", "1000"]),
+    state_dir=root / "state",
+    on_exit="stop",
+    durable=False,
+)
+pool.run_forever()
+"""
+
+
+def test_exits_are_found_behind_a_zombie_that_is_not_the_pools(
+    tmp_path: Path, tracker: Tracker
+) -> None:
+    script = tmp_path / "pool.py"
+    script.write_text(_FOREIGN_ZOMBIE_POOL)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    tracker.procs.append(proc)
+    assert proc.stdout is not None
+    foreign = int(proc.stdout.readline())
+    state = tmp_path / "state"
+    names = ["s0", "s1", "s2"]
+
+    def running() -> dict[str, int] | None:
+        try:
+            now = status_sessions(state)
+        except (OSError, ValueError):
+            return None
+        if all(n in now and now[n]["state"] == "running" for n in names):
+            return {n: now[n]["pid"] for n in names}
+        return None
+
+    first = wait_for(running)
+    for pid in first.values():
+        tracker.pids.add(pid)
+    wait_for(lambda: _state(foreign) == "Z")  # the foreign zombie is there, first in line
+    for name in names:
+        os.kill(first[name], signal.SIGKILL)
+    second = wait_for(lambda: (r := running()) and all(r[n] != first[n] for n in names) and r)
+    for pid in second.values():
+        tracker.pids.add(pid)
+    assert _state(foreign) == "Z"  # still there: not the pool's to reap
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    for pid in second.values():
+        wait_for(lambda p=pid: not alive(p))
+
+
+def _state(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            raw = fh.read()
+    except OSError:
+        return None
+    return raw[raw.rfind(b")") + 2 :].split()[0].decode()

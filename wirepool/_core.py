@@ -268,6 +268,11 @@ class _PoolCore:
         # whether a SIGCHLD asked for a reap.
         self._orphans_of: set[str] = set()
         self._reap_due = False
+        # run_forever: our own children are found by SIGCHLD and waitid,
+        # with no exit fd each (see _SessionShell._reap_children); pid ->
+        # session name of each such child.
+        self._reap_by_signal = False
+        self._signal_reaped: dict[int, str] = {}
         self._snapshot = Snapshot({}, os.getpid(), False, 0.0)
         self._generation = 0
         self._errors_seen: set[str] = set()

@@ -287,6 +287,8 @@ class _Loop(_Operator):
                             done.set_exception(exc)
                 case ReapCommand():
                     self._reap_due = True
+                    if self._signal_reaped:
+                        self._reap_children()
 
     def _sweep(self) -> None:
         """The net under the event path: poll a worker with no watched exit
@@ -297,15 +299,18 @@ class _Loop(_Operator):
         # costs about 4 us a child, and an idle pool's CPU is mostly this.
         children = sum(1 for slot in self._slots.values() if slot.worker is not None)
         self._next_sweep = now + self.sweep_interval * max(1.0, children / 5000)
+        if self._signal_reaped:
+            self._reap_children()  # one system call: the net under a lost SIGCHLD
         for slot in list(self._slots.values()):
             worker = slot.worker
             if worker is None:
                 continue
             fd = worker.fileno()
-            # A watched exit fd is level-triggered in the selector: its exit
-            # cannot be missed, and asking the kernel again for each of ten
+            # A watched exit fd is level-triggered in the selector, and a
+            # child found by SIGCHLD is looked for above: neither exit can
+            # be missed, and asking the kernel again for each of ten
             # thousand children was most of an idle pool's CPU.
-            if fd is None or fd not in self._fd_owner:
+            if (fd is None or fd not in self._fd_owner) and worker.pid not in self._signal_reaped:
                 status = worker.poll()
                 if status is not None:
                     self._on_exit(slot, status)

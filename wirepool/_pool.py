@@ -181,6 +181,7 @@ class SessionPool(_Loop):
         # children are its to stop and reap (see wirepool._reaper).
         if self._reaper.enable():
             previous[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, on_signal)
+            self._reap_by_signal = True
         try:
             self._open()
             assert self._wake_w is not None
@@ -194,6 +195,7 @@ class SessionPool(_Loop):
                 signal.set_wakeup_fd(-1)
                 self._signal_wakeup = False
             self._reaper.disable()
+            self._reap_by_signal = False
             self._starting = False
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

@@ -124,6 +124,12 @@ class OrphanReaper:
                 found.append((pid, info[0]))
         return found
 
+    def is_orphan(self, pid: int) -> bool:
+        """Whether our child ``pid`` (not a worker) is an orphan we adopted
+        as the subreaper: not in our own session."""
+        info = _state_and_session(pid) if self.enabled else None
+        return info is not None and info[1] != os.getsid(0)
+
     def reap(self, known: Collection[int], found: list[tuple[int, str]] | None = None) -> int:
         """Collect the orphans that exited (``known``: the pool's workers'
         pids, which their own handles wait for; ``found``: a :meth:`scan`

@@ -144,9 +144,18 @@ class Worker(ABC):
 
 
 class _PopenWorker(Worker):
-    def __init__(self, proc: Any, identity: ProcessIdentity, log_path: Path | None) -> None:
+    """A child of ours.  Its identity (the start time in ``/proc/PID/stat``)
+    is read when first asked for, not at the spawn: read at once, it waited
+    for the child's exec to finish (~0.3 ms a spawn, the kernel holds the
+    task while it execs), while a pool bringing up thousands asks for it
+    after the next spawns.  The child is unreaped until :meth:`poll` reaps
+    it, which reads it first, so the pid cannot name anyone else meanwhile;
+    its identity file (``held``) is finished then too."""
+
+    def __init__(self, proc: Any, log_path: Path | None, held: _HeldFile | None = None) -> None:
         self.proc = proc
-        self.identity = identity
+        self._identity: ProcessIdentity | None = None
+        self._held = held
         self.started_at = time.time()
         self.log_path = log_path
         # The child is unreaped until we poll(), so its pid cannot be reused
@@ -155,10 +164,34 @@ class _PopenWorker(Worker):
         with contextlib.suppress(AttributeError, OSError):
             self._fd = os.pidfd_open(proc.pid)
 
+    @property
+    def pid(self) -> int:
+        return int(self.proc.pid)
+
+    @property
+    def identity(self) -> ProcessIdentity:
+        ident = self._identity
+        if ident is None:
+            pid = self.proc.pid
+            # None: it already exited (a `run` that fails at once): still a
+            # real start, and the zombie keeps the pid ours until we poll.
+            ident = identity_of(pid) or ProcessIdentity(pid, _zombie_start(pid))
+            self._identity = ident
+            held, self._held = self._held, None
+            if held is not None:
+                held.commit(ident)
+        return ident
+
+    @identity.setter
+    def identity(self, ident: ProcessIdentity) -> None:
+        self._identity = ident
+
     def fileno(self) -> int | None:
         return self._fd
 
     def poll(self) -> ExitStatus | None:
+        if self._identity is None and self.proc.returncode is None:
+            self.identity  # noqa: B018 -- read while the zombie still pins the pid
         if self.proc.returncode is None and _exited_unreaped(self.proc.pid):
             # What the child left in its group (a helper it forked) dies with
             # it, or it outlives every later stop: nothing would signal that
@@ -647,14 +680,7 @@ class CommandSpawner(Spawner):
         finally:
             if log_fd is not None:
                 os.close(log_fd)
-        ident = identity_of(proc.pid)
-        if ident is None:
-            # It already exited (e.g. `run` that fails at once): still a
-            # real start; the zombie keeps the pid ours until we poll.
-            ident = ProcessIdentity(proc.pid, _zombie_start(proc.pid))
-        if held is not None:
-            held.commit(ident)
-        return _PopenWorker(proc, ident, log_path)
+        return _PopenWorker(proc, log_path, held)
 
 
 def _zombie_start(pid: int) -> int:
