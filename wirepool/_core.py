@@ -273,6 +273,7 @@ class _PoolCore:
         # session name of each such child.
         self._reap_by_signal = False
         self._signal_reaped: dict[int, str] = {}
+        self._reap_more = False  # more exits may wait: look again after the pass
         self._snapshot = Snapshot({}, os.getpid(), False, 0.0)
         self._generation = 0
         self._errors_seen: set[str] = set()

@@ -99,6 +99,8 @@ CATCH_UP = 64 * 1024
 POLL = 1.0
 #: a log is copied out at most this often; a rotation sooner only truncates
 COPY_EVERY = 1.0
+#: seconds the keeper lets requests gather after the first wakes it
+BATCH = 0.02
 
 
 def open_log_dir(directory: Path, *, create: bool) -> int:
@@ -557,6 +559,12 @@ class LogKeeper:
                 woken = {fd for fd, _ in ready}
                 due: set[str] = set()
                 if self._wake_r in woken:  # a request comes with a poke
+                    # Take them in batches: a pool bringing up thousands
+                    # asks once a spawn, and a thread woken for each one
+                    # took the interpreter lock from the loop each time --
+                    # a wait for a core, when the children's execs hold
+                    # both.  A log is looked at a little later, never less.
+                    time.sleep(BATCH)
                     with contextlib.suppress(OSError):
                         while os.read(self._wake_r, 4096):
                             pass

@@ -163,8 +163,8 @@ class _Loop(_Operator):
         self._handle_commands()
 
     def _timeout(self) -> float | None:
-        if self._commands:
-            return 0.0  # posted before the wake pipe could say so
+        if self._commands or self._reap_more:
+            return 0.0  # posted before the wake pipe could say so; exits to look for
         if self._draining:
             # The stop runs on real time (a test's mock clock may stand
             # still), and looks again five times a second: only while
@@ -267,6 +267,7 @@ class _Loop(_Operator):
         return poked
 
     def _handle_commands(self) -> None:
+        reap = False
         while self._commands:
             command = self._commands.popleft()
             if not isinstance(command, ReapCommand):
@@ -287,8 +288,10 @@ class _Loop(_Operator):
                             done.set_exception(exc)
                 case ReapCommand():
                     self._reap_due = True
-                    if self._signal_reaped:
-                        self._reap_children()
+                    reap = True
+        if self._signal_reaped and (reap or self._reap_more):
+            # The first exit now, the rest after its restart (see _reap_children)
+            self._reap_more = self._reap_children(budget=None if self._reap_more else 1)
 
     def _sweep(self) -> None:
         """The net under the event path: poll a worker with no watched exit

@@ -400,22 +400,27 @@ class _SessionShell(_Publisher):
             return
         self._on_exit(slot, status)
 
-    def _reap_children(self) -> None:
-        """After a SIGCHLD: finish every child of ours that exited, oldest
-        first, by ``waitid(P_ALL, WNOWAIT)`` -- which names one waitable
-        child without reaping it -- one system call per exit instead of a
+    def _reap_children(self, budget: int | None = None) -> bool:
+        """After a SIGCHLD: finish every child of ours that exited (at most
+        ``budget`` of them), oldest first, by ``waitid(P_ALL, WNOWAIT)`` --
+        which names one waitable child without reaping it -- instead of a
         descriptor per child.  An orphan's zombie found on the way is reaped
         (ours as the subreaper); a zombie that is another's to reap (a
         worker watched by its exit fd, a child of another thread of this
         process) would be named again and again, so then the children are
-        asked one by one."""
-        for _ in range(len(self._signal_reaped) + 64):  # bounded, come what may
+        asked one by one.  True: the budget ran out, more may wait.
+
+        Each call is a walk of the kernel over all our children (~0.2 ms a
+        thousand): the loop takes the first exit alone and looks for more
+        after its restart, so a restart waits for one walk, not two."""
+        limit = len(self._signal_reaped) + 64 if budget is None else budget
+        for _ in range(limit):  # bounded, come what may
             try:
                 found = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
             except ChildProcessError:
-                return
+                return False
             if found is None:
-                return
+                return False
             pid = found.si_pid
             name = self._signal_reaped.get(pid)
             slot = self._slots.get(name) if name is not None else None
@@ -423,14 +428,15 @@ class _SessionShell(_Publisher):
                 status = slot.worker.poll()
                 if status is None:  # waitable a moment ago: someone else reaped it
                     self._reap_children_by_pid()
-                    return
+                    return False
                 self._on_exit(slot, status)
             elif pid not in self._worker_pids and self._reaper.is_orphan(pid):
                 with contextlib.suppress(ChildProcessError, OSError):
                     os.waitpid(pid, os.WNOHANG)
             else:
                 self._reap_children_by_pid()
-                return
+                return False
+        return True
 
     def _reap_children_by_pid(self) -> None:
         for pid, name in list(self._signal_reaped.items()):
