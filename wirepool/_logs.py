@@ -552,9 +552,8 @@ class LogKeeper:
         while True:
             polled = [d for d, info in self._dirs.items() if info.wd is None]
             ready = poller.poll(self.poll * 1000 if polled else None)
-            with self._lock:
-                if self._closed:
-                    return
+            if self._stopped():
+                return
             try:
                 woken = {fd for fd, _ in ready}
                 due: set[str] = set()
@@ -568,6 +567,8 @@ class LogKeeper:
                     with contextlib.suppress(OSError):
                         while os.read(self._wake_r, 4096):
                             pass
+                    if self._stopped():  # its poke was drained with the rest
+                        return
                     due = self._apply_requests()
                 grew: set[str] = set()
                 if ino_fd in woken:
@@ -586,6 +587,10 @@ class LogKeeper:
             except Exception as exc:  # never die of one bad pass: say so once, go on
                 self._say_once(f"pass:{type(exc).__name__}:{exc}", "log keeper: {}", exc)
                 time.sleep(0.1)
+
+    def _stopped(self) -> bool:
+        with self._lock:
+            return self._closed
 
     def _open_inotify(self) -> int | None:
         if _inotify is None:
