@@ -111,9 +111,16 @@ def open_log_dir(directory: Path, *, create: bool) -> int:
     ``<session>.log.1`` as a link to any file (truncated and copied out by a
     rotation, as root) and can swap a checked name for another at will; no
     care inside such a directory is enough, so it is not used at all."""
-    if create:
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+    try:
+        fd = os.open(directory, flags)
+    except FileNotFoundError:
+        if not create:
+            raise
+        # Made only when missing: a mkdir that fails with EEXIST on every
+        # spawn and mark is a system call and an exception for nothing.
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = os.open(directory, flags)
     try:
         st = os.fstat(fd)
         euid = os.geteuid()
@@ -450,8 +457,7 @@ class LogKeeper:
     @property
     def closed(self) -> bool:
         """Closed, or its thread ended: it keeps nothing any more."""
-        with self._lock:
-            return self._closed
+        return self._stopped()
 
     def watch(self, key: str, token: int, dir_fd: int, name: str, file: tuple[int, int]) -> None:
         """Keep the log ``name`` in directory ``dir_fd`` within the bound,

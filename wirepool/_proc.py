@@ -61,9 +61,12 @@ class ProcessIdentity:
 def stat_fields(pid: int) -> list[bytes] | None:
     """The fields of ``/proc/PID/stat`` from the state on (field 3: state,
     4: ppid, 6: session, 22: start time are items 0, 1, 3 and 19), or None."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            raw = fh.read()
+    try:  # os.open, not open(): no buffer, no isatty and seek (a spawn reads it)
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            raw = os.read(fd, 4096)
+        finally:
+            os.close(fd)
     except OSError:
         return None
     # comm (field 2) may hold spaces and parentheses: split after the last ')'.

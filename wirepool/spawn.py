@@ -680,6 +680,8 @@ class CommandSpawner(Spawner):
         finally:
             if log_fd is not None:
                 os.close(log_fd)
+        if held is not None:
+            held.spawned()
         return _PopenWorker(proc, log_path, held)
 
 
@@ -770,19 +772,26 @@ class _HeldFile:
     named ``<pid>.held``, records the pid, start time and boot for the
     child that sheds both the variables and the descriptor."""
 
-    __slots__ = ("child_fd", "fd", "marker_dir", "tmp")
+    __slots__ = ("child_fd", "env", "fd", "marker_dir", "tmp")
 
-    def __init__(self, marker_dir: Path, tmp: Path, fd: int, child_fd: int) -> None:
+    def __init__(
+        self, marker_dir: Path, tmp: Path, fd: int, child_fd: int, env: Mapping[str, str]
+    ) -> None:
         self.marker_dir, self.tmp, self.fd, self.child_fd = marker_dir, tmp, fd, child_fd
+        self.env = env
 
     @classmethod
     def create(cls, marker_dir: Path | None, env: Mapping[str, str]) -> _HeldFile | None:
         if marker_dir is None:
             return None
+        tmp = marker_dir / f".held-{os.getpid()}-{time.monotonic_ns()}.tmp"
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
-            marker_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            tmp = marker_dir / f".held-{os.getpid()}-{time.monotonic_ns()}.tmp"
-            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                fd = os.open(tmp, flags, 0o600)
+            except FileNotFoundError:  # the first child (or the directory was removed)
+                marker_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+                fd = os.open(tmp, flags, 0o600)
         except OSError as exc:
             logger.warning("cannot make a child's identity file in {}: {}", marker_dir, exc)
             return None
@@ -796,13 +805,19 @@ class _HeldFile:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             return None
-        return cls(marker_dir, tmp, fd, child_fd)
+        return cls(marker_dir, tmp, fd, child_fd, env)
+
+    def spawned(self) -> None:
+        """The child has its copy of the read-only descriptor: ours goes."""
+        if self.child_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.child_fd)
+            self.child_fd = -1
 
     def commit(self, ident: ProcessIdentity) -> None:
         try:
-            os.close(self.child_fd)
-            env = json.loads(os.pread(self.fd, SMALL_STATE_LIMIT, 0))
-            data = _held_bytes(env, ident)
+            self.spawned()
+            data = _held_bytes(self.env, ident)
             os.pwrite(self.fd, data, 0)
             os.ftruncate(self.fd, len(data))
             os.replace(self.tmp, self.marker_dir / f"{ident.pid}{HELD_SUFFIX}")
@@ -813,8 +828,9 @@ class _HeldFile:
 
     def discard(self) -> None:
         for fd in (self.fd, self.child_fd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
         with contextlib.suppress(OSError):
             self.tmp.unlink()
 
