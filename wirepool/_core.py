@@ -274,6 +274,8 @@ class _PoolCore:
         self._reap_by_signal = False
         self._signal_reaped: dict[int, str] = {}
         self._reap_more = False  # more exits may wait: look again after the pass
+        self._last_orphan_scan = float("-inf")  # real time
+        self._orphan_scan_due: float | None = None  # the pool's clock
         self._snapshot = Snapshot({}, os.getpid(), False, 0.0)
         self._generation = 0
         self._errors_seen: set[str] = set()

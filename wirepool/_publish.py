@@ -52,10 +52,12 @@ class _Publisher(_PoolCore):
             return
         # Real time, not the pool's clock: this throttles CPU, and a mock
         # clock that stands still must not stop the snapshots.
-        # The pause scales with the pool (the work does): a small pool
-        # publishes at once, a thousand sessions at most ten times a second.
+        # The pause scales with the pool (the work does, ~1 us a session):
+        # a small pool publishes at once, a thousand sessions at most ten
+        # times a second, ten thousand once a second.
         real = time.monotonic()
-        pause = min(self.publish_interval, len(self._slots) * 1e-4)
+        size = len(self._slots)
+        pause = min(self.publish_interval * max(1.0, size / 1000), size * 1e-4)
         wait = self._last_publish + pause - real
         if not force and wait > 0:
             self._publish_due = self.clock.monotonic() + wait
@@ -81,7 +83,10 @@ class _Publisher(_PoolCore):
         exit was a third of the supervisor's CPU."""
         if not self._status_file_dirty:
             return
-        wait = self._last_status_write + self.status_interval - real
+        # Past 2 500 sessions a write costs more (the parts that changed
+        # are encoded whole, ~40 ms at ten thousand), and is spread out.
+        scale = max(1.0, len(self._slots) / 2500)
+        wait = self._last_status_write + self.status_interval * scale - real
         if not force and wait > 0:
             due = self.clock.monotonic() + wait
             if self._publish_due is None or due < self._publish_due:
