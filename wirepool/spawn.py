@@ -102,6 +102,10 @@ class Worker(ABC):
     (:meth:`fileno`; None means "poll me"), how it ended (:meth:`poll`) and
     how to stop it."""
 
+    # A subclass without __slots__ has its __dict__ as always; one with them
+    # (a pool keeps one worker per child) costs no dict.
+    __slots__ = ()
+
     identity: ProcessIdentity
     started_at: float  # wall clock, for uptime in status
     log_path: Path | None = None
@@ -144,16 +148,28 @@ class Worker(ABC):
 
 
 class _PopenWorker(Worker):
-    """A child of ours.  Its identity (the start time in ``/proc/PID/stat``)
-    is read when first asked for, not at the spawn: read at once, it waited
-    for the child's exec to finish (~0.3 ms a spawn, the kernel holds the
-    task while it execs), while a pool bringing up thousands asks for it
-    after the next spawns.  The child is unreaped until :meth:`poll` reaps
-    it, which reads it first, so the pid cannot name anyone else meanwhile;
-    its identity file (``held``) is finished then too."""
+    """A child of ours, spawned by ``subprocess.Popen`` and then waited for
+    by its pid alone: the ``Popen`` object (with its arguments, ~0.7 KB a
+    child, 7 MB at ten thousand) is not kept.
+
+    Its identity (the start time in ``/proc/PID/stat``) is read when first
+    asked for, not at the spawn: read at once, it waited for the child's
+    exec to finish (~0.3 ms a spawn, the kernel holds the task while it
+    execs), while a pool bringing up thousands asks for it after the next
+    spawns.  The child is unreaped until :meth:`poll` reaps it, which reads
+    it first, so the pid cannot name anyone else meanwhile; its identity
+    file (``held``) is finished then too."""
+
+    __slots__ = ("_ended", "_fd", "_held", "_identity", "_pid", "log_path", "started_at")
 
     def __init__(self, proc: Any, log_path: Path | None, held: _HeldFile | None = None) -> None:
-        self.proc = proc
+        self._pid: int = proc.pid
+        # From here the child is ours to wait for.  A Popen dropped while
+        # its child runs goes on subprocess's list of the unwaited, whose
+        # next Popen reaps it behind our back and loses how it ended: a set
+        # returncode keeps it off that list (its child is not reaped).
+        proc.returncode = 0
+        self._ended: ExitStatus | None = None
         self._identity: ProcessIdentity | None = None
         self._held = held
         self.started_at = time.time()
@@ -162,17 +178,17 @@ class _PopenWorker(Worker):
         # yet: opening the pidfd here cannot race.
         self._fd: int | None = None
         with contextlib.suppress(AttributeError, OSError):
-            self._fd = os.pidfd_open(proc.pid)
+            self._fd = os.pidfd_open(self._pid)
 
     @property
     def pid(self) -> int:
-        return int(self.proc.pid)
+        return self._pid
 
     @property
     def identity(self) -> ProcessIdentity:
         ident = self._identity
         if ident is None:
-            pid = self.proc.pid
+            pid = self._pid
             # None: it already exited (a `run` that fails at once): still a
             # real start, and the zombie keeps the pid ours until we poll.
             ident = identity_of(pid) or ProcessIdentity(pid, _zombie_start(pid))
@@ -190,26 +206,38 @@ class _PopenWorker(Worker):
         return self._fd
 
     def poll(self) -> ExitStatus | None:
-        if self._identity is None and self.proc.returncode is None:
+        if self._ended is not None:
+            return self._ended
+        if self._identity is None:
             self.identity  # noqa: B018 -- read while the zombie still pins the pid
-        if self.proc.returncode is None and _exited_unreaped(self.proc.pid):
+        if _exited_unreaped(self._pid):
             # What the child left in its group (a helper it forked) dies with
             # it, or it outlives every later stop: nothing would signal that
             # group again.  Safe only before reaping: the zombie pins its pid,
             # so the group id cannot yet name anyone else's processes.
-            _kill_leftover_group(self.proc.pid)
-        rc = self.proc.poll()
-        return None if rc is None else ExitStatus.from_returncode(rc)
+            _kill_leftover_group(self._pid)
+        try:
+            pid, status = os.waitpid(self._pid, os.WNOHANG)
+        except ChildProcessError:
+            # Reaped by someone else (a stray waitpid(-1) in a plugin): it
+            # ended, and how is lost.
+            self._ended = ExitStatus()
+            return self._ended
+        if pid == 0:
+            return None
+        self._ended = ExitStatus.from_wait_status(status)
+        return self._ended
 
     def send_signal(self, sig: int) -> bool:
-        if self.proc.returncode is not None:
+        if self._ended is not None:
             return False
         try:
-            os.killpg(self.proc.pid, sig)
+            os.killpg(self._pid, sig)
         except ProcessLookupError:
             return False
         except PermissionError:
-            self.proc.send_signal(sig)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, sig)
         return True
 
     def close(self) -> None:
