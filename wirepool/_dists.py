@@ -48,7 +48,8 @@ def _directories(path: list[str]) -> Iterator[tuple[str, str]]:
         if os.path.basename(root).lower().endswith(".egg"):
             raise _Unusual
         # importlib.metadata groups a directory's entries by normalized name, in the order
-        # each name first appears, and drops a later entry whose stem repeats an earlier one.
+        # each name first appears, and drops a later entry whose name repeats an earlier one:
+        # the name before the first "-" as spelled (3.11), normalized (3.12 on).
         groups: dict[str, list[str]] = {}
         for child in children:
             low = child.lower()
@@ -61,8 +62,9 @@ def _directories(path: list[str]) -> Iterator[tuple[str, str]]:
         for name, group in groups.items():
             for child in group:
                 stem = os.path.splitext(child)[0].partition("-")[0]
-                if stem not in seen:
-                    seen.add(stem)
+                key = _normalize(stem) if sys.version_info >= (3, 12) else stem
+                if key not in seen:
+                    seen.add(key)
                     yield name, os.path.join(root, child)
 
 
