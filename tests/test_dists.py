@@ -49,6 +49,17 @@ def test_it_agrees_with_importlib_metadata_on_this_interpreter() -> None:
     )
 
 
+@pytest.fixture(autouse=True)
+def _reader_imported() -> None:
+    """What importlib.metadata imports to read metadata (lazily, on 3.13),
+    imported while the standard library is still on ``sys.path``."""
+    assert importlib.metadata.distribution("pytest").metadata["Name"] == "pytest"
+
+
+def _only(monkeypatch: pytest.MonkeyPatch, *path: Path) -> None:
+    monkeypatch.setattr(sys, "path", [str(p) for p in path])
+
+
 def _dist(where: Path, dirname: str, metadata: str | None, entry_points: str | None) -> None:
     dist = where / dirname
     dist.mkdir(parents=True)
@@ -70,21 +81,22 @@ def test_shadowing_spelling_and_sections_as_importlib_metadata_has_them(
     )
     _dist(
         second,
-        "foo_bar-2.0.dist-info",  # the same stem as nothing before it: listed too
+        "foo_bar-2.0.dist-info",  # shadowed by Foo_Bar from 3.12 on, listed too before
         "Name: foo_bar\nVersion: 2.0\n",
-        "[demo.group]\nalpha = two.mod:Alpha\nbeta = two.mod:Beta [extra]\n",
+        "[demo.group]\nalpha = two.mod:Alpha\ndelta = two.mod:Delta\n",
     )
+    _dist(second, "zeta-1.0.dist-info", "Name: zeta\nVersion: 1\n", "[demo.group]\nbeta=z:B [x]\n")
     _dist(second, "Foo_Bar-3.0.dist-info", "Name: Foo_Bar\nVersion: 3.0\n", "[demo.group]\n")
     _dist(second, "legacy.egg-info", "Name: legacy\nVersion: 0.5\n", "[demo.group]\ngamma=g:G\n")
     _dist(second, "bare-1.0.dist-info", None, None)
     (second / "single-1.0.egg-info").write_text("Name: single\nVersion: 1.0\n")
-    monkeypatch.setattr(sys, "path", [str(first), str(tmp_path / "missing"), str(second)])
+    _only(monkeypatch, first, tmp_path / "missing", second)
     _agree(
         {"demo.group", "other"},
-        {"foo-bar", "Foo_Bar", "foo.bar", "legacy", "bare", "single", "nothing"},
+        {"foo-bar", "Foo_Bar", "foo.bar", "zeta", "legacy", "bare", "single", "nothing"},
     )
     assert _dists.entry_point("demo.group", "alpha") == "one.mod:Alpha"
-    assert _dists.entry_point("demo.group", "beta") == "two.mod:Beta [extra]"
+    assert _dists.entry_point("demo.group", "beta") == "z:B [x]"
     assert _dists.metadata_version("foo-bar") == "1.0"
 
 
@@ -96,11 +108,11 @@ def test_what_only_importlib_metadata_reads_is_left_to_it(
     archive = tmp_path / "dists.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("zipped-1.0.dist-info/METADATA", "Name: zipped\nVersion: 1.0\n")
-    monkeypatch.setattr(sys, "path", [str(archive), str(plain)])
+    _only(monkeypatch, archive, plain)
     assert _dists.entry_point("demo.group", "ok") is None
     assert _dists.metadata_version("ok") is None
     assert importlib.metadata.version("zipped") == "1.0"  # which is why
-    monkeypatch.setattr(sys, "path", [str(plain)])
+    _only(monkeypatch, plain)
     assert _dists.entry_point("demo.group", "ok") == "ok:Ok"
     (plain / "ok-1.0.dist-info" / "entry_points.txt").write_text("[demo.group]\nnot a pair\n")
     assert _dists.entry_point("demo.group", "ok") is None
