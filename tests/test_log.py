@@ -87,7 +87,7 @@ def test_the_library_is_disabled_until_enabled_whoever_imports_loguru() -> None:
 # What start-up leaves for later (each costs milliseconds of `wirepool run`'s
 # way to its first child): loguru until then, tenacity until a rapid failure,
 # multiprocess until a Python worker, importlib.metadata (with email and
-# zipfile) for good (wirepool._dists), the metrics and the other verbs' modules.
+# zipfile) for good (wirepool._dists), the metrics until asked for.
 LATER = (
     "loguru",
     "tenacity",
@@ -100,9 +100,6 @@ LATER = (
     "rich",
     "psutil",
     "wirepool._metrics",
-    "wirepool._client",
-    "wirepool._cli_status",
-    "wirepool._cli_verbs",
 )
 
 

@@ -28,7 +28,6 @@ Exit codes (stable; scripts may rely on them):
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sys
@@ -49,23 +48,24 @@ from wirepool._cli_common import (
     state_dir_option,
 )
 from wirepool._cli_run import run_action, run_params, stop_action, stop_params
+from wirepool._cli_status import _fmt_exit, read_status, render_table, status_action
+from wirepool._cli_verbs import (
+    down_action,
+    events_action,
+    logs_action,
+    reset_action,
+    restart_action,
+    signal_action,
+    top_action,
+    up_action,
+)
 from wirepool._log import logger
 from wirepool._version import version
 from wirepool.errors import PluginError, UnsafeStateDirError
 from wirepool.plugin import Plugin, find_plugins, is_run_only, load_plugin
 
-if TYPE_CHECKING:
-    from wirepool._cli_status import _fmt_exit, read_status, render_table
-
 # what tests and the demo import from here
 __all__ = ["_fmt_exit", "entry", "main", "read_status", "render_table"]
-
-
-def __getattr__(name: str) -> object:
-    # status's module is imported when asked for (see _later)
-    if name in ("_fmt_exit", "read_status", "render_table"):
-        return getattr(importlib.import_module("wirepool._cli_status"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def configure_logging(verbosity: int) -> None:
@@ -129,18 +129,6 @@ def main(verbose: int, quiet: bool) -> None:
 # ----------------------------------------------------------- plugin commands
 
 Action = Callable[[Plugin, str, Mapping[str, Any], Mapping[str, Any]], int]
-
-
-def _later(module: str, name: str) -> Action:
-    """The action ``name`` of ``wirepool.<module>``, imported when its verb
-    runs: ``wirepool run`` needs none of the other verbs' modules (the control
-    client, name matching, formatting) before its first child."""
-
-    def action(plugin: Plugin, cmd: str, opts: Mapping[str, Any], verb: Mapping[str, Any]) -> int:
-        found: Action = getattr(importlib.import_module(f"wirepool.{module}"), name)
-        return found(plugin, cmd, opts, verb)
-
-    return action
 
 
 class PluginGroup(click.Group):
@@ -357,7 +345,7 @@ _verb(
 )
 _verb(
     "status",
-    _later("_cli_status", "status_action"),
+    status_action,
     lambda: [
         _sessions_arg(required=False),
         state_dir_option(),
@@ -379,7 +367,7 @@ _verb(
 )
 _verb(
     "restart",
-    _later("_cli_verbs", "restart_action"),
+    restart_action,
     lambda: [
         _sessions_arg(),
         state_dir_option(),
@@ -394,7 +382,7 @@ _verb(
 )
 _verb(
     "down",
-    _later("_cli_verbs", "down_action"),
+    down_action,
     lambda: [_sessions_arg(), state_dir_option(), json_option()],
     "wirepool down PLUGIN [options] SESSION...",
     "Hold sessions of the {plugin} pool down: their children are stopped and none is "
@@ -402,14 +390,14 @@ _verb(
 )
 _verb(
     "up",
-    _later("_cli_verbs", "up_action"),
+    up_action,
     lambda: [_sessions_arg(), state_dir_option(), json_option()],
     "wirepool up PLUGIN [options] SESSION...",
     "Let sessions of the {plugin} pool held down run again.",
 )
 _verb(
     "signal",
-    _later("_cli_verbs", "signal_action"),
+    signal_action,
     lambda: [
         _session_arg(),
         click.Argument(["sig"], metavar="SIGNAL"),
@@ -421,7 +409,7 @@ _verb(
 )
 _verb(
     "reset",
-    _later("_cli_verbs", "reset_action"),
+    reset_action,
     lambda: [
         _sessions_arg(required=False),
         state_dir_option(),
@@ -439,7 +427,7 @@ _verb(
 )
 _verb(
     "logs",
-    _later("_cli_verbs", "logs_action"),
+    logs_action,
     lambda: [
         _session_arg(),
         state_dir_option(),
@@ -454,7 +442,7 @@ _verb(
 )
 _verb(
     "top",
-    _later("_cli_verbs", "top_action"),
+    top_action,
     lambda: [state_dir_option()],
     "wirepool top PLUGIN [options]",
     "A live view of the running {plugin} supervisor: sessions by state, problems first, "
@@ -463,7 +451,7 @@ _verb(
 )
 _verb(
     "events",
-    _later("_cli_verbs", "events_action"),
+    events_action,
     lambda: [state_dir_option(), json_option("One JSON object per event (as run --json).")],
     "wirepool events PLUGIN [options] [--json]",
     "Stream the running {plugin} supervisor's events until it stops.",
