@@ -21,7 +21,9 @@ Usage:  .venv/bin/python benchmarks/bench_startup.py [--runs 15] [--checkout DIR
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import signal
 import statistics
 import subprocess
@@ -32,13 +34,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 RUN = '#!/bin/bash\nprintf "%s" "$EPOCHREALTIME" > ../../stamp\nexec sleep 1000\n'
-# Python alone: start the same child; on SIGTERM kill it and exit (not waiting
-# in the handler: the interrupted wait holds the Popen's lock)
+# Python alone: start the same child (in its process group, killed with it below)
 BARE = (
-    "import os, signal, subprocess, sys\n"
-    "child = subprocess.Popen(['./run'], cwd=os.path.join(sys.argv[1], 'a'))\n"
-    "signal.signal(signal.SIGTERM, lambda *_: (child.kill(), os._exit(0)))\n"
-    "child.wait()\n"
+    "import os, subprocess, sys\n"
+    "subprocess.Popen(['./run'], cwd=os.path.join(sys.argv[1], 'a')).wait()\n"
 )
 
 
@@ -80,6 +79,8 @@ def first_spawn(checkout: Path, argv_for: Callable[[Path, Path], list[str]]) -> 
             except subprocess.TimeoutExpired:
                 proc.kill()  # its session's children go with --on-exit stop
                 proc.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # the bare Python's child
 
 
 def python_pass(checkout: Path) -> float:
