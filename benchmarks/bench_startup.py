@@ -11,25 +11,46 @@ are medians over ``--runs`` runs; compiled bytecode is used when it can be
 written (``python -m compileall wirepool plugins`` first when
 ``PYTHONDONTWRITEBYTECODE`` is set).
 
+The floor, measured the same way with the checkout's interpreter: ``python -c pass``
+from exec to exit, and from exec to the first child of a ``python -c`` that only starts
+the same ``run`` (no wirepool, no click).
+
 Usage:  .venv/bin/python benchmarks/bench_startup.py [--runs 15] [--checkout DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 RUN = '#!/bin/bash\nprintf "%s" "$EPOCHREALTIME" > ../../stamp\nexec sleep 1000\n'
+# Python alone: start the same child (in its process group, killed with it below)
+BARE = (
+    "import os, subprocess, sys\n"
+    "subprocess.Popen(['./run'], cwd=os.path.join(sys.argv[1], 'a')).wait()\n"
+)
 
 
-def first_spawn(checkout: Path) -> float:
+def wirepool_argv(checkout: Path, root: Path) -> list[str]:
+    wirepool = str(checkout / ".venv/bin/wirepool")
+    return [wirepool, "-q", "run", "servicedir", str(root), "--on-exit", "stop"]
+
+
+def bare_argv(checkout: Path, root: Path) -> list[str]:
+    return [str(checkout / ".venv/bin/python"), "-c", BARE, str(root)]
+
+
+def first_spawn(checkout: Path, argv_for: Callable[[Path, Path], list[str]]) -> float:
     with tempfile.TemporaryDirectory(prefix="wirepool-startup-") as tmp:
         root = Path(tmp) / "root"
         (root / "a").mkdir(parents=True)
@@ -37,10 +58,9 @@ def first_spawn(checkout: Path) -> float:
         run.write_text(RUN)
         run.chmod(0o755)
         stamp = Path(tmp) / "stamp"
-        argv = [str(checkout / ".venv/bin/wirepool"), "-q", "run", "servicedir", str(root)]
         t0 = time.time()
         proc = subprocess.Popen(
-            [*argv, "--on-exit", "stop"],
+            argv_for(checkout, root),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -59,6 +79,15 @@ def first_spawn(checkout: Path) -> float:
             except subprocess.TimeoutExpired:
                 proc.kill()  # its session's children go with --on-exit stop
                 proc.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # the bare Python's child
+
+
+def python_pass(checkout: Path) -> float:
+    t0 = time.perf_counter()
+    # no timeout: with one, the wait polls (0.5 ms doubling to 50 ms), adding up to 31 ms
+    subprocess.run([str(checkout / ".venv/bin/python"), "-c", "pass"], check=True)
+    return time.perf_counter() - t0
 
 
 def import_us(checkout: Path) -> int:
@@ -78,8 +107,17 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--checkout", type=Path, default=Path(__file__).resolve().parent.parent)
     args = ap.parse_args()
-    spawn = [first_spawn(args.checkout) for _ in range(args.runs)]
+    spawn = [first_spawn(args.checkout, wirepool_argv) for _ in range(args.runs)]
     imports = [import_us(args.checkout) for _ in range(args.runs)]
+    bare = [first_spawn(args.checkout, bare_argv) for _ in range(args.runs)]
+    passes = [python_pass(args.checkout) for _ in range(args.runs)]
+
+    def ms(seconds: list[float]) -> dict[str, float]:
+        return {
+            "median": round(statistics.median(seconds) * 1000, 1),
+            "min": round(min(seconds) * 1000, 1),
+        }
+
     out = {
         "checkout": str(args.checkout),
         "runs": args.runs,
@@ -91,6 +129,8 @@ def main() -> int:
             "median": round(statistics.median(imports) / 1000, 1),
             "min": round(min(imports) / 1000, 1),
         },
+        "floor_python_exec_to_first_spawn_ms": ms(bare),
+        "floor_python_c_pass_ms": ms(passes),
     }
     print(json.dumps(out))
     return 0

@@ -84,12 +84,64 @@ def test_the_library_is_disabled_until_enabled_whoever_imports_loguru() -> None:
     assert done.stdout.strip() == "['shown']"
 
 
-def test_importing_the_cli_imports_neither_loguru_nor_tenacity() -> None:
-    code = (
-        "import sys, wirepool.cli\n"
-        "print(sorted(m for m in ('loguru', 'tenacity', 'asyncio', 'multiprocess')"
-        " if m in sys.modules))"
-    )
+# What start-up leaves for later (each costs milliseconds of `wirepool run`'s
+# way to its first child): loguru until then, tenacity until a rapid failure,
+# multiprocess until a Python worker, importlib.metadata (with email and
+# zipfile) for good (wirepool._dists), the metrics until asked for.
+LATER = (
+    "loguru",
+    "tenacity",
+    "asyncio",
+    "multiprocess",
+    "importlib.metadata",
+    "email",
+    "zipfile",
+    "prometheus_client",
+    "rich",
+    "psutil",
+    "wirepool._metrics",
+)
+
+
+def test_importing_the_cli_imports_none_of_what_start_up_leaves_for_later() -> None:
+    code = f"import sys, wirepool.cli\nprint(sorted(m for m in {LATER!r} if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+FIRST_SPAWN = r"""
+import json, os, signal, sys
+seen = []
+
+
+def at_spawn(event, args):
+    if event == "subprocess.Popen" and not seen:
+        seen.append(sorted(m for m in LATER if m in sys.modules))
+        print(json.dumps(seen[0]), flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)  # handled by the loop: a clean stop
+
+
+sys.addaudithook(at_spawn)
+from wirepool.cli import entry
+
+sys.argv = ["wirepool", "-q", "run", "servicedir", sys.argv[1], "--state-dir", sys.argv[2],
+            "--on-exit", "stop"]
+entry()
+"""
+
+
+def test_wirepool_run_reaches_its_first_child_without_them(tmp_path: Path) -> None:
+    service = tmp_path / "root" / "a"
+    service.mkdir(parents=True)
+    (service / "run").write_text("#!/bin/sh\nexec sleep 60\n")
+    (service / "run").chmod(0o755)
+    code = f"LATER = {LATER!r}\n{FIRST_SPAWN}"
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "root"), str(tmp_path / "state")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "[]", done.stdout + done.stderr

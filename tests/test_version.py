@@ -41,6 +41,7 @@ def _without_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
         raise importlib.metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr(importlib.metadata, "version", missing)
+    monkeypatch.setattr(_version, "metadata_version", lambda name: None)  # its fast path
 
 
 def test_without_metadata_the_pyproject_beside_the_package_says_it(

@@ -21,7 +21,6 @@ from wirepool._proc import ProcessIdentity
 from wirepool._session import Phase
 from wirepool._status import SessionStatus, Snapshot
 from wirepool._types import ExitStatus, Session, Verdict
-from wirepool._version import VERSION as __version__
 from wirepool.discovery import DirectoryScan, Discovery, StaticDiscovery
 from wirepool.eligibility import (
     ActiveWithin,
@@ -58,6 +57,8 @@ _log.disable_until_enabled("wirepool")
 if TYPE_CHECKING:
     from wirepool._client import Client
 
+    __version__: str
+
 
 def __getattr__(name: str) -> object:
     # The control socket's client: not needed to supervise, so not imported
@@ -66,6 +67,10 @@ def __getattr__(name: str) -> object:
         from wirepool._client import Client
 
         return Client
+    if name == "__version__":  # importlib.metadata, when asked (wirepool._version)
+        from wirepool._version import version
+
+        return version()
     raise AttributeError(f"module 'wirepool' has no attribute {name!r}")
 
 

@@ -61,9 +61,10 @@ class StopCommand:
     children: bool | None = None  # None: as ``on_exit`` says
 
 
-@dataclass(frozen=True, slots=True)
-class RescanCommand:
-    pass
+class RescanCommand(_session._Bare):
+    """Discover every session again now (SIGHUP, ``SessionPool.rescan``)."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +77,10 @@ class OperateCommand:
     done: Future[Any]
 
 
-@dataclass(frozen=True, slots=True)
-class ReapCommand:
+class ReapCommand(_session._Bare):
     """A child (or an orphan below us) exited: SIGCHLD."""
+
+    __slots__ = ()
 
 
 Command = StopCommand | RescanCommand | OperateCommand | ReapCommand

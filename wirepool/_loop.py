@@ -33,7 +33,7 @@ from wirepool._operate import _Operator
 from wirepool._proc import identity_of
 from wirepool._session import KillDue, LetGo, StopRequested
 from wirepool._store import acquire_lock, atomic_write_json
-from wirepool._version import VERSION as _VERSION
+from wirepool._version import version
 from wirepool._watch import Watcher
 from wirepool.spawn import POOL_MARKER
 
@@ -66,7 +66,7 @@ class _Loop(_Operator):
                 "pid": os.getpid(),
                 "process_start": me.start if me else None,
                 "started_at": self._started_at,
-                "version": _VERSION,
+                "version": version(),
                 "plugin": self.plugin,
                 "argv": sys.argv,
             },

@@ -71,7 +71,7 @@ from wirepool._events import Event, EventKind
 from wirepool._log import logger
 from wirepool._status import STATES, SessionStatus, Snapshot
 from wirepool._store import _escape_surrogates, atomic_write
-from wirepool._version import VERSION
+from wirepool._version import version as _wirepool_version
 
 if TYPE_CHECKING:
     from wirepool._pool import SessionPool
@@ -183,7 +183,7 @@ class PoolMetrics:
             "wirepool_supervisor_info",
             "The supervisor's version and state directory (always 1).",
             ["pool", "version", "state_dir"],
-            [([pool, VERSION, _label(str(self.pool.state_dir))], 1)],
+            [([pool, _wirepool_version(), _label(str(self.pool.state_dir))], 1)],
         )
         yield _gauge(
             "wirepool_supervisor_running",

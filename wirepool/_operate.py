@@ -25,7 +25,7 @@ from wirepool._events import Event
 from wirepool._log import logger
 from wirepool._names import Named, NameProblem, resolve_all
 from wirepool._session import Down, Phase, Reset, Restart, Up
-from wirepool._version import VERSION as _VERSION
+from wirepool._version import version
 from wirepool.errors import ControlError
 
 #: the verbs that act on named sessions
@@ -142,7 +142,7 @@ class _Operator(_DiscoveryDriver):
     def _hello(self) -> dict[str, Any]:
         return {
             "protocol": PROTOCOL,
-            "version": _VERSION,
+            "version": version(),
             "pid": os.getpid(),
             "plugin": self.plugin,
             "state_dir": str(self.state.root),

@@ -22,7 +22,7 @@ from wirepool._records import SessionRecord, WorkerRecord
 from wirepool._session import Phase
 from wirepool._status import SessionStatus, Snapshot, status_document
 from wirepool._store import STATUS_PARTS, STATUS_PARTS_ABOVE, atomic_write_json
-from wirepool._version import VERSION as _VERSION
+from wirepool._version import version
 
 
 class _Publisher(_PoolCore):
@@ -262,7 +262,7 @@ class _Publisher(_PoolCore):
                 "process_start": me.start if me else None,
                 "started_at": self._started_at,
                 "running": snap.running,
-                "version": _VERSION,
+                "version": version(),
             },
             updated_at=snap.taken_at,
             degraded=snap.degraded.values(),

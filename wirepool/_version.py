@@ -3,17 +3,20 @@
 Installed (a wheel, or ``pip install -e``), the package metadata says it. A plain checkout on
 ``PYTHONPATH`` has no metadata; then the ``pyproject.toml`` beside the package does, and
 ``0+unknown`` (a valid PEP 440 version that sorts before every release) when neither is there,
-as when the package directory was copied somewhere on its own. Read once, at import: the status
-document carries it on every write.
+as when the package directory was copied somewhere on its own. Read once, when first asked
+(``supervisor.json`` and the status document carry it): :data:`VERSION` is looked up lazily, so
+that importing wirepool does not import :mod:`importlib.metadata` (see :mod:`wirepool._dists`).
 """
 
 from __future__ import annotations
 
-import importlib.metadata
+import functools
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-__all__ = ["UNKNOWN", "VERSION", "read_version"]
+from wirepool._dists import metadata_version
+
+__all__ = ["UNKNOWN", "VERSION", "read_version", "version"]
 
 UNKNOWN: Final = "0+unknown"
 _DISTRIBUTION: Final = "wirepool"
@@ -37,10 +40,28 @@ def _from_pyproject(path: Path) -> str | None:
 
 def read_version(pyproject: Path = _PYPROJECT) -> str:
     """The installed distribution's version, else ``pyproject``'s, else :data:`UNKNOWN`."""
+    found = metadata_version(_DISTRIBUTION)
+    if found is not None:
+        return found
+    import importlib.metadata  # what wirepool._dists leaves to it
+
     try:
         return importlib.metadata.version(_DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
         return _from_pyproject(pyproject) or UNKNOWN
 
 
-VERSION: Final = read_version()
+if TYPE_CHECKING:
+    VERSION: str
+
+
+@functools.cache
+def version() -> str:
+    """:func:`read_version`, once."""
+    return read_version()
+
+
+def __getattr__(name: str) -> str:
+    if name == "VERSION":
+        return version()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

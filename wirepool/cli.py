@@ -60,7 +60,7 @@ from wirepool._cli_verbs import (
     up_action,
 )
 from wirepool._log import logger
-from wirepool._version import VERSION
+from wirepool._version import version
 from wirepool.errors import PluginError, UnsafeStateDirError
 from wirepool.plugin import Plugin, find_plugins, is_run_only, load_plugin
 
@@ -99,10 +99,25 @@ def entry() -> None:
     main(prog_name="wirepool")
 
 
+def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    # click.version_option, but asking for the version only when --version is given
+    # (its argument is read at import: wirepool._version is lazy for start-up time)
+    if value and not ctx.resilient_parsing:
+        click.echo(f"{ctx.find_root().info_name}, version {version()}", color=ctx.color)
+        ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log output (-v: debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
-@click.version_option(VERSION, package_name="wirepool")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version and exit.",
+)
 def main(verbose: int, quiet: bool) -> None:
     """Keep one long-running daemon alive per session."""
     if click.get_current_context().invoked_subcommand == "run":

@@ -12,7 +12,6 @@ plugins``), never as a traceback, and never takes the other plugins down.
 
 from __future__ import annotations
 
-import importlib.metadata as md
 import os
 import stat
 import sys
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict
 # What a plugin needs, from this one module: `from wirepool.plugin import
 # CommandSpawner, DirectoryScan, Plugin, PoolSpec, ...` (the names are the
 # same objects as wirepool's own).
+from wirepool import _dists
 from wirepool._proc import ProcessIdentity
 from wirepool._types import Session, Verdict
 from wirepool.discovery import DirectoryScan, Discovery, StaticDiscovery
@@ -42,6 +42,8 @@ from wirepool.restart import RestartPolicy, SpawnRateLimit, wait_jitter
 from wirepool.spawn import CallableSpawner, CommandSpawner, Environment, Spawner
 
 if TYPE_CHECKING:
+    import importlib.metadata as md
+
     import click
 
     from wirepool._pool import SessionPool
@@ -360,28 +362,29 @@ class PluginInfo:
 
 
 def _entry_points() -> list[md.EntryPoint]:
+    import importlib.metadata as md
+
     return sorted(md.entry_points(group=GROUP), key=lambda ep: ep.name)
+
+
+def _load(value: str, load: Callable[[], object]) -> type[Plugin] | str:
+    """The class an entry point names, or why it is not one."""
+    try:
+        obj = load()
+    except Exception as exc:  # a broken plugin is reported, not raised
+        return f"{type(exc).__name__}: {exc}"
+    if not (isinstance(obj, type) and issubclass(obj, Plugin)):
+        return f"{value} is not a wirepool.Plugin subclass"
+    return obj
 
 
 def _info(ep: md.EntryPoint) -> PluginInfo:
     dist = ep.dist
     dist_name = dist.metadata["Name"] if dist is not None else None
     version = dist.version if dist is not None else None
-    try:
-        obj = ep.load()
-    except Exception as exc:  # a broken plugin is reported, not raised
-        return PluginInfo(
-            ep.name, ep.value, dist_name, version, None, error=f"{type(exc).__name__}: {exc}"
-        )
-    if not (isinstance(obj, type) and issubclass(obj, Plugin)):
-        return PluginInfo(
-            ep.name,
-            ep.value,
-            dist_name,
-            version,
-            None,
-            error=f"{ep.value} is not a wirepool.Plugin subclass",
-        )
+    obj = _load(ep.value, ep.load)
+    if isinstance(obj, str):
+        return PluginInfo(ep.name, ep.value, dist_name, version, None, error=obj)
     module = sys.modules.get(obj.__module__)  # ep.load() imported it
     origin = getattr(module, "__file__", None)
     description = obj.description or next(iter((obj.__doc__ or "").strip().splitlines()), "")
@@ -394,11 +397,18 @@ def find_plugins() -> list[PluginInfo]:
 
 
 def load_plugin(name: str) -> Plugin:
-    for ep in _entry_points():
-        if ep.name == name:
-            info = _info(ep)
-            if info.cls is None:
-                raise PluginError(f"plugin {name!r} failed to load: {info.error}")
-            return info.cls()
-    known = ", ".join(ep.name for ep in _entry_points()) or "none"
-    raise PluginError(f"no plugin named {name!r} (installed: {known})")
+    # the installed metadata read directly first: importing importlib.metadata
+    # is a tenth of `wirepool run`'s start-up (see wirepool._dists)
+    value = _dists.entry_point(GROUP, name)
+    if value is not None:
+        found = _load(value, lambda: _dists.load(value))
+    else:
+        eps = _entry_points()
+        ep = next((ep for ep in eps if ep.name == name), None)
+        if ep is None:
+            known = ", ".join(ep.name for ep in eps) or "none"
+            raise PluginError(f"no plugin named {name!r} (installed: {known})")
+        found = _load(ep.value, ep.load)
+    if isinstance(found, str):
+        raise PluginError(f"plugin {name!r} failed to load: {found}")
+    return found()
