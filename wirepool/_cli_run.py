@@ -26,6 +26,7 @@ from wirepool._cli_common import (
     require_root,
     state_dir_option,
 )
+from wirepool._events import Event, EventKind
 from wirepool._proc import ProcessIdentity, identity_of
 from wirepool._store import StateDir, acquire_lock, lock_holder, lock_is_held
 from wirepool.errors import LockHeldError
@@ -38,6 +39,20 @@ def run_action(plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mapping
     as_json = bool(verb.get("as_json"))
     guard = spec.guard
     if guard is not None:
+        # A supervisor holding this pool's lock is met before the plugin's
+        # singleton is touched: written by a loser, it named a process that
+        # was about to exit, and its exit removed it.
+        state = StateDir(spec.state_dir)
+        if lock_is_held(state):
+            held_by = lock_holder(state)
+            if as_json:
+                return _skipped(held_by, "supervisor already running", as_json)
+            click.echo(
+                f"wirepool: another supervisor is already running on {state.root} "
+                f"(pid {held_by or 'unknown'}); skipped",
+                err=True,
+            )
+            return EXIT_OK
         holder = guard.acquire()
         if holder is not None:
             # The plugin's own supervisor (wire's Rust one) runs: skipped,
@@ -62,6 +77,14 @@ def run_action(plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mapping
         )
         if as_json:
             pool.subscribe(lambda event: emit_json(event.to_json()))
+        if guard is not None:
+            claim = guard.claim  # the lock is ours from the first event on
+
+            def claim_once(event: Event) -> None:
+                if event.kind == EventKind.SUPERVISOR_STARTED:
+                    claim()
+
+            pool.subscribe(claim_once)
         metrics = _serve_metrics(pool, name, verb)
         try:
             pool.run_forever()

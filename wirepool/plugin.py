@@ -109,6 +109,11 @@ class Guard(ABC):
         """Who holds it, for the line ``wirepool run`` prints as it skips."""
         return f"another supervisor is already running (pid {holder})"
 
+    def claim(self) -> None:  # noqa: B027 -- optional hook
+        """Called once the pool holds its own lock: make the singleton name
+        us again.  Two supervisors started together may both have found it
+        free and written it, the loser last."""
+
 
 @dataclass
 class PoolSpec:

@@ -342,6 +342,10 @@ class SupervisorPidGuard(Guard):
         holder = self.holder()
         if holder is not None:
             return holder
+        self.claim()
+        return None
+
+    def claim(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         # mkstemp, not a predictable name: a symlink planted at
         # ".supervisor.pid.<pid>.tmp" was followed, and the write clobbered
@@ -356,7 +360,6 @@ class SupervisorPidGuard(Guard):
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        return None
 
     def release(self) -> None:
         if layout.read_supervisor_pid(self.root) == os.getpid():

@@ -496,3 +496,33 @@ def test_one_name_per_session_the_persona_handle(
         assert [n.split(".")[0] for n in logs] == ["coral", "twin", "twin"]
     finally:
         stop(sup, root)
+
+
+def test_racing_supervisors_leave_supervisor_pid_naming_the_one_that_runs(
+    tracker: Tracker, root: Path, wire_bin: Path
+) -> None:
+    # Two started together may both find supervisor.pid free and write it,
+    # the loser last; the loser then meets the pool's lock and exits, and
+    # its exit removed the file that named it: the Rust supervisor would
+    # start beside ours.  The winner writes it again once the lock is its.
+    make_home(root, "a")
+    for _ in range(3):
+        racers = [start(tracker, root, wire_bin) for _ in range(2)]
+
+        def settled(racers: list[Supervisor] = racers) -> bool:
+            running = [s for s in racers if s.proc.poll() is None]
+            return len(running) == 1 and bool(running[0].of("supervisor_started"))
+
+        wait_for(settled, 60)
+        winner = next(s for s in racers if s.proc.poll() is None)
+        loser = next(s for s in racers if s is not winner)
+        assert loser.proc.wait(30) == 0  # skipped, as beside any live supervisor
+        pid = winner.proc.pid
+
+        def names_winner(pid: int = pid) -> bool:
+            return layout.read_supervisor_pid(root) == pid
+
+        wait_for(names_winner)
+        time.sleep(0.3)  # what a late write by the loser would need
+        assert names_winner()
+        stop(winner, root)
