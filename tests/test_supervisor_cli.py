@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from conftest import WIREPOOL, Services, Tracker, alive, cli, status_sessions, wait_for
@@ -544,3 +545,26 @@ def _state(pid: int) -> str | None:
     except OSError:
         return None
     return raw[raw.rfind(b")") + 2 :].split()[0].decode()
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        fields = fh.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_an_idle_supervisor_after_its_last_child_exited_sleeps(
+    services: Services, tracker: Tracker
+) -> None:
+    # Its last child found by SIGCHLD, nothing of its own left to wait
+    # for: the loop must sleep, not look again for more exits forever.
+    services.add("once", "#!/bin/sh\ntouch down\nexit 3\n")
+    sup = tracker.supervisor("servicedir", str(services.root))
+    wait_for(lambda: sup.of("exited"))
+    wait_for(lambda: status_sessions(services.state_dir)["once"]["state"] == "ineligible")
+    before = _cpu_seconds(sup.proc.pid)
+    time.sleep(2.0)
+    used = _cpu_seconds(sup.proc.pid) - before
+    assert used < 0.5, f"{used:.2f} s of CPU in 2 s of idling"
+    assert cli("stop", "servicedir", str(services.root)).returncode == 0
+    assert sup.wait_exit() == 0

@@ -305,7 +305,9 @@ class _Loop(_Operator):
                 case ReapCommand():
                     self._reap_due = True
                     reap = True
-        if self._signal_reaped and (reap or self._reap_more):
+        if not self._signal_reaped:
+            self._reap_more = False  # no child of ours left to look for
+        elif reap or self._reap_more:
             # The first exit now, the rest after its restart (see _reap_children)
             self._reap_more = self._reap_children(budget=None if self._reap_more else 1)
 
