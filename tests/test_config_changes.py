@@ -58,6 +58,28 @@ def test_an_edited_env_file_is_shown_and_restarts_only_when_asked(
         assert not alive(pid)
 
 
+def test_an_env_directory_made_later_is_watched_with_no_timer(
+    services: Services, tracker: Tracker
+) -> None:
+    # servicedir keeps which services have an env/ as it looks at each one,
+    # not by a look at every service's env/ on every change: one made after
+    # the start is watched once its service's change is looked at.
+    home = services.add("web")
+    spec = servicedir_spec(services.root, on_exit="stop", rescan_interval=300.0)
+    pool = tracker.attach(spec.pool("servicedir", durable=False))
+    with pool:
+        pool.wait_until(lambda s: up(s, "web"))
+        (home / "env").mkdir()
+
+        def edited() -> bool:
+            # written again until the watch on env/ (added when the mkdir's
+            # event was looked at) reports it
+            (home / "env" / "PORT").write_text("8002")
+            return pool.snapshot()["web"].outdated
+
+        wait_for(edited, timeout=20, interval=0.2)
+
+
 def read_conf(path: Path) -> Mapping[str, Any]:
     try:
         data = json.loads((path / "conf.json").read_text())

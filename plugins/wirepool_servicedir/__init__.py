@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -242,12 +242,37 @@ class _ServiceScan(DirectoryScan):
     an edited variable is a changed configuration (the fingerprint covers
     the environment), noticed at once, not at the next timer rescan."""
 
-    __slots__ = ()
+    __slots__ = ("_envs",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: the services that have an env/ directory, as last looked at: a
+        #: look at every service's env/ on each change was 10 000 system
+        #: calls and 50 ms for one new service among ten thousand
+        self._envs: set[str] = set()
+
+    def discover(self) -> Iterable[Session]:
+        sessions = super().discover()
+        self._envs = {name for name in self._last if self._has_env(name)}
+        return sessions
+
+    def rediscover(self, names: Collection[str]) -> Iterable[Session]:
+        sessions = super().rediscover(names)
+        for name in names:
+            if name in self._last and self._has_env(name):
+                self._envs.add(name)
+            else:
+                self._envs.discard(name)
+        return sessions
+
+    def _has_env(self, name: str) -> bool:
+        return os.path.isdir(f"{self.root}/{name}/env")
 
     def watch_paths(self) -> Sequence[Path]:
         paths = list(super().watch_paths())
         if self.watch_children:
-            paths += [p / "env" for p in self._last.values() if os.path.isdir(p / "env")]
+            last = self._last
+            paths += [last[name] / "env" for name in self._envs if name in last]
         return paths
 
     def _env_of(self, directory: Path) -> str | None:
