@@ -23,7 +23,7 @@ import json
 import os
 import re
 import stat
-import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -56,13 +56,24 @@ def atomic_write(
     mode: int | None = None,
     sync_dir: bool = False,
 ) -> None:
-    """Whole or not at all: a temp file beside ``path`` (``mkstemp``: 0600,
-    ``O_EXCL``, so a planted name is never followed), written, fsynced when
+    """Whole or not at all: a temp file beside ``path`` (0600, ``O_EXCL``,
+    so a planted name is never followed), written, fsynced when
     ``durable``, then renamed over ``path`` -- a reader or a crash sees the
     old file or the new one, never half of it.  ``mode``: the file's mode,
     if not 0600.  ``sync_dir``: make the rename itself durable too (an fsync
-    of the directory, where the file system allows it)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    of the directory, where the file system allows it).
+
+    The temp name is this process's and thread's own, not ``mkstemp``'s
+    random one (a fifth of the cost of writing a record: ten thousand of
+    them end every stop).  One left by a crash of a process that had our
+    pid is removed -- a link, never what it names -- and made anew."""
+    tmp = f"{path.parent}/.{path.name}.{os.getpid()}-{threading.get_ident()}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    try:
+        fd = os.open(tmp, flags, 0o600)
+    except FileExistsError:
+        os.unlink(tmp)
+        fd = os.open(tmp, flags, 0o600)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
