@@ -312,7 +312,9 @@ class _Loop(_Operator):
             self._reap_more = False
         elif reap or self._reap_more:
             # The first exit now, the rest after its restart (see _reap_children)
-            self._reap_more = self._reap_children(budget=None if self._reap_more else 1)
+            budget = None if self._reap_more else 1
+            self._reap_more = True  # should it raise (a strategy's error): again next time
+            self._reap_more = self._reap_children(budget=budget)
 
     def _sweep(self) -> None:
         """The net under the event path: poll a worker with no watched exit
