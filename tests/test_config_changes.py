@@ -20,6 +20,7 @@ from wirepool import (
     CommandSpawner,
     ConfigError,
     DirectoryScan,
+    Session,
     SessionPool,
     Snapshot,
 )
@@ -160,3 +161,35 @@ def test_a_change_made_while_no_supervisor_ran_restarts_the_adopted_child(
     new = third.of("spawned")[0]["pid"]
     wait_for(lambda: not alive(new))
     assert os.path.exists(home / "run")
+
+
+def test_a_spawn_after_a_fingerprint_starts_what_the_fingerprint_described(
+    tmp_path: Path,
+) -> None:
+    # The pool fingerprints a session right before spawning it: the child
+    # gets the environment that fingerprint was taken of, built once.
+    calls: list[int] = []
+
+    def env_for(session: Session) -> dict[str, str]:
+        calls.append(1)
+        return {"GENERATION": str(len(calls))}
+
+    spawner = CommandSpawner(
+        ["sh", "-c", 'printf "%s" "$GENERATION" > out'],
+        env_for=env_for,
+        log_dir=tmp_path / "logs",
+    )
+    home = tmp_path / "home"
+    home.mkdir()
+    session = Session(name="s", home=home)
+    first = spawner.fingerprint(session)
+    worker = spawner.spawn(session)
+    status = wait_for(worker.poll)
+    worker.close()
+    assert status.code == 0
+    assert (home / "out").read_text() == "1" and len(calls) == 1
+    assert spawner.fingerprint(session) != first  # GENERATION 2 now
+    other = spawner.spawn(Session(name="t", home=home))  # no fingerprint of its own
+    assert wait_for(other.poll).code == 0
+    other.close()
+    assert (home / "out").read_text() == "3"

@@ -421,6 +421,10 @@ def test_textfile_is_never_seen_half_written(tmp_path: Path) -> None:
             if len(per_session(samples, "wirepool_session_start_time_seconds")) < 40:
                 torn.append(f"cut short: {text[-200:]!r}")
             reads.append(len(text))
+            # A breath between reads: two readers parsing back to back held
+            # the interpreter lock from the writer and the pool (1.5 writes
+            # a second; the test took 45-60 s of its 60).
+            stop.wait(0.005)
 
     with pool:
         writer = TextfileWriter(metrics, target, interval=0.0)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -298,9 +299,11 @@ def pids_with_fds_under(directory: str) -> dict[int, list[str]]:
     return found
 
 
+@functools.cache
 def boot_id() -> str:
     """This boot's random id (Linux), or "" where there is none: a pid and a
-    start time name one process within one boot only."""
+    start time name one process within one boot only.  Read once: no process
+    outlives its boot (each spawn's identity file carries it)."""
     try:
         with open("/proc/sys/kernel/random/boot_id") as fh:
             return fh.read().strip()

@@ -661,9 +661,16 @@ class CommandSpawner(Spawner):
             env[SESSION_MARKER] = session.name
         return env
 
+    #: the environment the last fingerprint was taken of, for the spawn that
+    #: follows it (the pool fingerprints right before each spawn): built
+    #: once, and what the fingerprint says is exactly what the child gets
+    _env_for_spawn: tuple[Session, dict[str, str]] | None = None
+
     def fingerprint(self, session: Session) -> str | None:
+        self._env_for_spawn = None
         values = _template_values(session)
         env = self.environment(session)
+        self._env_for_spawn = (session, env)
         given = sorted(
             (k, v)
             for k, v in env.items()
@@ -684,7 +691,8 @@ class CommandSpawner(Spawner):
 
     def spawn(self, session: Session) -> Worker:
         argv = self.command(session)
-        env = self.environment(session)
+        memo, self._env_for_spawn = self._env_for_spawn, None
+        env = memo[1] if memo is not None and memo[0] is session else self.environment(session)
         cwd = self.cwd.format_map(_template_values(session)) if self.cwd else None
         log_path, log_fd = self._open_child_log(session)
         out: Any = subprocess.DEVNULL if log_fd is None else log_fd
