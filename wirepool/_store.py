@@ -392,7 +392,7 @@ class StateDir:
         )
 
     def remove_stale_temp_files(self) -> int:
-        """Delete what a writer killed between ``mkstemp`` and ``os.replace``
+        """Delete what a writer killed between making its temp file and ``os.replace``
         left behind.  Call only while holding the lock: supervisors are the
         writers here, so every temp file then present is an earlier one's."""
         removed = 0
