@@ -174,11 +174,10 @@ class _PopenWorker(Worker):
         self._held = held
         self.started_at = time.time()
         self.log_path = log_path
-        # The child is unreaped until we poll(), so its pid cannot be reused
-        # yet: opening the pidfd here cannot race.
-        self._fd: int | None = None
-        with contextlib.suppress(AttributeError, OSError):
-            self._fd = os.pidfd_open(self._pid)
+        # Opened when first asked for (fileno): a pool that finds its
+        # children's exits by SIGCHLD never asks, and a pidfd opened and
+        # closed again was two system calls a spawn.  -1: not asked yet.
+        self._fd: int | None = -1
 
     @property
     def pid(self) -> int:
@@ -203,7 +202,16 @@ class _PopenWorker(Worker):
         self._identity = ident
 
     def fileno(self) -> int | None:
-        return self._fd
+        fd = self._fd
+        if fd == -1:
+            fd = None
+            if self._ended is None:
+                # Unreaped until poll() reaps it, so its pid cannot name
+                # anyone else yet: opening the pidfd now cannot race.
+                with contextlib.suppress(AttributeError, OSError):
+                    fd = os.pidfd_open(self._pid)
+            self._fd = fd
+        return fd
 
     def poll(self) -> ExitStatus | None:
         if self._ended is not None:
@@ -241,9 +249,9 @@ class _PopenWorker(Worker):
         return True
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        fd, self._fd = self._fd, None
+        if fd is not None and fd >= 0:
+            os.close(fd)
 
 
 def _exited_unreaped(pid: int) -> bool:
@@ -448,6 +456,8 @@ def safe_filename(name: str) -> str:
     keeps two names that clean alike apart.  A clean name that already ends
     like such a hash gets one too, so it cannot collide with a cleaned one.
     """
+    if _CLEAN_NAME.fullmatch(name) and not _HASH_SUFFIX.search(name):
+        return name  # the common case, once per spawn and log look: no pass per character
     cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in name)
     cleaned = cleaned[:80].lstrip(".") or "session"
     if cleaned == name and not _HASH_SUFFIX.search(name):
@@ -457,6 +467,9 @@ def safe_filename(name: str) -> str:
 
 
 _HASH_SUFFIX = re.compile(r"-[0-9a-f]{8}$")
+#: a name the cleaning leaves as it is: ASCII letters, digits and ``-_.``,
+#: not starting with a dot, at most 80
+_CLEAN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,79}")
 
 
 def rotate_log(path: Path, max_bytes: int, backups: int, *, copy_truncate: bool = False) -> bool:
@@ -521,25 +534,43 @@ class Environment:
         return env
 
 
-#: the supervisor's environment as it was last read (its raw bytes, the
-#: prefixes dropped, the result): see _inherited
-_last_inherited: tuple[dict[bytes, bytes], tuple[str, ...], dict[str, str]] | None = None
+#: the supervisor's environment as it was last read: its raw bytes and the
+#: decoded copy (see _environ)
+_last_environ: tuple[dict[bytes, bytes], dict[str, str]] | None = None
+#: the last _inherited result: the decoded copy it came from, the prefixes
+#: dropped, the result
+_last_inherited: tuple[dict[str, str], tuple[str, ...], dict[str, str]] | None = None
+
+
+def _environ() -> Mapping[str, str]:
+    """``os.environ`` decoded, read again only when it changed: decoding it
+    was a fifth of the Python a spawn costs (bring-up of 10 000, every
+    restart), and each ``os.environ.get`` encodes its key and decodes the
+    value.  Compared as its raw bytes, whose values are the same objects
+    until someone sets a variable, so the comparison is a pass of identity
+    checks.  Read-only: the same dict is handed to every caller."""
+    global _last_environ
+    raw = getattr(os.environ, "_data", None)
+    last = _last_environ
+    if isinstance(raw, dict) and last is not None and last[0] == raw:
+        return last[1]
+    env = dict(os.environ)
+    if isinstance(raw, dict):
+        _last_environ = (dict(raw), env)
+    return env
 
 
 def _inherited(drop: tuple[str, ...]) -> dict[str, str]:
-    """``os.environ`` without the variables starting with ``drop``, read
-    again only when it changed: decoding and filtering it was a fifth of the
-    Python a spawn costs (bring-up of 10 000, every restart).  Compared as
-    its raw bytes, whose values are the same objects until someone sets a
-    variable, so the comparison is a pass of identity checks."""
+    """``os.environ`` without the variables starting with ``drop`` (a new
+    dict each call, filtered again only when the environment changed)."""
     global _last_inherited
-    raw = getattr(os.environ, "_data", None)
+    full = _environ()
     last = _last_inherited
-    if isinstance(raw, dict) and last is not None and last[1] == drop and last[0] == raw:
+    if last is not None and last[0] is full and last[1] == drop:
         return dict(last[2])
-    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
-    if isinstance(raw, dict):
-        _last_inherited = (dict(raw), drop, env)
+    env = {k: v for k, v in full.items() if not k.startswith(drop)}
+    if isinstance(full, dict):
+        _last_inherited = (full, drop, env)
     return dict(env)
 
 
@@ -671,10 +702,11 @@ class CommandSpawner(Spawner):
         values = _template_values(session)
         env = self.environment(session)
         self._env_for_spawn = (session, env)
+        inherited = _environ()
         given = sorted(
             (k, v)
             for k, v in env.items()
-            if os.environ.get(k) != v and not k.startswith("WIREPOOL_")
+            if inherited.get(k) != v and not k.startswith("WIREPOOL_")
         )
         digest = hashlib.sha256(
             json.dumps(
@@ -808,13 +840,14 @@ class _HeldFile:
     named ``<pid>.held``, records the pid, start time and boot for the
     child that sheds both the variables and the descriptor."""
 
-    __slots__ = ("child_fd", "env", "fd", "marker_dir", "tmp")
+    __slots__ = ("child_fd", "fd", "marker_dir", "markers", "tmp")
 
     def __init__(
-        self, marker_dir: Path, tmp: Path, fd: int, child_fd: int, env: Mapping[str, str]
+        self, marker_dir: Path, tmp: Path, fd: int, child_fd: int, markers: dict[str, str]
     ) -> None:
         self.marker_dir, self.tmp, self.fd, self.child_fd = marker_dir, tmp, fd, child_fd
-        self.env = env
+        #: the child's marker variables (picked out of its environment once)
+        self.markers = markers
 
     @classmethod
     def create(cls, marker_dir: Path | None, env: Mapping[str, str]) -> _HeldFile | None:
@@ -834,14 +867,15 @@ class _HeldFile:
         try:
             # Named before the child exists: a supervisor killed right after
             # the spawn leaves a child whose descriptor already says whose.
-            os.write(fd, _held_bytes(env, None))
+            markers = {k: v for k, v in env.items() if k.startswith("WIREPOOL_")}
+            os.write(fd, _held_bytes(markers, None))
             child_fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             os.close(fd)
             with contextlib.suppress(OSError):
                 tmp.unlink()
             return None
-        return cls(marker_dir, tmp, fd, child_fd, env)
+        return cls(marker_dir, tmp, fd, child_fd, markers)
 
     def spawned(self) -> None:
         """The child has its copy of the read-only descriptor: ours goes."""
@@ -853,7 +887,7 @@ class _HeldFile:
     def commit(self, ident: ProcessIdentity) -> None:
         try:
             self.spawned()
-            data = _held_bytes(self.env, ident)
+            data = _held_bytes(self.markers, ident)
             os.pwrite(self.fd, data, 0)
             os.ftruncate(self.fd, len(data))
             os.replace(self.tmp, self.marker_dir / f"{ident.pid}{HELD_SUFFIX}")
@@ -871,11 +905,10 @@ class _HeldFile:
             self.tmp.unlink()
 
 
-def _held_bytes(env: Mapping[str, str], ident: ProcessIdentity | None) -> bytes:
-    data: dict[str, Any] = {k: v for k, v in env.items() if k.startswith("WIREPOOL_")}
-    if ident is not None:
-        data.update(start=ident.start, boot=boot_id())
-    return json.dumps(data).encode()
+def _held_bytes(markers: dict[str, str], ident: ProcessIdentity | None) -> bytes:
+    if ident is None:
+        return json.dumps(markers).encode()
+    return json.dumps({**markers, "start": ident.start, "boot": boot_id()}).encode()
 
 
 def held_markers(pid: int, marker_dir: Path) -> dict[str, str] | None:
