@@ -5,6 +5,7 @@ real exits."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -24,8 +25,10 @@ from wirepool import (
     SessionPool,
     Snapshot,
     StaticDiscovery,
+    Worker,
 )
 from wirepool._tail import last_lines
+from wirepool.errors import SpawnError
 
 SENTENCE = "can't run as root without the -u switch"
 MEMCACHED = f"#!/bin/sh\necho 'starting up'\necho \"{SENTENCE}\" >&2\nexit 64\n"
@@ -192,3 +195,46 @@ def test_marks_of_a_spawn_that_failed(services: Services, tracker: Tracker) -> N
     lines = last_lines(services.state_dir / "logs" / "svc.log", 2)
     assert re.fullmatch(STAMP + "starting", lines[0])
     assert re.fullmatch(STAMP + "spawn failed: No such file or directory.*", lines[1])
+
+
+class _RefusingSpawner(CommandSpawner):
+    """A plugin's spawn that refuses before it opens any log."""
+
+    def spawn(self, session: Session) -> Worker:
+        raise SpawnError("not today")
+
+
+def _fds_to(path: Path) -> list[str]:
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/fd/{fd}") == str(path):
+                found.append(fd)
+    return found
+
+
+def test_a_spawn_that_takes_no_log_leaves_no_descriptor_of_it(
+    services: Services, tracker: Tracker
+) -> None:
+    # The start line's opening is kept for the spawn to take; one that does
+    # not take it (it failed first, or opens logs its own way) must not
+    # leave the descriptor behind, spawn after spawn.
+    svc = services.add("svc", "#!/bin/sh\nexec sleep 1000\n")
+    log = services.state_dir / "logs" / "svc.log"
+    pool = tracker.attach(
+        SessionPool(
+            StaticDiscovery([Session("svc", svc)]),
+            spawner=_RefusingSpawner(["./run"]),
+            state_dir=services.state_dir,
+            restart=FAST,
+            durable=False,
+        )
+    )
+    with pool:
+        pool.wait_until(lambda s: "svc" in s and s["svc"].restarts + s["svc"].streak >= 3)
+    assert _fds_to(log) == []
+    lines = log.read_text().splitlines()
+    assert len(lines) >= 6
+    for start, failed in zip(lines[0::2], lines[1::2], strict=True):
+        assert re.fullmatch(STAMP + "starting", start)
+        assert re.fullmatch(STAMP + "spawn failed: not today", failed)

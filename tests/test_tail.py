@@ -24,6 +24,7 @@ from wirepool._logs import (
     exit_mark,
     format_mark,
     log_file_id,
+    open_child_log,
     open_log,
     open_log_dir,
     open_session_log,
@@ -183,6 +184,59 @@ def test_write_mark_follows_no_link_and_refuses_a_shared_directory(
     with pytest.raises(PermissionError, match="writable by group or others"):
         write_mark(shared / "a.log", "starting", WALL)
     assert list(shared.iterdir()) == []
+
+
+def test_open_child_log_writes_the_start_line_and_hands_back_the_child_s_descriptor(
+    logs: Path,
+) -> None:
+    import fcntl
+
+    log = logs / "a.log"
+    fd, file = open_child_log(log, format_mark("starting", WALL))
+    try:
+        # the child's own: write-only, appending, blocking, and the file's ids
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        assert flags & os.O_ACCMODE == os.O_WRONLY
+        assert flags & os.O_APPEND and not flags & os.O_NONBLOCK
+        assert file == (log.stat().st_dev, log.stat().st_ino) == log_file_id_of(log)
+        os.write(fd, b"a child dying in mid-")
+    finally:
+        os.close(fd)
+    assert log.stat().st_mode & 0o777 == 0o600
+    fd, _ = open_child_log(log, format_mark("starting", WALL + 1))
+    os.write(fd, b"the next run\n")
+    os.close(fd)
+    assert log.read_text().splitlines() == [
+        "2026-12-02T09:22:12.250Z wirepool: starting",
+        "a child dying in mid-",  # ended before the next start line
+        "2026-12-02T09:22:13.250Z wirepool: starting",
+        "the next run",
+    ]
+
+
+def test_open_child_log_follows_no_link_refuses_a_shared_directory_and_leaves_nothing_open(
+    logs: Path, tmp_path: Path
+) -> None:
+    before = set(os.listdir("/proc/self/fd"))
+    victim = _planted(logs, tmp_path)
+    with pytest.raises(OSError, match="symbolic link"):
+        open_child_log(logs / "a.log", format_mark("starting", WALL))
+    assert victim.read_text() == "keep\n"
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(PermissionError, match="writable by group or others"):
+        open_child_log(shared / "a.log", format_mark("starting", WALL))
+    assert list(shared.iterdir()) == []
+    assert set(os.listdir("/proc/self/fd")) <= before
+
+
+def log_file_id_of(path: Path) -> tuple[int, int]:
+    dir_fd = open_log_dir(path.parent, create=False)
+    try:
+        return log_file_id(dir_fd, path.name)
+    finally:
+        os.close(dir_fd)
 
 
 # ------------------------------------------------------------- last_output

@@ -82,6 +82,7 @@ __all__ = [
     "exit_mark",
     "format_mark",
     "log_file_id",
+    "open_child_log",
     "open_log",
     "open_log_dir",
     "open_session_log",
@@ -158,6 +159,11 @@ def open_log(dir_fd: int, name: str, *, create: bool, append: bool) -> int:
 def _open_checked(dir_fd: int, name: str, flags: int) -> int:
     """``name`` in ``dir_fd`` opened with ``flags``, under :func:`open_log`'s
     rules."""
+    return _open_checked_stat(dir_fd, name, flags)[0]
+
+
+def _open_checked_stat(dir_fd: int, name: str, flags: int) -> tuple[int, os.stat_result]:
+    """:func:`_open_checked`, and the file's stat as it was checked."""
     flags |= os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
         fd = os.open(name, flags, 0o600, dir_fd=dir_fd)
@@ -179,7 +185,7 @@ def _open_checked(dir_fd: int, name: str, flags: int) -> int:
     except BaseException:
         os.close(fd)
         raise
-    return fd
+    return fd, st
 
 
 def open_session_log(path: Path) -> int:
@@ -190,6 +196,42 @@ def open_session_log(path: Path) -> int:
         return open_log(dir_fd, path.name, create=True, append=True)
     finally:
         os.close(dir_fd)
+
+
+def open_child_log(path: Path, line: bytes) -> tuple[int, tuple[int, int]]:
+    """:func:`open_session_log` with ``line`` (a :func:`format_mark`)
+    appended first, as :func:`write_mark` appends it: the start line and the
+    child's descriptor from one opening of the directory and the file, where
+    each was two (a tenth of a spawn's system calls).  Returns the
+    descriptor and the log's ``(st_dev, st_ino)`` (see :func:`log_file_id`).
+    Raises OSError, with nothing left open, when the log cannot be opened or
+    cannot take the line."""
+    dir_fd = open_log_dir(path.parent, create=True)
+    try:
+        fd, st = _open_checked_stat(dir_fd, path.name, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            if st.st_size and _last_byte(dir_fd, path.name, st) != b"\n":
+                line = b"\n" + line
+            os.write(fd, line)
+        except BaseException:
+            os.close(fd)
+            raise
+    finally:
+        os.close(dir_fd)
+    return fd, (st.st_dev, st.st_ino)
+
+
+def _last_byte(dir_fd: int, name: str, st: os.stat_result) -> bytes:
+    """The last byte of the log ``st`` is the stat of (a child's descriptor
+    cannot read it: a read-only one, to the same file, looks)."""
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino) or not now.st_size:
+            return b"\n"  # replaced or emptied meanwhile: nothing to end
+        return os.pread(fd, 1, now.st_size - 1)
+    finally:
+        os.close(fd)
 
 
 def log_file_id(dir_fd: int, name: str) -> tuple[int, int]:

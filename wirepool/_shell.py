@@ -20,7 +20,7 @@ from wirepool import _session
 from wirepool._core import _describe, _Slot
 from wirepool._log import logger
 from wirepool._log import release as release_logs
-from wirepool._logs import exit_mark, write_mark
+from wirepool._logs import exit_mark, format_mark, write_mark
 from wirepool._probes import ProbeJob
 from wirepool._proc import ProcessIdentity, is_alive
 from wirepool._publish import _Publisher
@@ -203,7 +203,7 @@ class _SessionShell(_Publisher):
         # Before the child runs: a line after the spawn would land after
         # what a child that fails at once already said.
         log = self.spawner.log_path(session)
-        self._mark_log(session, log, "starting")
+        self._mark_log(session, log, "starting", for_spawn=True)
         started_from = self._fingerprint(session)
         try:
             worker = self.spawner.spawn(session)
@@ -216,6 +216,8 @@ class _SessionShell(_Publisher):
                 f"spawn:{session.name}:{reason}", "session {!r}: {}", session.name, reason
             )
             return True
+        finally:
+            self.spawner._drop_log_for_spawn()  # one its spawn did not take
         self._watch(slot, worker)
         slot.started_from = started_from
         release_logs()  # held until the first child runs (wirepool._log)
@@ -474,16 +476,24 @@ class _SessionShell(_Publisher):
             data = {"last_output": list(slot.last_output)}
         self._apply(slot, Exited(status, lived, self.clock.time()), now, pid=worker.pid, data=data)
 
-    def _mark_log(self, session: Session, path: Path | None, text: str) -> None:
+    def _mark_log(
+        self, session: Session, path: Path | None, text: str, *, for_spawn: bool = False
+    ) -> None:
         """One line of the supervisor's in the session's log (see
         :func:`wirepool._logs.write_mark`), for spawners whose children
         write there.  A few system calls on the loop thread; a log that
         cannot take it (a full disk, a refused directory) is said once and
-        changes nothing else."""
+        changes nothing else.  ``for_spawn``: the line before a spawn, whose
+        opening of the log the spawn takes over (see
+        :meth:`wirepool.spawn.Spawner._open_log_with_mark`)."""
         if path is None or not self.spawner.output_to_log:
             return
         try:
-            write_mark(path, text, self.clock.time())
+            if for_spawn:
+                line = format_mark(text, self.clock.time())
+                self.spawner._open_log_with_mark(session, path, line)
+            else:
+                write_mark(path, text, self.clock.time())
         except Exception as exc:
             self._log_once(
                 f"mark:{path.parent}:{getattr(exc, 'errno', type(exc).__name__)}",

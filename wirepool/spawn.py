@@ -56,6 +56,7 @@ from wirepool._log import logger
 from wirepool._logs import (
     LogKeeper,
     log_file_id,
+    open_child_log,
     open_log,
     open_log_dir,
     open_session_log,
@@ -370,9 +371,39 @@ class Spawner(ABC):
             return None
         return self.log_dir / log_filename(session)
 
+    #: the log :meth:`_open_log_with_mark` opened for the spawn that follows
+    #: (the session, the path, the descriptor, the file's device and inode)
+    _log_for_spawn: tuple[Session, Path, int, tuple[int, int]] | None = None
+    #: the device and inode of the log a spawn took, for the observe after it
+    _file_for_observe: tuple[Session, tuple[int, int]] | None = None
+
+    def _open_log_with_mark(self, session: Session, path: Path, line: bytes) -> None:
+        """Append ``line`` (the pool's "starting" mark) to ``path`` and keep
+        the descriptor for the spawn of ``session`` that follows, which
+        takes it instead of opening the log again.  Raises OSError (nothing
+        kept) when the log cannot take the line; the spawn then opens the
+        log by itself."""
+        self._drop_log_for_spawn()
+        fd, file = open_child_log(path, line)
+        self._log_for_spawn = (session, path, fd, file)
+
+    def _drop_log_for_spawn(self) -> None:
+        """Close a log kept for a spawn that did not take it (a spawner
+        whose spawn opens no log, or a spawn that never came)."""
+        kept, self._log_for_spawn = self._log_for_spawn, None
+        if kept is not None:
+            with contextlib.suppress(OSError):
+                os.close(kept[2])
+
     def _open_child_log(self, session: Session) -> tuple[Path | None, int | None]:
         """The session's log, opened (created ``0600``) for the child to
         append to; ``(None, None)``, with a warning, when it cannot be."""
+        kept = self._log_for_spawn
+        if kept is not None and kept[0] is session:
+            self._log_for_spawn = None
+            self._file_for_observe = (session, kept[3])
+            return kept[1], kept[2]
+        self._drop_log_for_spawn()
         log_path = self.log_path(session)
         if log_path is None:
             return None, None
@@ -401,11 +432,16 @@ class Spawner(ABC):
         :attr:`log_max_bytes`.  Only the log of a child of this pool: a
         daemon found through a health check writes wherever it likes."""
         path = worker.log_path
+        kept, self._file_for_observe = self._file_for_observe, None
         if not worker.owned or path is None or self.log_max_bytes <= 0:
             return
         dir_fd = open_log_dir(path.parent, create=False)
         try:
-            file = log_file_id(dir_fd, path.name)
+            # The file the spawn just opened for the child, or (adopted, or
+            # a log opened some other way) the one the name is now.
+            file = kept[1] if kept is not None and kept[0] is session else None
+            if file is None:
+                file = log_file_id(dir_fd, path.name)
         except FileNotFoundError:  # an adopted child whose log is gone: nothing to bound
             os.close(dir_fd)
             return
