@@ -34,6 +34,7 @@ from wirepool import (
     Snapshot,
     StaticDiscovery,
 )
+from wirepool._discover import NET_CPU_SHARE
 from wirepool._proc import identity_of
 from wirepool.testing import MockClock
 
@@ -581,6 +582,76 @@ def test_timer_rescans_slow_down_while_every_directory_is_watched(
         pool.wait_until(lambda s: running(s, "two"), timeout=10)
         assert Counting.passes == before  # ...but only of "two"
         assert any("two" in names for names in Counting.partial)
+
+
+@pytest.mark.parametrize("net", [True, False], ids=["a-net", "told-to-poll"])
+def test_a_costly_pass_spreads_the_timer_s_rescans_to_its_share_of_a_core(
+    services: Services, tracker: Tracker, net: bool
+) -> None:
+    # A pass that takes 20 ms of CPU (ten thousand services take ~1-2 s) is
+    # a net under inotify's events: at most NET_CPU_SHARE of a core, so the
+    # next one comes 50 s later, not after watched_rescan_interval.  Unless
+    # told to rescan as often watched as not (a network file system, whose
+    # changes raise no events): then every interval, whatever it costs.
+    services.add("one")
+    pool, Counting = counting_pool(
+        services, tracker, rescan_interval=0.1 if net else 0.2, watched_rescan_interval=0.2
+    )
+    discover = Counting.discover
+
+    def costly(self: DirectoryScan) -> list[Session]:
+        until = time.thread_time() + 0.02
+        while time.thread_time() < until:
+            pass
+        return discover(self)  # type: ignore[arg-type]
+
+    Counting.discover = costly  # type: ignore[method-assign,assignment]
+    assert 0.02 / NET_CPU_SHARE >= 30
+    with pool:
+        pool.wait_until(lambda s: running(s, "one"))
+        time.sleep(0.5)  # the follow-up pass after adding watches
+        before = Counting.passes
+        time.sleep(2.0)  # ten rescans at watched_rescan_interval
+        if not net:
+            assert Counting.passes > before + 2
+            return
+        assert Counting.passes == before
+        services.add("two")  # an event still rescans what it names at once
+        pool.wait_until(lambda s: running(s, "two"), timeout=10)
+        assert Counting.passes == before
+
+
+def test_a_costly_sweep_spreads_itself_to_its_share_of_a_core(
+    services: Services, tracker: Tracker
+) -> None:
+    # The sweep (a look at each live log, a net under lost exits) is spread
+    # by what it costs, like the timer's rescans: 20 ms of CPU, 50 s apart.
+    svc = services.add("one")
+    calls: list[float] = []
+
+    class Costly(CommandSpawner):
+        def maintain(self, session: Session) -> None:
+            calls.append(time.monotonic())
+            until = time.thread_time() + 0.02
+            while time.thread_time() < until:
+                pass
+
+    pool = tracker.attach(
+        SessionPool(
+            StaticDiscovery([Session("one", svc)]),
+            spawner=Costly(["sleep", "1000"]),
+            state_dir=services.state_dir,
+            durable=False,
+            sweep_interval=0.1,
+        )
+    )
+    with pool:
+        pool.wait_until(lambda s: running(s, "one"))
+        wait_for(lambda: calls)
+        time.sleep(0.3)  # a sweep that had begun ends
+        seen = len(calls)
+        time.sleep(2.0)  # twenty sweeps at sweep_interval
+        assert len(calls) == seen
 
 
 def test_a_change_is_looked_at_alone_and_touches_no_other_session(

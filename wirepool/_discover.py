@@ -17,6 +17,12 @@ from wirepool._session import Changed, Checked, CheckFailed, Seen, Vanished
 from wirepool._types import Session, Verdict
 from wirepool.errors import ConfigError
 
+#: the share of a core the timer's full rescans may take while inotify
+#: watches everything (they are a net under its events, as the sweep is
+#: under the exits): a pass over ten thousand services costs ~1-2 s of CPU,
+#: so a bigger pool's net comes further apart than ``watched_rescan_interval``
+NET_CPU_SHARE = 0.0004
+
 
 class _DiscoveryDriver(_Recovery):
     """See :mod:`wirepool._discover`."""
@@ -57,7 +63,9 @@ class _DiscoveryDriver(_Recovery):
 
     def _discover_all(self) -> None:
         now = self.clock.monotonic()
+        cpu = time.thread_time()
         self._next_rescan = now + self.rescan_interval
+        self._rescan_is_net = False
         self._rediscover.clear()
         try:
             found = list(self.discovery.discover())
@@ -71,6 +79,9 @@ class _DiscoveryDriver(_Recovery):
             # A marker created in a new directory before its watch existed
             # raised no event: look once more, now.
             self._next_rescan = now
+        elif self._rescan_is_net:
+            cost = time.thread_time() - cpu
+            self._next_rescan = max(self._next_rescan, now + cost / NET_CPU_SHARE)
 
     def _rediscover_pass(self) -> None:
         """Discovery of just the sessions a watch event named; their plans
@@ -189,6 +200,9 @@ class _DiscoveryDriver(_Recovery):
             # every 30 s that was most of the idle pool's CPU.
             interval = max(self.rescan_interval, self.watched_rescan_interval)
             self._next_rescan = now + interval
+            # ...and no more than its share of a core, unless it was told to
+            # be no net (a network file system, whose events do not come)
+            self._rescan_is_net = self.watched_rescan_interval > self.rescan_interval
         return added
 
     def _check(self, slot: _Slot, wall: float, now: float) -> None:

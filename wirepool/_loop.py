@@ -26,6 +26,7 @@ from wirepool._core import (
     _raise_fd_limit,
     _Slot,
 )
+from wirepool._discover import NET_CPU_SHARE
 from wirepool._events import EventKind
 from wirepool._log import logger
 from wirepool._log import release as release_logs
@@ -321,10 +322,12 @@ class _Loop(_Operator):
         fd (once a second until it has one), and have the spawner look at
         live logs (it copies nothing here: a background thread does)."""
         now = self.clock.monotonic()
+        cpu = time.thread_time()
         # Past 5 000 children the net is spread thinner (60 s at 10 000): it
         # costs about 4 us a child, and an idle pool's CPU is mostly this.
         children = sum(1 for slot in self._slots.values() if slot.worker is not None)
         self._next_sweep = now + self.sweep_interval * max(1.0, children / 5000)
+        polling = False  # a child with no exit to wait for is looked at each second
         if self._signal_reaped:
             self._reap_children()  # one system call: the net under a lost SIGCHLD
         for slot in list(self._slots.values()):
@@ -342,9 +345,14 @@ class _Loop(_Operator):
                     self._on_exit(slot, status)
                     continue
                 self._next_sweep = min(self._next_sweep, self.clock.monotonic() + 1.0)
+                polling = True
             if worker.owned:
                 with contextlib.suppress(Exception):
                     self.spawner.maintain(slot.session)
+        if not polling:
+            # no more than its share of a core, as the timer's rescans
+            cost = time.thread_time() - cpu
+            self._next_sweep = max(self._next_sweep, now + cost / NET_CPU_SHARE)
 
     def _children_go(self) -> bool:
         """Whether the children are stopped with the pool: as asked, else the
