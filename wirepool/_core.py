@@ -243,6 +243,7 @@ class _PoolCore:
         self._stop_children_on_exit: bool | None = None
         self._next_rescan = 0.0
         self._rescan_is_net = False  # the next timer rescan is only a net under inotify
+        self._plan_cpu = 0.0  # the last full plan that started nothing, in CPU seconds
         self._next_sweep = 0.0
         self._spawn_deferred_until: float | None = None
         # When each session asked to decide again (a backoff ending, a grace

@@ -350,8 +350,9 @@ class _Loop(_Operator):
                 with contextlib.suppress(Exception):
                     self.spawner.maintain(slot.session)
         if not polling:
-            # no more than its share of a core, as the timer's rescans
-            cost = time.thread_time() - cpu
+            # no more than its share of a core, as the timer's rescans, the
+            # full plan it asks for included (most of it at ten thousand)
+            cost = time.thread_time() - cpu + self._plan_cpu
             self._next_sweep = max(self._next_sweep, now + cost / NET_CPU_SHARE)
 
     def _children_go(self) -> bool:

@@ -62,6 +62,7 @@ class _SessionShell(_Publisher):
         others' inputs have not changed since they last decided), then run
         the due spawns in the plan's order as far as the spawn-rate limit
         allows."""
+        cpu = time.thread_time()
         if only is None:
             # Every session says again when it next needs a wake-up.  A
             # partial pass keeps the others' (at worst a stale one: an early
@@ -75,6 +76,9 @@ class _SessionShell(_Publisher):
         for name, slot in list(slots.items()):  # a Forget drops a slot
             self._update(slot, decided.states[name])
             self._perform(slot, decided.actions.get(name, ()), now)
+        if only is None and not decided.spawn:
+            # what a net's pass costs besides itself: the full plan it asks for
+            self._plan_cpu = time.thread_time() - cpu
         # Each spawn's "spawned" step waits for a few more spawns (see
         # _finish_spawns): by then the child has exec'd and reading its
         # identity costs no wait.
