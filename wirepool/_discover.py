@@ -22,7 +22,7 @@ from wirepool.errors import ConfigError
 #: under the exits), with the full plan each asks for: a pass over ten
 #: thousand services costs ~1-2 s of CPU, so a bigger pool's net comes
 #: further apart than ``watched_rescan_interval``
-NET_CPU_SHARE = 0.0004
+NET_CPU_SHARE = 0.0002
 
 
 class _DiscoveryDriver(_Recovery):

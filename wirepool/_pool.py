@@ -71,13 +71,14 @@ class SessionPool(_Loop):
             watches every path discovery names (no watch failed), for a
             plugin whose verdicts depend only on files in those paths: the
             timer is then only a net under the events, and comes no sooner
-            than its passes cost 0.04 % of a core (a pass over ten thousand
-            services takes ~1 s of CPU: 40 min apart).  None: always
+            than its passes cost 0.02 % of a core (a pass over ten thousand
+            services takes ~1 s of CPU: 80 min apart).  None: always
             ``rescan_interval``.
         sweep_interval: seconds between safety sweeps (identity re-checks,
             a look at live logs) -- a net under the event path, not the engine;
             past 5 000 children it grows with them (60 s at 10 000), and it
-            comes no sooner than it costs 0.04 % of a core.
+            comes no sooner than it costs 0.02 % of a core (the full plan
+            it asks for included).
         spawn_limit: the pool-wide spawn rate limit.
         clock: time source (:class:`wirepool.testing.MockClock` in tests).
         durable: fsync the state writes that must survive a power loss (a

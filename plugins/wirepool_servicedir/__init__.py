@@ -350,7 +350,7 @@ class ServiceDirPlugin(Plugin):
                     default=300.0,
                     show_default=True,
                     help="Seconds between full rescans while inotify watches every service "
-                    "directory, at least: a big pool's also keep to 0.04% of a core (set it "
+                    "directory, at least: a big pool's also keep to 0.02% of a core (set it "
                     "to --rescan-interval on a network file system: rescans every interval).",
                 )
             ),
