@@ -70,6 +70,7 @@ from typing import Any
 
 from wirepool._log import logger
 from wirepool._types import ExitStatus
+from wirepool._value import Record
 
 try:  # pragma: no cover - platform dependent
     import inotify_simple as _inotify
@@ -396,8 +397,8 @@ def _copy_chunk(src: int, dst: int, pos: int, count: int) -> int:
     return len(data)
 
 
-@dataclass(slots=True)
-class _Log:
+@dataclass(slots=True, repr=False, eq=False)
+class _Log(Record):
     token: int
     dir_key: tuple[int, int]
     name: str
@@ -405,8 +406,8 @@ class _Log:
     copied_at: float = float("-inf")  # monotonic time of the last rotated copy
 
 
-@dataclass(slots=True)
-class _Dir:
+@dataclass(slots=True, repr=False, eq=False)
+class _Dir(Record):
     fd: int
     wd: int | None  # None: no inotify watch, its logs are polled
     users: int

@@ -18,11 +18,13 @@ import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from wirepool._value import Value
+
 __all__ = ["NameProblem", "Named", "resolve", "resolve_all"]
 
 
-@dataclass(frozen=True, slots=True)
-class Named:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class Named(Value):
     """What resolution needs of a session."""
 
     key: str  # the pool's internal name: unique

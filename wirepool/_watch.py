@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from wirepool._log import logger
+from wirepool._value import Record
 
 try:  # pragma: no cover - platform dependent
     import inotify_simple as _inotify
@@ -27,8 +28,8 @@ except ImportError:  # pragma: no cover
     _inotify = None
 
 
-@dataclass(slots=True)
-class Changes:
+@dataclass(slots=True, repr=False, eq=False)
+class Changes(Record):
     """What a :meth:`Watcher.drain` saw: entries (watched directory, name)
     that changed, or ``everything`` (look at it all again)."""
 

@@ -76,6 +76,7 @@ from wirepool._proc import (
 )
 from wirepool._store import SMALL_STATE_LIMIT, StateDir, read_json, read_small
 from wirepool._types import ExitStatus, Session
+from wirepool._value import Value
 
 __all__ = [
     "AdoptedWorker",
@@ -493,8 +494,8 @@ def rotate_log(path: Path, max_bytes: int, backups: int, *, copy_truncate: bool 
     return True
 
 
-@dataclass(frozen=True, slots=True)
-class Environment:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class Environment(Value):
     """How a child's environment is built, explicitly.
 
     Start from the supervisor's own environment (``inherit``) or from nothing,
