@@ -71,6 +71,7 @@ from typing import Any
 from wirepool._log import logger
 from wirepool._types import ExitStatus
 from wirepool._value import Record
+from wirepool._watch import new_inotify
 
 try:  # pragma: no cover - platform dependent
     import inotify_simple as _inotify
@@ -603,7 +604,7 @@ class LogKeeper:
         if _inotify is None:
             return None
         try:
-            self._ino = _inotify.INotify()
+            self._ino = new_inotify()
         except OSError as exc:
             logger.warning(
                 "log keeper: no inotify ({}); logs are checked every {}s", exc, self.poll

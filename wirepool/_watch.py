@@ -40,6 +40,18 @@ class Changes(Record):
         return self.everything or bool(self.paths)
 
 
+def new_inotify() -> Any:
+    """An ``inotify_simple.INotify`` (OSError where inotify is unavailable)."""
+    # inotify_simple looks libc up with ctypes.util.find_library, which runs
+    # ``ldconfig -p`` in a child process at the first INotify: before the
+    # first spawn, 5-20 ms.  libc's symbols are in this process already.
+    if getattr(_inotify, "_libc", True) is None:
+        import ctypes  # imported by inotify_simple already
+
+        _inotify._libc = ctypes.CDLL(None, use_errno=True)
+    return _inotify.INotify()
+
+
 def _watch_mask() -> int:
     flags = _inotify.flags
     return int(
@@ -70,7 +82,7 @@ class Watcher:
         self.complete = False
         if _inotify is not None:
             try:
-                self._ino = _inotify.INotify()
+                self._ino = new_inotify()
             except OSError as exc:
                 logger.warning("inotify unavailable ({}); relying on periodic rescans", exc)
                 self._ino = None
