@@ -19,7 +19,7 @@ import errno
 import functools
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 
 __all__ = [
@@ -238,10 +238,10 @@ def _group_exists(pgid: int) -> bool:
 def pids_with_environ(markers: Sequence[tuple[str, str]]) -> dict[int, dict[str, str]]:
     """Processes whose environment holds every ``NAME=value`` in ``markers``.
 
-    Used once at start-up to find children a previous supervisor left running
-    when its record of them was lost (a corrupt or missing state file): every
-    child we spawn carries the pool's marker variables, so it can be found
-    without trusting any file.  Linux only; elsewhere an empty result.
+    Every child we spawn carries the pool's marker variables, so it can be
+    found without trusting any file (start-up asks this of the session
+    leaders alone: :func:`wirepool.spawn.find_children`).  Linux only;
+    elsewhere an empty result.
     """
     found: dict[int, dict[str, str]] = {}
     if not _LINUX:
@@ -281,22 +281,36 @@ def fds_under(pid: int, directory: str) -> list[str]:
     return found
 
 
-def pids_with_fds_under(directory: str) -> dict[int, list[str]]:
-    """Every process (but this one) with a descriptor open on a file in
-    ``directory``: pid -> what :func:`fds_under` says of it.  A pass over
-    every descriptor on the machine: for start-up, like
-    :func:`pids_with_environ`."""
-    found: dict[int, list[str]] = {}
+def session_leaders() -> list[int]:
+    """Every process (but this one) that leads its session: a child of a
+    pool's is one (see :func:`wirepool.spawn.find_children`).  A ``getsid``
+    each, no file read: on a host with thousands of processes, reading
+    each one's environment and descriptors was most of a start (~0.1 ms a
+    process).  Linux only; elsewhere an empty result."""
     if not _LINUX:
-        return found
+        return []
     own = os.getpid()
+    leaders = []
     for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == own:
+        if not entry.isdigit():
             continue
-        paths = fds_under(int(entry), directory)
-        if paths:
-            found[int(entry)] = paths
-    return found
+        pid = int(entry)
+        try:
+            if pid != own and os.getsid(pid) == pid:
+                leaders.append(pid)
+        except OSError:
+            continue
+    return leaders
+
+
+def environ_markers(pid: int, wanted: Sequence[bytes]) -> dict[str, str] | None:
+    """``pid``'s ``WIREPOOL_*`` variables when its environment holds every
+    ``NAME=value`` in ``wanted`` (encoded), else None (as
+    :func:`pids_with_environ` tells of one process)."""
+    items = _environ_items(pid) if _LINUX else None
+    if items is not None and all(w in items for w in wanted):
+        return _wirepool_vars(items)
+    return None
 
 
 @functools.cache
@@ -350,7 +364,7 @@ def _wirepool_vars(items: Sequence[bytes]) -> dict[str, str]:
     return env
 
 
-def has_marked_ancestor(pid: int, marked: Mapping[int, object]) -> bool:
+def has_marked_ancestor(pid: int, marked: Container[int]) -> bool:
     """Whether an ancestor of ``pid`` is in ``marked`` (a daemon's own
     helpers inherit its marker variables; they are not separate children)."""
     seen = 0
