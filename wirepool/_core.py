@@ -59,6 +59,8 @@ OnExit = Literal["leave", "stop"]
 # pipe); the loop alone acts on them.
 @dataclass(frozen=True, slots=True, repr=False, eq=False)
 class StopCommand(Value):
+    """Stop the pool (``children``: whether its children go too)."""
+
     children: bool | None = None  # None: as ``on_exit`` says
 
 
@@ -144,6 +146,8 @@ class _Slot(Record):
 
 @dataclass(repr=False, eq=False)
 class _TempState(Record):
+    """A state directory the pool made for itself."""
+
     path: Path
     used: bool = False
 

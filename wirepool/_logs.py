@@ -400,6 +400,8 @@ def _copy_chunk(src: int, dst: int, pos: int, count: int) -> int:
 
 @dataclass(slots=True, repr=False, eq=False)
 class _Log(Record):
+    """A live log the keeper keeps to size."""
+
     token: int
     dir_key: tuple[int, int]
     name: str
@@ -409,6 +411,8 @@ class _Log(Record):
 
 @dataclass(slots=True, repr=False, eq=False)
 class _Dir(Record):
+    """A directory of live logs, open and watched while a log in it is."""
+
     fd: int
     wd: int | None  # None: no inotify watch, its logs are polled
     users: int

@@ -44,6 +44,8 @@ class WorkerRecord(Value):
 
 @dataclass(frozen=True, slots=True, repr=False, eq=False)
 class SessionRecord(Value):
+    """A session's record in the state directory."""
+
     session: Session
     worker: WorkerRecord | None = None
     streak: int = 0  # consecutive rapid failures

@@ -92,6 +92,8 @@ class Running(Value):
 # times as fast as Value's one look-up of all of them.
 @dataclass(frozen=True, slots=True, repr=False)
 class SessionState(Value):
+    """One session's state: what :func:`step` reads and returns."""
+
     phase: Phase = Phase.PENDING
     reason: str = ""
     verdict: Verdict = field(default_factory=lambda: Verdict(False, "not checked yet"))
@@ -213,6 +215,8 @@ class AdoptFailed(_Bare):
 
 @dataclass(frozen=True, slots=True, repr=False, eq=False)
 class Exited(Value):
+    """The child ended."""
+
     status: ExitStatus
     lived: float | None  # seconds; None when it never really started
     wall: float  # when, on the wall clock (for status)
@@ -220,6 +224,8 @@ class Exited(Value):
 
 @dataclass(frozen=True, slots=True, repr=False, eq=False)
 class StopRequested(Value):
+    """Stop the child (``as_failure``: the stop counts as a failure)."""
+
     reason: str
     as_failure: bool = False
 
@@ -250,6 +256,8 @@ class KillDue(_Bare):
 
 @dataclass(frozen=True, slots=True, repr=False, eq=False)
 class Probed(Value):
+    """A health probe's answer."""
+
     healthy: bool
     reason: str
 
@@ -351,6 +359,8 @@ class Forget(_Bare):
 
 @dataclass(frozen=True, slots=True, repr=False, eq=False)
 class WakeAt(Value):
+    """Decide for this session again at ``at``."""
+
     at: float  # monotonic
 
 
@@ -362,6 +372,8 @@ class PlanNow(_Bare):
 
 @dataclass(frozen=True, slots=True, repr=False, eq=False)
 class Emit(Value):
+    """Publish an event of the session."""
+
     kind: EventKind
     reason: str = ""
     data: dict[str, Any] | None = None

@@ -24,6 +24,8 @@ STATES = tuple(phase.value for phase in Phase)
 
 @dataclass(frozen=True, slots=True, repr=False, eq=False)
 class SessionStatus(Value):
+    """One session's status, as ``status.json`` shows it."""
+
     name: str
     display_name: str
     home: str

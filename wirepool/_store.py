@@ -282,6 +282,8 @@ def quarantine(path: Path) -> Path | None:
 
 @dataclass(frozen=True, slots=True, repr=False, eq=False)
 class StateDir(Value):
+    """The state directory's layout."""
+
     root: Path
 
     @property

@@ -358,6 +358,8 @@ def timing_from(options: Mapping[str, Any], *, rescan_interval: float = 30.0) ->
 
 @dataclass(frozen=True, repr=False, eq=False)
 class PluginInfo(Value):
+    """An installed plugin, as ``wirepool plugins`` lists it."""
+
     name: str
     value: str
     distribution: str | None

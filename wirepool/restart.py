@@ -108,6 +108,8 @@ class Streak(Value):
 
 @dataclass(frozen=True, slots=True, repr=False, eq=False)
 class Decision(Value):
+    """What :meth:`RestartPolicy.on_exit` decided of one exit."""
+
     delay: float
     streak: Streak
     give_up: bool
