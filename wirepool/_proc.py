@@ -22,6 +22,8 @@ import sys
 from collections.abc import Container, Sequence
 from dataclasses import dataclass
 
+from wirepool._value import Ordered
+
 __all__ = [
     "ProcessIdentity",
     "cmdline",
@@ -37,8 +39,10 @@ _LINUX = sys.platform.startswith("linux")
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class ProcessIdentity:
+# Its equality and hash stay generated: identities are compared at every look
+# at a child (see wirepool._value).
+@dataclass(frozen=True, slots=True, repr=False)
+class ProcessIdentity(Ordered):
     """``start`` is opaque: only equality with a fresh reading means anything."""
 
     pid: int

@@ -21,7 +21,7 @@ from dataclasses import fields
 from operator import attrgetter
 from typing import Any
 
-__all__ = ["Record", "Shown", "Value"]
+__all__ = ["Ordered", "Record", "Shown", "Value"]
 
 _Getter = Callable[[Any], tuple[Any, ...]]
 
@@ -81,6 +81,37 @@ class Value(Shown):
 
     def __hash__(self) -> int:
         return hash((_LOOKS.get(self.__class__) or _look(self.__class__))[1](self))
+
+
+class Ordered(Value):
+    """A :class:`Value` ordered as ``order=True`` orders: by its compared
+    fields, against an instance of the same class only."""
+
+    __slots__ = ()
+
+    def __lt__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            values = (_LOOKS.get(self.__class__) or _look(self.__class__))[0]
+            return values(self) < values(other)
+        return NotImplemented
+
+    def __le__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            values = (_LOOKS.get(self.__class__) or _look(self.__class__))[0]
+            return values(self) <= values(other)
+        return NotImplemented
+
+    def __gt__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            values = (_LOOKS.get(self.__class__) or _look(self.__class__))[0]
+            return values(self) > values(other)
+        return NotImplemented
+
+    def __ge__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            values = (_LOOKS.get(self.__class__) or _look(self.__class__))[0]
+            return values(self) >= values(other)
+        return NotImplemented
 
 
 class Record(Value):
