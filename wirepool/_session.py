@@ -88,7 +88,7 @@ class Running(Value):
 
 
 # Its equality stays generated: the shell compares the old and the new state
-# at every step, and the generated method's attribute loads are about three
+# at every step, and the generated method's attribute loads are two to three
 # times as fast as Value's one look-up of all of them.
 @dataclass(frozen=True, slots=True, repr=False)
 class SessionState(Value):

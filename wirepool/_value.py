@@ -8,7 +8,7 @@ equality, the same hash) from the class's fields, looked up once per class.
 ``__init__`` and the frozen ``__setattr__``/``__delattr__`` are still
 generated: a shared ``__init__`` would be slower at every construction, and
 the frozen pair cannot be shared without one.  Value's ``__eq__`` reads the
-fields with one ``attrgetter``, about three times as slow as the generated
+fields with one ``attrgetter``, two to three times as slow as the generated
 method's attribute loads: a class compared on a hot path keeps the generated
 one (``eq=True``, as ``SessionState`` does).
 """
