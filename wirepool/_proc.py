@@ -350,11 +350,18 @@ def wirepool_environ(pid: int) -> dict[str, str] | None:
 
 
 def _environ_items(pid: int) -> list[bytes] | None:
+    # os.open, as stat_fields: the start-up scan reads one per session leader
     try:
-        with open(f"/proc/{pid}/environ", "rb") as fh:
-            return fh.read().split(b"\0")
+        fd = os.open(f"/proc/{pid}/environ", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            chunks = []
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
     except OSError:
         return None
+    return b"".join(chunks).split(b"\0")
 
 
 def _wirepool_vars(items: Sequence[bytes]) -> dict[str, str]:
