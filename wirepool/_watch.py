@@ -44,7 +44,7 @@ def new_inotify() -> Any:
     """An ``inotify_simple.INotify`` (OSError where inotify is unavailable)."""
     # inotify_simple looks libc up with ctypes.util.find_library, which runs
     # ``ldconfig -p`` in a child process at the first INotify: before the
-    # first spawn, 5-20 ms.  libc's symbols are in this process already.
+    # first spawn, 3-10 ms here.  libc's symbols are in this process already.
     if getattr(_inotify, "_libc", True) is None:
         import ctypes  # imported by inotify_simple already
 
