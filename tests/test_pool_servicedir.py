@@ -247,8 +247,9 @@ def test_a_down_file_escalates_to_sigkill_while_the_pool_runs(
         wait_for((d / "ready").exists)  # the trap is set
         (d / "down").touch()
         wait_for(lambda: not alive(pid), timeout=30)
-        exits = tracker.kinds("stubborn", "exited")
-        assert exits and exits[-1].data["signal"] == signal.SIGKILL
+        # the event follows the reap, which can come a moment after the kill
+        exits = wait_for(lambda: tracker.kinds("stubborn", "exited"), timeout=30)
+        assert exits[-1].data["signal"] == signal.SIGKILL
         assert pool.snapshot()["calm"].pid == calm
     finally:
         pool.stop()

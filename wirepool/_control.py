@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from wirepool._store import dumps_strict, from_strict_json
+from wirepool._value import Shown
 from wirepool.errors import ControlError
 
 __all__ = [
@@ -140,8 +141,8 @@ def _peer(sock: socket.socket) -> tuple[int, int, int]:
     return pid, uid, gid
 
 
-@dataclass(eq=False)
-class Conn:
+@dataclass(repr=False, eq=False)
+class Conn(Shown):
     """One client connection (loop thread only)."""
 
     sock: socket.socket

@@ -41,6 +41,7 @@ from wirepool._session import SessionState
 from wirepool._status import SessionStatus, Snapshot
 from wirepool._store import StateDir
 from wirepool._types import Session
+from wirepool._value import Record, Value
 from wirepool._watch import Watcher
 from wirepool.discovery import Discovery, DiscoveryLike, as_discovery
 from wirepool.eligibility import Always, Eligibility, EligibilityLike, as_eligibility
@@ -56,8 +57,10 @@ OnExit = Literal["leave", "stop"]
 
 # What other threads and signal handlers ask of the loop (through the wake
 # pipe); the loop alone acts on them.
-@dataclass(frozen=True, slots=True)
-class StopCommand:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class StopCommand(Value):
+    """Stop the pool (``children``: whether its children go too)."""
+
     children: bool | None = None  # None: as ``on_exit`` says
 
 
@@ -67,8 +70,8 @@ class RescanCommand(_session._Bare):
     __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class OperateCommand:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class OperateCommand(Value):
     """An operator verb from the Python API (``SessionPool.restart`` ...):
     done on the loop thread, its result or error handed back in ``done``."""
 
@@ -112,8 +115,8 @@ class Instruments(Protocol):
         """One discovery pass took ``seconds`` (``full``: of every session)."""
 
 
-@dataclass(slots=True)
-class _Slot:
+@dataclass(slots=True, repr=False, eq=False)
+class _Slot(Record):
     """What the shell holds for one session: its state machine's state (the
     one place its lifecycle is written: :mod:`wirepool._session`) and the
     shell's own handles.  Loop thread only."""
@@ -141,8 +144,10 @@ class _Slot:
     shown_from: tuple[object, ...] = ()
 
 
-@dataclass
-class _TempState:
+@dataclass(repr=False, eq=False)
+class _TempState(Record):
+    """A state directory the pool made for itself."""
+
     path: Path
     used: bool = False
 

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from wirepool._value import Value
+
 __all__ = ["Event", "EventKind", "EventStream"]
 
 
@@ -39,8 +41,8 @@ class EventKind(enum.StrEnum):
     SUPERVISOR_STOPPED = "supervisor_stopped"
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class Event(Value):
     """One thing the pool did, as ``wirepool run --json`` prints it.
 
     ``kind`` is the value of an :class:`EventKind` (a plain string, so that

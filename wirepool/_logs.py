@@ -70,6 +70,8 @@ from typing import Any
 
 from wirepool._log import logger
 from wirepool._types import ExitStatus
+from wirepool._value import Record
+from wirepool._watch import new_inotify
 
 try:  # pragma: no cover - platform dependent
     import inotify_simple as _inotify
@@ -438,8 +440,10 @@ def _copy_chunk(src: int, dst: int, pos: int, count: int) -> int:
     return len(data)
 
 
-@dataclass(slots=True)
-class _Log:
+@dataclass(slots=True, repr=False, eq=False)
+class _Log(Record):
+    """A live log the keeper keeps to size."""
+
     token: int
     dir_key: tuple[int, int]
     name: str
@@ -447,8 +451,10 @@ class _Log:
     copied_at: float = float("-inf")  # monotonic time of the last rotated copy
 
 
-@dataclass(slots=True)
-class _Dir:
+@dataclass(slots=True, repr=False, eq=False)
+class _Dir(Record):
+    """A directory of live logs, open and watched while a log in it is."""
+
     fd: int
     wd: int | None  # None: no inotify watch, its logs are polled
     users: int
@@ -644,7 +650,7 @@ class LogKeeper:
         if _inotify is None:
             return None
         try:
-            self._ino = _inotify.INotify()
+            self._ino = new_inotify()
         except OSError as exc:
             logger.warning(
                 "log keeper: no inotify ({}); logs are checked every {}s", exc, self.poll

@@ -71,6 +71,7 @@ from wirepool._events import Event, EventKind
 from wirepool._log import logger
 from wirepool._status import STATES, SessionStatus, Snapshot
 from wirepool._store import _escape_surrogates, atomic_write
+from wirepool._value import Value
 from wirepool._version import version as _wirepool_version
 
 if TYPE_CHECKING:
@@ -322,8 +323,8 @@ def _label(text: str) -> str:
 # ------------------------------------------------------------------ address
 
 
-@dataclass(frozen=True, slots=True)
-class MetricsAddress:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class MetricsAddress(Value):
     """Where ``--metrics`` listens: a TCP host and port, or a unix socket."""
 
     host: str = ""

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from wirepool._proc import ProcessIdentity
 from wirepool._types import Verdict
+from wirepool._value import Shown
 
 #: threads at most; each blocked in a hung probe holds one
 MAX_THREADS = 128
@@ -33,8 +34,8 @@ MAX_THREADS = 128
 IDLE_SECONDS = 30.0
 
 
-@dataclass(eq=False)
-class ProbeJob:
+@dataclass(repr=False, eq=False)
+class ProbeJob(Shown):
     """One probe of one child: what it runs, and (set by its thread) when it
     began and what it gave.  The loop alone sets ``overdue``."""
 

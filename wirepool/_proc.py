@@ -19,8 +19,10 @@ import errno
 import functools
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
+
+from wirepool._value import Ordered
 
 __all__ = [
     "ProcessIdentity",
@@ -37,8 +39,10 @@ _LINUX = sys.platform.startswith("linux")
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class ProcessIdentity:
+# Its equality and hash stay generated: identities are compared at every look
+# at a child (see wirepool._value).
+@dataclass(frozen=True, slots=True, repr=False)
+class ProcessIdentity(Ordered):
     """``start`` is opaque: only equality with a fresh reading means anything."""
 
     pid: int
@@ -238,10 +242,10 @@ def _group_exists(pgid: int) -> bool:
 def pids_with_environ(markers: Sequence[tuple[str, str]]) -> dict[int, dict[str, str]]:
     """Processes whose environment holds every ``NAME=value`` in ``markers``.
 
-    Used once at start-up to find children a previous supervisor left running
-    when its record of them was lost (a corrupt or missing state file): every
-    child we spawn carries the pool's marker variables, so it can be found
-    without trusting any file.  Linux only; elsewhere an empty result.
+    Every child we spawn carries the pool's marker variables, so it can be
+    found without trusting any file (start-up asks this of the session
+    leaders alone: :func:`wirepool.spawn.find_children`).  Linux only;
+    elsewhere an empty result.
     """
     found: dict[int, dict[str, str]] = {}
     if not _LINUX:
@@ -281,22 +285,36 @@ def fds_under(pid: int, directory: str) -> list[str]:
     return found
 
 
-def pids_with_fds_under(directory: str) -> dict[int, list[str]]:
-    """Every process (but this one) with a descriptor open on a file in
-    ``directory``: pid -> what :func:`fds_under` says of it.  A pass over
-    every descriptor on the machine: for start-up, like
-    :func:`pids_with_environ`."""
-    found: dict[int, list[str]] = {}
+def session_leaders() -> list[int]:
+    """Every process (but this one) that leads its session: a child of a
+    pool's is one (see :func:`wirepool.spawn.find_children`).  A ``getsid``
+    each, no file read: on a host with thousands of processes, reading
+    each one's environment and descriptors was most of a start (~0.1 ms a
+    process).  Linux only; elsewhere an empty result."""
     if not _LINUX:
-        return found
+        return []
     own = os.getpid()
+    leaders = []
     for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == own:
+        if not entry.isdigit():
             continue
-        paths = fds_under(int(entry), directory)
-        if paths:
-            found[int(entry)] = paths
-    return found
+        pid = int(entry)
+        try:
+            if pid != own and os.getsid(pid) == pid:
+                leaders.append(pid)
+        except OSError:
+            continue
+    return leaders
+
+
+def environ_markers(pid: int, wanted: Sequence[bytes]) -> dict[str, str] | None:
+    """``pid``'s ``WIREPOOL_*`` variables when its environment holds every
+    ``NAME=value`` in ``wanted`` (encoded), else None (as
+    :func:`pids_with_environ` tells of one process)."""
+    items = _environ_items(pid) if _LINUX else None
+    if items is not None and all(w in items for w in wanted):
+        return _wirepool_vars(items)
+    return None
 
 
 @functools.cache
@@ -332,11 +350,18 @@ def wirepool_environ(pid: int) -> dict[str, str] | None:
 
 
 def _environ_items(pid: int) -> list[bytes] | None:
+    # os.open, as stat_fields: the start-up scan reads one per session leader
     try:
-        with open(f"/proc/{pid}/environ", "rb") as fh:
-            return fh.read().split(b"\0")
+        fd = os.open(f"/proc/{pid}/environ", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            chunks = []
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
     except OSError:
         return None
+    return b"".join(chunks).split(b"\0")
 
 
 def _wirepool_vars(items: Sequence[bytes]) -> dict[str, str]:
@@ -350,7 +375,7 @@ def _wirepool_vars(items: Sequence[bytes]) -> dict[str, str]:
     return env
 
 
-def has_marked_ancestor(pid: int, marked: Mapping[int, object]) -> bool:
+def has_marked_ancestor(pid: int, marked: Container[int]) -> bool:
     """Whether an ancestor of ``pid`` is in ``marked`` (a daemon's own
     helpers inherit its marker variables; they are not separate children)."""
     seen = 0

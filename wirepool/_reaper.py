@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 from wirepool._log import logger
 from wirepool._proc import ProcessIdentity, identity_of, stat_fields, wirepool_environ
+from wirepool._value import Record
 from wirepool.spawn import POOL_MARKER, SESSION_MARKER
 
 __all__ = ["OrphanReaper"]
@@ -70,8 +71,8 @@ def _state_and_session(pid: int) -> tuple[str, int] | None:
         return None
 
 
-@dataclass
-class OrphanReaper:
+@dataclass(repr=False, eq=False)
+class OrphanReaper(Record):
     """The pool's side of ``PR_SET_CHILD_SUBREAPER``.  ``pool_id`` is the
     value of the pool's ``WIREPOOL_POOL`` marker."""
 

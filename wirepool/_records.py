@@ -26,13 +26,14 @@ from wirepool._proc import ProcessIdentity, is_alive
 from wirepool._store import RECORD_LIMIT, RECORD_SCHEMA, atomic_write_json, read_json
 from wirepool._tail import LAST_OUTPUT_BYTES, LAST_OUTPUT_LINES
 from wirepool._types import ExitStatus, Session
+from wirepool._value import Value
 from wirepool.spawn import is_pool_child
 
 __all__ = ["RecordedWorker", "SessionRecord", "WorkerRecord", "recorded_worker"]
 
 
-@dataclass(frozen=True, slots=True)
-class WorkerRecord:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class WorkerRecord(Value):
     """The child a record names: who it is, and whether the pool started it."""
 
     identity: ProcessIdentity
@@ -41,8 +42,10 @@ class WorkerRecord:
     fingerprint: str | None = None  # what it was started from (Spawner.fingerprint)
 
 
-@dataclass(frozen=True, slots=True)
-class SessionRecord:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class SessionRecord(Value):
+    """A session's record in the state directory."""
+
     session: Session
     worker: WorkerRecord | None = None
     streak: int = 0  # consecutive rapid failures
@@ -171,8 +174,8 @@ class SessionRecord:
         return isinstance(data, dict) and data.get("schema") == RECORD_SCHEMA
 
 
-@dataclass(frozen=True, slots=True)
-class RecordedWorker:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class RecordedWorker(Value):
     """A record's worker that is still alive, and what it may be taken for."""
 
     identity: ProcessIdentity

@@ -17,12 +17,15 @@ from wirepool._proc import ProcessIdentity
 from wirepool._session import Phase
 from wirepool._store import STATUS_SCHEMA
 from wirepool._types import ExitStatus
+from wirepool._value import Value
 
 STATES = tuple(phase.value for phase in Phase)
 
 
-@dataclass(frozen=True, slots=True)
-class SessionStatus:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class SessionStatus(Value):
+    """One session's status, as ``status.json`` shows it."""
+
     name: str
     display_name: str
     home: str
@@ -100,8 +103,8 @@ def _jsonable(value: object, depth: int = 0) -> bool:
     return False
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class Snapshot(Value):
     """What :meth:`SessionPool.snapshot` returns: immutable, safe to keep."""
 
     sessions: Mapping[str, SessionStatus]

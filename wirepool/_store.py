@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wirepool._value import Value
 from wirepool.errors import LockHeldError, UnsafeStateDirError
 
 STATUS_SCHEMA = "wirepool.status/1"
@@ -279,8 +280,10 @@ def quarantine(path: Path) -> Path | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class StateDir:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class StateDir(Value):
+    """The state directory's layout."""
+
     root: Path
 
     @property

@@ -15,6 +15,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from wirepool._value import Value
+
 __all__ = ["ExitStatus", "Session", "Verdict"]
 
 
@@ -22,8 +24,8 @@ def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(value or {}))
 
 
-@dataclass(frozen=True, slots=True)
-class Session:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class Session(Value):
     """One unit of supervision: usually a directory that deserves one daemon.
 
     ``name`` is the unique key the pool tracks the session by.  Plugins should
@@ -76,8 +78,8 @@ class Session:
         return str(shown) if shown else self.name
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class Verdict(Value):
     """An eligibility answer that always carries its reason.
 
     Verdicts compose like booleans so that a combined rule still explains
@@ -124,8 +126,8 @@ def _join(a: str, b: str, sep: str) -> str:
     return sep.join(part for part in (a, b) if part)
 
 
-@dataclass(frozen=True, slots=True)
-class ExitStatus:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class ExitStatus(Value):
     """How a child ended.  ``code`` and ``signal`` are both None when the
     process was not ours to reap (an adopted daemon): the kernel only tells
     its real parent, so we record that it ended, not how."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from wirepool._log import logger
+from wirepool._value import Record
 
 try:  # pragma: no cover - platform dependent
     import inotify_simple as _inotify
@@ -27,8 +28,8 @@ except ImportError:  # pragma: no cover
     _inotify = None
 
 
-@dataclass(slots=True)
-class Changes:
+@dataclass(slots=True, repr=False, eq=False)
+class Changes(Record):
     """What a :meth:`Watcher.drain` saw: entries (watched directory, name)
     that changed, or ``everything`` (look at it all again)."""
 
@@ -37,6 +38,18 @@ class Changes:
 
     def __bool__(self) -> bool:
         return self.everything or bool(self.paths)
+
+
+def new_inotify() -> Any:
+    """An ``inotify_simple.INotify`` (OSError where inotify is unavailable)."""
+    # inotify_simple looks libc up with ctypes.util.find_library, which runs
+    # ``ldconfig -p`` in a child process at the first INotify: before the
+    # first spawn, 3-10 ms here.  libc's symbols are in this process already.
+    if getattr(_inotify, "_libc", True) is None:
+        import ctypes  # imported by inotify_simple already
+
+        _inotify._libc = ctypes.CDLL(None, use_errno=True)
+    return _inotify.INotify()
 
 
 def _watch_mask() -> int:
@@ -69,7 +82,7 @@ class Watcher:
         self.complete = False
         if _inotify is not None:
             try:
-                self._ino = _inotify.INotify()
+                self._ino = new_inotify()
             except OSError as exc:
                 logger.warning("inotify unavailable ({}); relying on periodic rescans", exc)
                 self._ino = None

@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict
 
-# What a plugin needs, from this one module: `from wirepool.plugin import
-# CommandSpawner, DirectoryScan, Plugin, PoolSpec, ...` (the names are the
-# same objects as wirepool's own).
 from wirepool import _dists
 from wirepool._proc import ProcessIdentity
 from wirepool._types import Session, Verdict
+
+# What a plugin needs, from this one module: `from wirepool.plugin import
+# CommandSpawner, DirectoryScan, Plugin, PoolSpec, ...` (the names are the
+# same objects as wirepool's own).
+from wirepool._value import Record, Value
 from wirepool.discovery import DirectoryScan, Discovery, StaticDiscovery
 from wirepool.eligibility import (
     ActiveWithin,
@@ -115,8 +117,8 @@ class Guard(ABC):
         free and written it, the loser last."""
 
 
-@dataclass
-class PoolSpec:
+@dataclass(repr=False, eq=False)
+class PoolSpec(Record):
     """Everything a :class:`SessionPool` needs, as a plugin builds it."""
 
     discovery: DiscoveryLike
@@ -354,8 +356,10 @@ def timing_from(options: Mapping[str, Any], *, rescan_interval: float = 30.0) ->
     }
 
 
-@dataclass(frozen=True)
-class PluginInfo:
+@dataclass(frozen=True, repr=False, eq=False)
+class PluginInfo(Value):
+    """An installed plugin, as ``wirepool plugins`` lists it."""
+
     name: str
     value: str
     distribution: str | None

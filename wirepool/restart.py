@@ -35,6 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from wirepool._value import Value
+
 if TYPE_CHECKING:
     from tenacity import RetryCallState, Retrying
     from tenacity.stop import stop_base
@@ -92,8 +94,8 @@ class wait_jitter:  # tenacity's naming, so it reads like its siblings
         return self.__add__(other)
 
 
-@dataclass(frozen=True, slots=True)
-class Streak:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class Streak(Value):
     """The consecutive rapid failures of one session: what survives a
     supervisor restart (it is written into the session's record)."""
 
@@ -104,8 +106,10 @@ class Streak:
         return {"failures": self.failures}
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class Decision(Value):
+    """What :meth:`RestartPolicy.on_exit` decided of one exit."""
+
     delay: float
     streak: Streak
     give_up: bool

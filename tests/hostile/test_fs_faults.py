@@ -49,6 +49,13 @@ def _running(state: Path, *names: str) -> bool:
     return all(ss.get(n, {}).get("state") == "running" for n in names)
 
 
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def _ident(session: dict[str, Any]) -> ProcessIdentity:
     return ProcessIdentity(session["pid"], session["process_start"])
 
@@ -73,6 +80,9 @@ def test_regression_unreadable_session_dir_keeps_its_child_and_says_why(
     try:
         wait_for(lambda: _running(state, "a", "b", "locked"), timeout=30)
         before = status_sessions(state)
+        # "running" is written once the child is exec'd; its shell still has
+        # to open ./run, which the chmod below would deny it
+        wait_for(lambda: _comm(before["locked"]["pid"]) == "sleep", timeout=30)
         locked.chmod(0)
         # a new service that arrives unreadable: shown, with why, never run
         services.add("../staged")
