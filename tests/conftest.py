@@ -45,6 +45,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_TMP_KEY] = base
     os.environ["TMPDIR"] = base
     tempfile.tempdir = None  # read TMPDIR again
+    # A suite started in the background by a shell without job control
+    # inherits SIGINT ignored, and so would every command it starts: the
+    # tests that press Ctrl-C on `wirepool events`, `logs -f` and `top`
+    # (SIGINT) would wait for an exit that never comes.  Python's own
+    # handler here; an exec resets it to the default in each child.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
