@@ -49,7 +49,7 @@ def test_sigkilled_supervisor_is_replaced_and_every_child_adopted(
     assert [e for e in second.of("exited") if e["session"] == "s0"][0]["pid"] == victim
     # how an adopted child ended is its parent's to know, not ours: the
     # table says so instead of "unknown"
-    wait_for(lambda: status_sessions(services.state_dir)["s0"]["last_exit"])
+    wait_for(lambda: status_sessions(services.state_dir).get("s0", {}).get("last_exit"))
     doc = json.loads(cli("status", "servicedir", str(services.root), "--json").stdout)
     s0 = next(s for s in doc["sessions"] if s["name"] == "s0")
     assert (s0["last_exit"]["code"], s0["last_exit"]["signal"]) == (None, None)
@@ -376,7 +376,7 @@ def test_reset_lifts_failed_mark_of_a_running_supervisor(
     d = services.add("crash", "#!/bin/sh\nexit 1\n")
     sup = tracker.supervisor("giveup", str(services.root), env=env)
     wait_for(lambda: sup.of("failed"))
-    wait_for(lambda: status_sessions(services.state_dir)["crash"]["state"] == "failed")
+    wait_for(lambda: status_sessions(services.state_dir).get("crash", {}).get("state") == "failed")
     spawned = len(sup.of("spawned"))
     assert spawned == 2
     # an operator reset: the session is tried again (and fails again)
@@ -388,7 +388,7 @@ def test_reset_lifts_failed_mark_of_a_running_supervisor(
     # fixing the service changes the session, which lifts the mark by itself
     (d / "run").write_text("#!/bin/sh\nexec sleep 1000\n")
     (d / "run").chmod(0o755)
-    wait_for(lambda: status_sessions(services.state_dir)["crash"]["state"] == "running")
+    wait_for(lambda: status_sessions(services.state_dir).get("crash", {}).get("state") == "running")
     sup.proc.send_signal(signal.SIGTERM)
     assert sup.wait_exit() == 0
 
