@@ -34,7 +34,7 @@ from wirepool import (
     Snapshot,
     StaticDiscovery,
 )
-from wirepool._discover import NET_CPU_SHARE
+from wirepool._core import NET_CPU_SHARE
 from wirepool._proc import identity_of
 from wirepool.testing import MockClock
 

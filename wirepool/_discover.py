@@ -17,13 +17,6 @@ from wirepool._session import Changed, Checked, CheckFailed, Seen, Vanished
 from wirepool._types import Session, Verdict
 from wirepool.errors import ConfigError
 
-#: the share of a core the timer's full rescans may take while inotify
-#: watches everything (they are a net under its events, as the sweep is
-#: under the exits), with the full plan each asks for: a pass over ten
-#: thousand services costs ~1-2 s of CPU, so a bigger pool's net comes
-#: further apart than ``watched_rescan_interval``
-NET_CPU_SHARE = 0.0002
-
 
 class _DiscoveryDriver(_Recovery):
     """See :mod:`wirepool._discover`."""
@@ -81,8 +74,7 @@ class _DiscoveryDriver(_Recovery):
             # raised no event: look once more, now.
             self._next_rescan = now
         elif self._rescan_is_net:
-            cost = time.thread_time() - cpu + self._plan_cpu  # the plan after it too
-            self._next_rescan = max(self._next_rescan, now + cost / NET_CPU_SHARE)
+            self._next_rescan = max(self._next_rescan, self._net_after(now, cpu))
 
     def _rediscover_pass(self) -> None:
         """Discovery of just the sessions a watch event named; their plans

@@ -26,7 +26,6 @@ from wirepool._core import (
     _raise_fd_limit,
     _Slot,
 )
-from wirepool._discover import NET_CPU_SHARE
 from wirepool._events import EventKind
 from wirepool._log import logger
 from wirepool._log import release as release_logs
@@ -350,10 +349,7 @@ class _Loop(_Operator):
                 with contextlib.suppress(Exception):
                     self.spawner.maintain(slot.session)
         if not polling:
-            # no more than its share of a core, as the timer's rescans, the
-            # full plan it asks for included (most of it at ten thousand)
-            cost = time.thread_time() - cpu + self._plan_cpu
-            self._next_sweep = max(self._next_sweep, now + cost / NET_CPU_SHARE)
+            self._next_sweep = max(self._next_sweep, self._net_after(now, cpu))
 
     def _children_go(self) -> bool:
         """Whether the children are stopped with the pool: as asked, else the

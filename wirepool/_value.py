@@ -53,6 +53,10 @@ def _look(cls: type) -> _Look:
     return look
 
 
+def _looks(cls: type) -> _Look:
+    return _LOOKS.get(cls) or _look(cls)
+
+
 class Shown:
     """Shown as ``Name(field=value, ...)``, the fields with ``repr=True``, as
     the generated ``__repr__`` does (base of a ``repr=False`` dataclass)."""
@@ -61,7 +65,7 @@ class Shown:
 
     @reprlib.recursive_repr()
     def __repr__(self) -> str:
-        names = (_LOOKS.get(self.__class__) or _look(self.__class__))[2]
+        names = _looks(self.__class__)[2]
         shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in names)
         return f"{self.__class__.__qualname__}({shown})"
 
@@ -75,12 +79,12 @@ class Value(Shown):
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is self.__class__:
-            values = (_LOOKS.get(self.__class__) or _look(self.__class__))[0]
+            values = _looks(self.__class__)[0]
             return values(self) == values(other)
         return NotImplemented
 
     def __hash__(self) -> int:
-        return hash((_LOOKS.get(self.__class__) or _look(self.__class__))[1](self))
+        return hash(_looks(self.__class__)[1](self))
 
 
 class Ordered(Value):
@@ -91,25 +95,25 @@ class Ordered(Value):
 
     def __lt__(self, other: object) -> bool:
         if other.__class__ is self.__class__:
-            values = (_LOOKS.get(self.__class__) or _look(self.__class__))[0]
+            values = _looks(self.__class__)[0]
             return values(self) < values(other)
         return NotImplemented
 
     def __le__(self, other: object) -> bool:
         if other.__class__ is self.__class__:
-            values = (_LOOKS.get(self.__class__) or _look(self.__class__))[0]
+            values = _looks(self.__class__)[0]
             return values(self) <= values(other)
         return NotImplemented
 
     def __gt__(self, other: object) -> bool:
         if other.__class__ is self.__class__:
-            values = (_LOOKS.get(self.__class__) or _look(self.__class__))[0]
+            values = _looks(self.__class__)[0]
             return values(self) > values(other)
         return NotImplemented
 
     def __ge__(self, other: object) -> bool:
         if other.__class__ is self.__class__:
-            values = (_LOOKS.get(self.__class__) or _look(self.__class__))[0]
+            values = _looks(self.__class__)[0]
             return values(self) >= values(other)
         return NotImplemented
 
