@@ -88,7 +88,14 @@ def one_run(label: str, argv: list[str], env: dict[str, str], root: Path, n: int
     names = make_tree(root, n)
     t0 = time.time()
     proc = subprocess.Popen(
-        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        argv,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        # `python -c` puts its working directory first on the path: run from
+        # a checkout, every --checkout would import that one's wirepool
+        cwd=root.parent,
     )
     try:
         deadline = time.monotonic() + 600

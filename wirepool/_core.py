@@ -249,6 +249,9 @@ class _PoolCore:
         self._stop_children_on_exit: bool | None = None
         self._next_rescan = 0.0
         self._rescan_is_net = False  # the next timer rescan is only a net under inotify
+        # A full pass added watches: look once more after this pass's plan
+        # is carried out (see _DiscoveryDriver._discover_all).
+        self._look_again = False
         self._plan_cpu = 0.0  # the last full plan that started nothing, in CPU seconds
         self._next_sweep = 0.0
         self._spawn_deferred_until: float | None = None

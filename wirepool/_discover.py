@@ -71,8 +71,12 @@ class _DiscoveryDriver(_Recovery):
         self._errors_seen = {e for e in self._errors_seen if not e.startswith("discover:")}
         if self._absorb(found, None, now):
             # A marker created in a new directory before its watch existed
-            # raised no event: look once more, now.
-            self._next_rescan = now
+            # raised no event: look once more -- but after the plan has
+            # started what this pass found.  At start-up every watch is new,
+            # and a second pass before the first spawn kept a core idle for
+            # its whole length (~1 s at ten thousand sessions); a change in
+            # that window is then met like any change just after a pass.
+            self._look_again = True
         elif self._rescan_is_net:
             self._next_rescan = max(self._next_rescan, self._net_after(now, cpu))
 

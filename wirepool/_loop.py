@@ -241,6 +241,9 @@ class _Loop(_Operator):
             except BaseException:
                 self._replan = True
                 raise
+        if self._look_again:
+            self._look_again = False
+            self._next_rescan = min(self._next_rescan, now)
         self._upkeep_orphans(now)
         release_logs()  # a pool that started no child holds no log line
 
