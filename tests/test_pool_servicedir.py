@@ -33,6 +33,7 @@ from wirepool import (
     SessionPool,
     Snapshot,
     StaticDiscovery,
+    Worker,
 )
 from wirepool._core import NET_CPU_SHARE
 from wirepool._proc import identity_of
@@ -510,7 +511,7 @@ def test_backoff_waits_in_virtual_time_with_a_mock_clock(tmp_path: Path, tracker
 
 
 def counting_pool(
-    services: Services, tracker: Tracker, **kwargs: Any
+    services: Services, tracker: Tracker, spawner: CommandSpawner | None = None, **kwargs: Any
 ) -> tuple[SessionPool, type[DirectoryScan]]:
     """A pool over ``services`` whose discovery counts its full passes
     (``Counting.passes``) and records the names of its partial ones
@@ -533,13 +534,40 @@ def counting_pool(
         SessionPool(
             scan,
             NoDownFile(),
-            CommandSpawner(["sleep", "1000"]),
+            spawner or CommandSpawner(["sleep", "1000"]),
             state_dir=services.state_dir,
             durable=False,
             **kwargs,
         )
     )
     return pool, Counting
+
+
+def test_the_first_children_start_after_one_full_pass_and_a_second_follows(
+    services: Services, tracker: Tracker
+) -> None:
+    """Every watch is new at start-up, so the pool looks once more (a
+    change made before its watch existed raised no event) -- but after it
+    has started what the first pass found: a second pass before the first
+    spawn kept a core idle for its whole length."""
+    for name in ("a", "b", "c"):
+        services.add(name)
+    passes_at_spawn: list[int] = []
+
+    class Recording(CommandSpawner):
+        def spawn(self, session: Session) -> Worker:
+            passes_at_spawn.append(Counting.passes)
+            return super().spawn(session)
+
+    pool, Counting = counting_pool(services, tracker, Recording(["sleep", "1000"]))
+    with pool:
+        pool.wait_until(lambda s: running(s, "a", "b", "c"))
+        wait_for(lambda: Counting.passes >= 2, timeout=20)
+        assert passes_at_spawn == [1, 1, 1]
+        # ...and the pass after them found nothing new to watch: the pool
+        # settles (no third pass)
+        time.sleep(0.5)
+        assert Counting.passes == 2
 
 
 def test_daemon_writes_in_its_own_directory_do_not_trigger_rescans(
