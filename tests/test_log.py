@@ -87,8 +87,12 @@ def test_the_library_is_disabled_until_enabled_whoever_imports_loguru() -> None:
 # What start-up leaves for later (each costs milliseconds of `wirepool run`'s
 # way to its first child): loguru until then, tenacity until a rapid failure,
 # multiprocess until a Python worker, importlib.metadata (with email and
-# zipfile) for good (wirepool._dists), the metrics until asked for.
+# zipfile) for good (wirepool._dists), the metrics until asked for; hashlib
+# (OpenSSL's libcrypto: sha256 is built in) and ctypes.util (shutil,
+# tempfile, bz2, lzma: inotify is called through libc directly) for good.
 LATER = (
+    "hashlib",
+    "ctypes.util",
     "loguru",
     "tenacity",
     "asyncio",

@@ -20,9 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import selectors
-import shutil
 import signal
-import tempfile
 import threading
 import time
 import weakref
@@ -153,6 +151,8 @@ class _TempState(Record):
     used: bool = False
 
     def remove(self) -> None:
+        import shutil  # only here: shutil and tempfile were ~4 ms of every start
+
         shutil.rmtree(self.path, ignore_errors=True)
 
     def remove_if_unused(self) -> None:
@@ -199,6 +199,8 @@ class _PoolCore:
         # removed when the pool stops its children (or is dropped unused).
         self._temp_state: _TempState | None = None
         if state_dir is None:
+            import tempfile
+
             state_dir = tempfile.mkdtemp(prefix="wirepool-")
             self._temp_state = _TempState(Path(state_dir))
             weakref.finalize(self, self._temp_state.remove_if_unused)

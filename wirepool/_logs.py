@@ -68,15 +68,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wirepool import _inotify
 from wirepool._log import logger
 from wirepool._types import ExitStatus
 from wirepool._value import Record
-from wirepool._watch import new_inotify
-
-try:  # pragma: no cover - platform dependent
-    import inotify_simple as _inotify
-except ImportError:  # pragma: no cover
-    _inotify = None
 
 __all__ = [
     "MARK",
@@ -647,10 +642,10 @@ class LogKeeper:
             return self._closed
 
     def _open_inotify(self) -> int | None:
-        if _inotify is None:
+        if not _inotify.AVAILABLE:
             return None
         try:
-            self._ino = new_inotify()
+            self._ino = _inotify.INotify()
         except OSError as exc:
             logger.warning(
                 "log keeper: no inotify ({}); logs are checked every {}s", exc, self.poll

@@ -18,7 +18,7 @@ import base64
 import contextlib
 import errno
 import fcntl
-import hashlib
+import importlib
 import json
 import os
 import re
@@ -28,10 +28,29 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wirepool._value import Value
 from wirepool.errors import LockHeldError, UnsafeStateDirError
+
+if TYPE_CHECKING:
+    import hashlib
+
+
+def _builtin_sha256() -> Callable[[bytes], hashlib._Hash]:
+    # hashlib loads OpenSSL's libcrypto at import (~3 ms of every start)
+    # for a sha256 the interpreter also has built in; the digest is the same.
+    for module in ("_sha256", "_sha2"):  # Python <= 3.11, then 3.12 on
+        with contextlib.suppress(ImportError, AttributeError):
+            found: Callable[[bytes], hashlib._Hash] = importlib.import_module(module).sha256
+            return found
+    import hashlib
+
+    return hashlib.sha256
+
+
+#: ``hashlib.sha256``, without importing OpenSSL
+sha256 = _builtin_sha256()
 
 STATUS_SCHEMA = "wirepool.status/1"
 RECORD_SCHEMA = "wirepool.record/1"
@@ -329,7 +348,7 @@ class StateDir(Value):
         """The identity every child of this pool carries in its marker
         variables: a hash of the state directory's real path, so it is the
         same for every supervisor, ``stop`` and ``status`` of the pool."""
-        return hashlib.sha256(os.fsencode(os.path.realpath(self.root))).hexdigest()[:16]
+        return sha256(os.fsencode(os.path.realpath(self.root))).hexdigest()[:16]
 
     def verify(self, *, missing_ok: bool = False) -> bool:
         """Check that only we can write the state directory, changing nothing.

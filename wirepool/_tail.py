@@ -50,13 +50,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from wirepool import _inotify
 from wirepool._logs import MARK, open_session_log_to_read
 from wirepool._store import open_regular
-
-try:  # pragma: no cover - platform dependent
-    import inotify_simple as _inotify
-except ImportError:  # pragma: no cover
-    _inotify = None
 
 __all__ = ["Follower", "follow", "last_lines", "last_output"]
 
@@ -461,7 +457,7 @@ class Follower:
     # ---------------------------------------------------------------- inotify
 
     def _watch(self) -> None:
-        if _inotify is None:
+        if not _inotify.AVAILABLE:
             return
         try:
             self._ino = _inotify.INotify()

@@ -1,6 +1,6 @@
 """Filesystem change notification as a file descriptor for the pool's selector.
 
-inotify (through ``inotify_simple``: one ctypes module, no thread) on Linux;
+inotify (:mod:`wirepool._inotify`: libc through ctypes, no thread) on Linux;
 elsewhere nothing, and the pool's periodic rescan does the job alone.  The
 watcher only ever *hastens* a rescan: it carries no state the scan relies on,
 so an overflowed queue or a missed event costs latency, not correctness.
@@ -17,15 +17,10 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from wirepool import _inotify
 from wirepool._log import logger
 from wirepool._value import Record
-
-try:  # pragma: no cover - platform dependent
-    import inotify_simple as _inotify
-except ImportError:  # pragma: no cover
-    _inotify = None
 
 
 @dataclass(slots=True, repr=False, eq=False)
@@ -38,18 +33,6 @@ class Changes(Record):
 
     def __bool__(self) -> bool:
         return self.everything or bool(self.paths)
-
-
-def new_inotify() -> Any:
-    """An ``inotify_simple.INotify`` (OSError where inotify is unavailable)."""
-    # inotify_simple looks libc up with ctypes.util.find_library, which runs
-    # ``ldconfig -p`` in a child process at the first INotify: before the
-    # first spawn, 3-10 ms here.  libc's symbols are in this process already.
-    if getattr(_inotify, "_libc", True) is None:
-        import ctypes  # imported by inotify_simple already
-
-        _inotify._libc = ctypes.CDLL(None, use_errno=True)
-    return _inotify.INotify()
 
 
 def _watch_mask() -> int:
@@ -70,7 +53,7 @@ class Watcher:
     """Watches a set of directories; :meth:`fileno` is readable on a change."""
 
     def __init__(self) -> None:
-        self._ino: Any = None
+        self._ino: _inotify.INotify | None = None
         self._wds: dict[Path, int] = {}
         # A watch is per inode: two watched paths to one directory (a
         # symlinked session) share it, and an event in it concerns both.
@@ -80,9 +63,9 @@ class Watcher:
         self._warned = False
         #: every path of the last :meth:`update` is watched
         self.complete = False
-        if _inotify is not None:
+        if _inotify.AVAILABLE:
             try:
-                self._ino = new_inotify()
+                self._ino = _inotify.INotify()
             except OSError as exc:
                 logger.warning("inotify unavailable ({}); relying on periodic rescans", exc)
                 self._ino = None
@@ -144,8 +127,9 @@ class Watcher:
             self._paths[wd] = sharing
         else:
             self._paths.pop(wd, None)
-            with contextlib.suppress(OSError):
-                self._ino.rm_watch(wd)
+            if self._ino is not None:
+                with contextlib.suppress(OSError):
+                    self._ino.rm_watch(wd)
 
     def drain(self, relevant: Callable[[Path, str], bool] | None = None) -> Changes:
         """Consume pending events: the ``relevant(dir, name)`` ones (every

@@ -37,7 +37,6 @@ children's output discarded.  See :mod:`wirepool._logs`.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -75,7 +74,7 @@ from wirepool._proc import (
     signal_group,
     wirepool_environ,
 )
-from wirepool._store import SMALL_STATE_LIMIT, StateDir, read_json, read_small
+from wirepool._store import SMALL_STATE_LIMIT, StateDir, read_json, read_small, sha256
 from wirepool._types import ExitStatus, Session
 from wirepool._value import Value
 
@@ -499,7 +498,7 @@ def safe_filename(name: str) -> str:
     cleaned = cleaned[:80].lstrip(".") or "session"
     if cleaned == name and not _HASH_SUFFIX.search(name):
         return cleaned
-    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    digest = sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
     return f"{cleaned}-{digest}"
 
 
@@ -745,7 +744,7 @@ class CommandSpawner(Spawner):
             for k, v in env.items()
             if inherited.get(k) != v and not k.startswith("WIREPOOL_")
         )
-        digest = hashlib.sha256(
+        digest = sha256(
             json.dumps(
                 [self.command(session), self.cwd.format_map(values) if self.cwd else None, given]
             ).encode()
