@@ -170,13 +170,20 @@ def main() -> int:
             key: statistics.median(r[key] for r in mine) for key in mine[0] if key != "supervisor"
         }
     out = {"sessions": args.sessions, "rounds": args.rounds, "medians": medians, "runs": runs}
+    save(f"bringup-{args.sessions}", out, medians)
+    return 0
+
+
+def save(kind: str, out: dict[str, Any], summary: Any) -> Path:
+    """Write ``out`` to ``results/<kind>-<UTC stamp>.json``; print ``summary``
+    and where it went."""
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    path = RESULTS / f"bringup-{args.sessions}-{stamp}.json"
+    path = RESULTS / f"{kind}-{stamp}.json"
     path.write_text(json.dumps(out, indent=1) + "\n")
-    print(json.dumps(medians, indent=1))
+    print(json.dumps(summary, indent=1))
     print(f"-> {path}")
-    return 0
+    return path
 
 
 if __name__ == "__main__":

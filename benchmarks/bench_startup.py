@@ -15,7 +15,10 @@ The floor, measured the same way with the checkout's interpreter: ``python -c pa
 from exec to exit, and from exec to the first child of a ``python -c`` that only starts
 the same ``run`` (no wirepool, no click).
 
-Usage:  .venv/bin/python benchmarks/bench_startup.py [--runs 15] [--checkout DIR]
+Usage:  .venv/bin/python benchmarks/bench_startup.py [--runs 15] [--checkout DIR ...]
+
+With several ``--checkout``, their runs interleave (one of each in turn) and
+each prints its own line.
 """
 
 from __future__ import annotations
@@ -102,15 +105,20 @@ def import_us(checkout: Path) -> int:
     return int(done.stderr.strip().splitlines()[-1].split("|")[1])
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--runs", type=int, default=15)
-    ap.add_argument("--checkout", type=Path, default=Path(__file__).resolve().parent.parent)
-    args = ap.parse_args()
-    spawn = [first_spawn(args.checkout, wirepool_argv) for _ in range(args.runs)]
-    imports = [import_us(args.checkout) for _ in range(args.runs)]
-    bare = [first_spawn(args.checkout, bare_argv) for _ in range(args.runs)]
-    passes = [python_pass(args.checkout) for _ in range(args.runs)]
+def measure(checkouts: list[Path], runs: int) -> list[dict[str, object]]:
+    """Every measure of every checkout, ``runs`` times; with more than one
+    checkout, one run of each in turn (in an order that alternates), so that
+    a machine whose speed drifts over minutes drifts for all of them alike."""
+    samples: dict[Path, dict[str, list[float]]] = {
+        c: {"spawn": [], "import": [], "bare": [], "pass": []} for c in checkouts
+    }
+    for i in range(runs):
+        for checkout in checkouts if i % 2 == 0 else checkouts[::-1]:
+            mine = samples[checkout]
+            mine["spawn"].append(first_spawn(checkout, wirepool_argv))
+            mine["import"].append(import_us(checkout) / 1e6)
+            mine["bare"].append(first_spawn(checkout, bare_argv))
+            mine["pass"].append(python_pass(checkout))
 
     def ms(seconds: list[float]) -> dict[str, float]:
         return {
@@ -118,21 +126,33 @@ def main() -> int:
             "min": round(min(seconds) * 1000, 1),
         }
 
-    out = {
-        "checkout": str(args.checkout),
-        "runs": args.runs,
-        "exec_to_first_spawn_ms": {
-            "median": round(statistics.median(spawn) * 1000, 1),
-            "min": round(min(spawn) * 1000, 1),
-        },
-        "import_wirepool_cli_ms": {
-            "median": round(statistics.median(imports) / 1000, 1),
-            "min": round(min(imports) / 1000, 1),
-        },
-        "floor_python_exec_to_first_spawn_ms": ms(bare),
-        "floor_python_c_pass_ms": ms(passes),
-    }
-    print(json.dumps(out))
+    return [
+        {
+            "checkout": str(checkout),
+            "runs": runs,
+            "exec_to_first_spawn_ms": ms(mine["spawn"]),
+            "import_wirepool_cli_ms": ms(mine["import"]),
+            "floor_python_exec_to_first_spawn_ms": ms(mine["bare"]),
+            "floor_python_c_pass_ms": ms(mine["pass"]),
+        }
+        for checkout, mine in samples.items()
+    ]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument(
+        "--checkout",
+        type=Path,
+        action="append",
+        help="a checkout with its own .venv (repeat to compare: runs interleave)",
+    )
+    args = ap.parse_args()
+    checkouts = args.checkout or [Path(__file__).resolve().parent.parent]
+    results = measure(checkouts, args.runs)
+    for out in results:
+        print(json.dumps(out))
     return 0
 
 

@@ -7,10 +7,10 @@ since both are O(sessions) and a burst of exits must not pay that per exit.
 
 from __future__ import annotations
 
+import binascii
 import functools
 import os
 import time
-import zlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -355,4 +355,4 @@ class _Publisher(_PoolCore):
 @functools.lru_cache(maxsize=1 << 16)
 def _part_of(name: str) -> int:
     """Which status part file holds session ``name``: fixed by its name."""
-    return zlib.crc32(name.encode("utf-8", "surrogatepass")) % STATUS_PARTS
+    return binascii.crc32(name.encode("utf-8", "surrogatepass")) % STATUS_PARTS

@@ -30,7 +30,6 @@ The rules, and why:
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -38,6 +37,8 @@ from typing import TYPE_CHECKING
 from wirepool._value import Value
 
 if TYPE_CHECKING:
+    import random
+
     from tenacity import RetryCallState, Retrying
     from tenacity.stop import stop_base
     from tenacity.wait import wait_base
@@ -73,7 +74,17 @@ class wait_jitter:  # tenacity's naming, so it reads like its siblings
             raise ValueError("spread must be in [0, 1)")
         self.wait = wait
         self.spread = spread
-        self.rng = rng or random.Random()
+        self._rng = rng
+
+    @property
+    def rng(self) -> random.Random:
+        if self._rng is None:
+            # made at the first rapid failure: importing random was ~1 ms
+            # of every start, before the first spawn
+            import random
+
+            self._rng = random.Random()
+        return self._rng
 
     def __call__(self, retry_state: RetryCallState) -> float:
         base = float(self.wait(retry_state))
