@@ -307,14 +307,20 @@ def session_leaders() -> list[int]:
     return leaders
 
 
-def environ_markers(pid: int, wanted: Sequence[bytes]) -> dict[str, str] | None:
+def environ_markers(
+    pid: int, wanted: Sequence[bytes], key: bytes = b""
+) -> tuple[dict[str, str] | None, bool]:
     """``pid``'s ``WIREPOOL_*`` variables when its environment holds every
     ``NAME=value`` in ``wanted`` (encoded), else None (as
-    :func:`pids_with_environ` tells of one process)."""
+    :func:`pids_with_environ` tells of one process); and whether its
+    environment holds ``key`` (``NAME=``, encoded) with a value ``wanted``
+    does not: it is marked as someone else's."""
     items = _environ_items(pid) if _LINUX else None
-    if items is not None and all(w in items for w in wanted):
-        return _wirepool_vars(items)
-    return None
+    if items is None:
+        return None, False
+    if all(w in items for w in wanted):
+        return _wirepool_vars(items), False
+    return None, bool(key) and any(i.startswith(key) and i not in wanted for i in items)
 
 
 @functools.cache
