@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import tenacity
-from conftest import Tracker, alive, wait_exec, wait_for
+from conftest import Tracker, alive, wait_for
 
 from wirepool import (
     Client,
@@ -110,7 +110,12 @@ def test_down_stops_the_child_until_up_and_is_kept_in_the_record(
 def test_signal_reaches_the_child(tracker: Tracker, tmp_path: Path) -> None:
     got = tmp_path / "got"
     script = tmp_path / "trap.sh"
-    script.write_text(f"trap 'echo hup >> {got}' HUP\nwhile true; do sleep 0.05; done\n")
+    ready = tmp_path / "ready"
+    # Until sh has run the trap line a SIGHUP ends it (its default action):
+    # the signal goes only once it says the trap is set.
+    script.write_text(
+        f"trap 'echo hup >> {got}' HUP\n: > {ready}\nwhile true; do sleep 0.05; done\n"
+    )
     pool = tracker.attach(
         SessionPool(
             StaticDiscovery([Session("t", tmp_path)]),
@@ -122,7 +127,7 @@ def test_signal_reaches_the_child(tracker: Tracker, tmp_path: Path) -> None:
     )
     with pool:
         pid = wait_for(lambda: _running(pool, "t"))
-        wait_exec(pid, program="sh")
+        wait_for(ready.exists)
         with Client(pool.state_dir) as client:
             out = client.signal("t", "HUP")
         assert out["sessions"][0]["outcome"] == f"sent SIGHUP to pid {pid}"

@@ -112,3 +112,15 @@ def test_parse_events_takes_records_as_the_kernel_pads_them() -> None:
         _inotify.Event(2, flags.IGNORED, 0, ""),
         _inotify.Event(1, flags.MOVED_FROM, 7, os.fsdecode(b"\xff")),
     ]
+
+
+def test_an_instance_dropped_unclosed_gives_its_descriptor_back() -> None:
+    ino = INotify()
+    fd = ino.fileno()
+    assert os.path.exists(f"/proc/self/fd/{fd}")
+    assert os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify"
+    del ino  # no cycle: reference counting drops it here
+    # the number is free again (or reused by something else entirely)
+    assert not os.path.exists(f"/proc/self/fd/{fd}") or (
+        os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:inotify"
+    )

@@ -90,10 +90,13 @@ def test_the_library_is_disabled_until_enabled_whoever_imports_loguru() -> None:
 # zipfile) for good (wirepool._dists), the metrics until asked for; hashlib
 # (OpenSSL's libcrypto: sha256 is built in) and ctypes.util (shutil,
 # tempfile, bz2, lzma: inotify is called through libc directly) for good;
-# random until a backoff's jitter; zlib for good (binascii has its crc32).
+# shutil and tempfile until a temporary state directory; random until a
+# backoff's jitter; zlib for good (binascii has its crc32).
 LATER = (
     "hashlib",
     "ctypes.util",
+    "shutil",
+    "tempfile",
     "random",
     "zlib",
     "loguru",

@@ -78,11 +78,14 @@ def test_down_survives_a_sigkilled_supervisor(services: Services, tracker: Track
 
 
 def test_signal_reaches_the_daemon(services: Services, tracker: Tracker, tmp_path: Path) -> None:
-    got = tmp_path / "got"
-    services.add("d", f"#!/bin/sh\ntrap 'echo hup >> {got}' HUP\nwhile :; do sleep 0.05; done\n")
+    got, ready = tmp_path / "got", tmp_path / "ready"
+    # A SIGHUP before sh has run the trap line ends it (the default action).
+    run = f"#!/bin/sh\ntrap 'echo hup >> {got}' HUP\n: > {ready}\nwhile :; do sleep 0.05; done\n"
+    services.add("d", run)
     sup = _start(services, tracker)
     try:
         pid = wait_for(lambda: _pid(services, "d"), timeout=60)
+        wait_for(ready.exists, timeout=60)  # the trap is set
         result = cli("signal", "servicedir", str(services.root), "d", "HUP")
         assert (result.returncode, result.stdout) == (0, f"d: sent SIGHUP to pid {pid}\n")
         wait_for(lambda: got.exists() and got.read_text() == "hup\n")

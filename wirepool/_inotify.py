@@ -10,6 +10,7 @@ before the first spawn.  libc's symbols are in this process already
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -128,6 +129,13 @@ class INotify:
         return parse_events(b"".join(chunks))
 
     def close(self) -> None:
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
+        fd = getattr(self, "_fd", -1)  # -1 too when __init__ raised
+        if fd >= 0:
+            self._fd = -1
             os.close(fd)
+
+    def __del__(self) -> None:
+        # As a file object does: an instance dropped unclosed (a pool made
+        # and never run) gives its descriptor back.
+        with contextlib.suppress(OSError):
+            self.close()
