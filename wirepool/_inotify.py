@@ -10,12 +10,12 @@ before the first spawn.  libc's symbols are in this process already
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
 import os
 import struct
 import sys
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 #: whether this platform has inotify at all (elsewhere: the periodic rescans)
@@ -134,8 +134,14 @@ class INotify:
             self._fd = -1
             os.close(fd)
 
-    def __del__(self) -> None:
+    def __del__(self, _close: Callable[[int], None] = os.close) -> None:
         # As a file object does: an instance dropped unclosed (a pool made
-        # and never run) gives its descriptor back.
-        with contextlib.suppress(OSError):
-            self.close()
+        # and never run) gives its descriptor back.  ``os.close`` is bound
+        # here: at interpreter exit this module's globals may be gone.
+        fd = getattr(self, "_fd", -1)
+        if fd >= 0:
+            self._fd = -1
+            try:  # noqa: SIM105 (contextlib, a global, may be gone by then)
+                _close(fd)
+            except OSError:
+                pass
