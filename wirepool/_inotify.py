@@ -128,20 +128,18 @@ class INotify:
             chunks.append(chunk)
         return parse_events(b"".join(chunks))
 
-    def close(self) -> None:
+    def close(self, _close: Callable[[int], None] = os.close) -> None:
+        # ``os.close`` bound here: __del__ may run at interpreter exit, when
+        # this module's globals may be gone.
         fd = getattr(self, "_fd", -1)  # -1 too when __init__ raised
         if fd >= 0:
             self._fd = -1
-            os.close(fd)
+            _close(fd)
 
-    def __del__(self, _close: Callable[[int], None] = os.close) -> None:
+    def __del__(self) -> None:
         # As a file object does: an instance dropped unclosed (a pool made
-        # and never run) gives its descriptor back.  ``os.close`` is bound
-        # here: at interpreter exit this module's globals may be gone.
-        fd = getattr(self, "_fd", -1)
-        if fd >= 0:
-            self._fd = -1
-            try:  # noqa: SIM105 (contextlib, a global, may be gone by then)
-                _close(fd)
-            except OSError:
-                pass
+        # and never run) gives its descriptor back.
+        try:  # noqa: SIM105 (contextlib, a global, may be gone by then)
+            self.close()
+        except OSError:
+            pass
