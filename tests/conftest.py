@@ -52,13 +52,6 @@ def pytest_configure(config: pytest.Config) -> None:
     # handler here; an exec resets it to the default in each child.
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    # The same for SIGHUP under `nohup`: an ignored signal stays ignored
-    # across exec, and sh cannot trap a signal ignored when it started, so
-    # the pools this suite embeds would start children deaf to the SIGHUP
-    # the signal tests send.  Caught (and dropped) here, the suite still
-    # outlives a hangup, and each exec gives its child the default.
-    if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
-        signal.signal(signal.SIGHUP, lambda _signum, _frame: None)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

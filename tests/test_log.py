@@ -91,8 +91,10 @@ def test_the_library_is_disabled_until_enabled_whoever_imports_loguru() -> None:
 # (OpenSSL's libcrypto: sha256 is built in) and ctypes.util (shutil,
 # tempfile, bz2, lzma: inotify is called through libc directly) for good;
 # shutil and tempfile until a temporary state directory; random until a
-# backoff's jitter; zlib for good (binascii has its crc32).
+# backoff's jitter; zlib for good (binascii has its crc32); subprocess for
+# good where libc's posix_spawn starts the children (wirepool._exec).
 LATER = (
+    "subprocess",
     "hashlib",
     "ctypes.util",
     "shutil",
@@ -126,7 +128,7 @@ seen = []
 
 
 def at_spawn(event, args):
-    if event == "subprocess.Popen" and not seen:
+    if event in ("subprocess.Popen", "os.posix_spawn") and not seen:
         seen.append(sorted(m for m in LATER if m in sys.modules))
         print(json.dumps(seen[0]), flush=True)
         os.kill(os.getpid(), signal.SIGTERM)  # handled by the loop: a clean stop

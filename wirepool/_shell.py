@@ -48,7 +48,7 @@ from wirepool._session import (
 )
 from wirepool._tail import last_output
 from wirepool._types import ExitStatus, Session, Verdict
-from wirepool.spawn import AdoptedWorker, Worker, _PopenWorker, forget_child
+from wirepool.spawn import AdoptedWorker, Worker, _SpawnedWorker, forget_child
 
 #: spawns between one and its "spawned" step (see _SessionShell._reconcile)
 _SPAWN_BATCH = 32
@@ -319,7 +319,7 @@ class _SessionShell(_Publisher):
         slot.dirty = True
         if self.health.interval is not None:
             slot.next_probe = self.clock.monotonic() + self.health.interval
-        if self._reap_by_signal and isinstance(worker, _PopenWorker):
+        if self._reap_by_signal and isinstance(worker, _SpawnedWorker):
             # Our own child, in a process whose SIGCHLD is ours: its exit is
             # found by _reap_children, and it costs no descriptor.  Every
             # descriptor we hold is copied into each child's table and

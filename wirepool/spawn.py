@@ -2,14 +2,16 @@
 
 Two stock spawners:
 
-* :class:`CommandSpawner` -- an external command via ``subprocess`` (fork +
-  exec: safe from a threaded parent, ``close_fds`` so no child inherits the
-  supervisor's lock or pipes; one read-only descriptor on its identity file
-  is passed on purpose, see :class:`_HeldFile`).  The argv is a list; session data is
-  substituted into single elements, never into a shell string.  The
-  environment is built explicitly: wire's #174 fork storm came from what a
-  child was told, and a daemon that inherits ``WIRE_SESSION_ID`` from a
-  terminal serves the wrong home.
+* :class:`CommandSpawner` -- an external command via libc's ``posix_spawn``
+  (:mod:`wirepool._exec`; ``subprocess`` where libc lacks it): vfork + exec,
+  safe from a threaded parent; every descriptor closed so that no child
+  inherits the supervisor's lock or pipes, but one read-only descriptor on
+  its identity file, passed on purpose (see :class:`_HeldFile`); every
+  signal at its default and none blocked, whatever the supervisor ignores.
+  The argv is a list; session data is substituted into single elements,
+  never into a shell string.  The environment is built explicitly: wire's
+  #174 fork storm came from what a child was told, and a daemon that
+  inherits ``WIRE_SESSION_ID`` from a terminal serves the wrong home.
 * :class:`CallableSpawner` -- a Python callable via ``multiprocess`` with an
   explicit start method (``forkserver`` on Linux, ``spawn`` elsewhere).  Never
   plain ``fork``: a forked child inherits the supervisor's threads, its
@@ -41,7 +43,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 from abc import ABC, abstractmethod
@@ -51,6 +52,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from wirepool import _exec
 from wirepool._log import logger
 from wirepool._logs import (
     LogKeeper,
@@ -148,10 +150,11 @@ class Worker(ABC):
         return f"<{type(self).__name__} pid={self.pid}>"
 
 
-class _PopenWorker(Worker):
-    """A child of ours, spawned by ``subprocess.Popen`` and then waited for
-    by its pid alone: the ``Popen`` object (with its arguments, ~0.7 KB a
-    child, 7 MB at ten thousand) is not kept.
+class _SpawnedWorker(Worker):
+    """A child of ours, started by :func:`wirepool._exec.spawn` (or by
+    ``subprocess.Popen`` where libc cannot) and waited for by its pid alone:
+    no ``Popen`` object (with its arguments, ~0.7 KB a child, 7 MB at ten
+    thousand) is kept.
 
     Its identity (the start time in ``/proc/PID/stat``) is read when first
     asked for, not at the spawn: read at once, it waited for the child's
@@ -163,13 +166,8 @@ class _PopenWorker(Worker):
 
     __slots__ = ("_ended", "_fd", "_held", "_identity", "_pid", "log_path", "started_at")
 
-    def __init__(self, proc: Any, log_path: Path | None, held: _HeldFile | None = None) -> None:
-        self._pid: int = proc.pid
-        # From here the child is ours to wait for.  A Popen dropped while
-        # its child runs goes on subprocess's list of the unwaited, whose
-        # next Popen reaps it behind our back and loses how it ended: a set
-        # returncode keeps it off that list (its child is not reaped).
-        proc.returncode = 0
+    def __init__(self, pid: int, log_path: Path | None, held: _HeldFile | None = None) -> None:
+        self._pid = pid
         self._ended: ExitStatus | None = None
         self._identity: ProcessIdentity | None = None
         self._held = held
@@ -299,7 +297,7 @@ class AdoptedWorker(Worker):
         if identity_of(self.identity.pid) == self.identity:
             return None
         if self.owned and not self._group_cleared:
-            # As for a child of ours (see _PopenWorker.poll), but the leader
+            # As for a child of ours (see _SpawnedWorker.poll), but the leader
             # was reaped by someone else: rely on the rule signal_group relies
             # on, that a group id is not reused while any member lives.
             self._group_cleared = True
@@ -763,20 +761,14 @@ class CommandSpawner(Spawner):
         env = memo[1] if memo is not None and memo[0] is session else self.environment(session)
         cwd = self.cwd.format_map(_template_values(session)) if self.cwd else None
         log_path, log_fd = self._open_child_log(session)
-        out: Any = subprocess.DEVNULL if log_fd is None else log_fd
         held = _HeldFile.create(self.marker_dir, env) if self.markers else None
         try:
-            proc = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-                pass_fds=(held.child_fd,) if held is not None else (),
-            )
+            if _exec.AVAILABLE:
+                pid = _exec.spawn(
+                    argv, env, cwd, log_fd, held.child_fd if held is not None else None
+                )
+            else:
+                pid = _popen(argv, env, cwd, log_fd, held)
         except BaseException:
             if held is not None:
                 held.discard()
@@ -786,7 +778,38 @@ class CommandSpawner(Spawner):
                 os.close(log_fd)
         if held is not None:
             held.spawned()
-        return _PopenWorker(proc, log_path, held)
+        return _SpawnedWorker(pid, log_path, held)
+
+
+def _popen(
+    argv: list[str],
+    env: dict[str, str],
+    cwd: str | None,
+    log_fd: int | None,
+    held: _HeldFile | None,
+) -> int:
+    """:func:`wirepool._exec.spawn` where libc lacks what it uses: the same
+    child but for its signals (only the three Python ignores are restored
+    to their default) and the number of its identity file's descriptor."""
+    import subprocess  # only here: posix_spawn starts every child elsewhere
+
+    proc = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL if log_fd is None else log_fd,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        close_fds=True,
+        pass_fds=(held.child_fd,) if held is not None else (),
+    )
+    # From here the child is ours to wait for.  A Popen dropped while its
+    # child runs goes on subprocess's list of the unwaited, whose next Popen
+    # reaps it behind our back and loses how it ended: a set returncode
+    # keeps it off that list (its child is not reaped).
+    proc.returncode = 0
+    return proc.pid
 
 
 def _zombie_start(pid: int) -> int:
@@ -811,6 +834,7 @@ def _python_child(
     visible in /proc), point stdout/stderr at the session log (``os.devnull``:
     discard them), then run the target."""
     os.setsid()
+    _default_signals()
     os.environ.clear()
     os.environ.update(env)
     me = identity_of(os.getpid())
@@ -836,6 +860,20 @@ def _python_child(
     with contextlib.suppress(OSError):
         os.chdir(session.cwd or session.home)
     target(session)
+
+
+def _default_signals() -> None:
+    """As a command child starts (:mod:`wirepool._exec`): nothing blocked,
+    and no signal ignored because the supervisor's host ignored it (the
+    forkserver passes that on, as ``nohup`` gives SIGHUP); SIGPIPE and
+    SIGXFSZ stay as Python sets them, so that a write raises instead."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    keep = {signal.SIGPIPE, signal.SIGXFSZ, signal.SIGKILL, signal.SIGSTOP}
+    for sig in signal.valid_signals():
+        if sig not in keep:
+            with contextlib.suppress(OSError, ValueError):
+                if signal.getsignal(sig) == signal.SIG_IGN:
+                    signal.signal(sig, signal.SIG_DFL)
 
 
 #: the default line format of a Python worker's loguru messages in its log

@@ -1,0 +1,291 @@
+"""``wirepool._exec``: command children started through libc's posix_spawn,
+checked on real children through ``/proc``: their directory, descriptors,
+signals, session, and the errors a failed start gives."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from wirepool import _exec
+from wirepool._types import Session
+from wirepool.spawn import POOL_MARKER, SESSION_MARKER, CommandSpawner, Worker
+
+pytestmark = pytest.mark.skipif(not _exec.AVAILABLE, reason="libc has no posix_spawn chdir")
+
+#: what a child reports of itself, then it waits to be killed
+REPORT = textwrap.dedent(
+    """\
+    pwd > report
+    ps -o sid= -o pgid= -p $$ >> report
+    printf '%s\\n' "$GREETING" >> report
+    echo to-stdout; echo to-stderr >&2
+    read -r line; echo "stdin gave [$line]" >> report
+    mv report report.done
+    exec sleep 600
+    """
+)
+
+
+@pytest.fixture
+def pids() -> Iterator[list[int]]:
+    started: list[int] = []
+    yield started
+    for pid in started:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
+
+def wait_for(path: Path, timeout: float = 30.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"no {path} after {timeout}s"
+        time.sleep(0.02)
+    return path.read_text().splitlines()
+
+
+def descriptors_once_asleep(pid: int, timeout: float = 30.0) -> dict[str, str]:
+    """The child's descriptors once it has exec'd ``sleep`` (the shell's own
+    redirections are gone by then): number -> what it is open on."""
+    deadline = time.monotonic() + timeout
+    while not os.readlink(f"/proc/{pid}/exe").endswith("sleep"):
+        assert time.monotonic() < deadline, f"{pid} never exec'd sleep"
+        time.sleep(0.02)
+    return {fd: os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+
+
+@pytest.fixture
+def host_signals() -> Iterator[None]:
+    """The host ignores SIGHUP and SIGQUIT and blocks SIGUSR1 (this thread's
+    mask is what a spawn from it starts with), as a program under ``nohup``
+    or one handling signals by signalfd would."""
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGHUP, signal.SIGQUIT)}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def test_a_child_gets_its_directory_output_descriptor_and_clean_signals(
+    tmp_path: Path, pids: list[int], host_signals: None
+) -> None:
+    (tmp_path / "work").mkdir()
+    log = tmp_path / "log"
+    out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    keep = os.open(tmp_path / "identity", os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    # inheritable: Popen without close_fds would pass it on
+    stray = os.open(os.devnull, os.O_RDONLY)
+    os.set_inheritable(stray, True)
+    try:
+        env = {"PATH": os.environ["PATH"], "GREETING": "hi there\x1b[2J"}
+        pid = _exec.spawn(["sh", "-c", REPORT], env, str(tmp_path / "work"), out, keep)
+        pids.append(pid)
+    finally:
+        for fd in (out, keep, stray):
+            os.close(fd)
+    report = wait_for(tmp_path / "work" / "report.done")
+    assert report[0] == str(tmp_path / "work")
+    # the stray is closed; what is kept is the child's 3
+    assert descriptors_once_asleep(pid) == {
+        "0": os.devnull,
+        "1": str(log),
+        "2": str(log),
+        "3": str(tmp_path / "identity"),
+    }
+    # read from sleep (sh blocks signals around each fork of its own)
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    assert "SigIgn:\t0000000000000000" in status
+    assert "SigBlk:\t0000000000000000" in status
+    assert report[1].split() == [str(pid), str(pid)]  # its own session and group
+    assert "hi there\x1b[2J" in report  # the environment, byte for byte
+    assert "stdin gave []" in report  # /dev/null
+    assert log.read_text().splitlines() == ["to-stdout", "to-stderr"]
+
+
+def test_without_a_log_or_a_kept_descriptor_only_the_standard_three(
+    tmp_path: Path, pids: list[int]
+) -> None:
+    pid = _exec.spawn(["sh", "-c", REPORT], {"PATH": os.environ["PATH"]}, str(tmp_path), None, None)
+    pids.append(pid)
+    wait_for(tmp_path / "report.done")
+    assert descriptors_once_asleep(pid) == {"0": os.devnull, "1": os.devnull, "2": os.devnull}
+
+
+def test_the_program_is_looked_up_on_the_childs_path(tmp_path: Path, pids: list[int]) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    # found first but not executable, as execvp skips it
+    (first / "prog").write_text("#!/bin/sh\necho wrong > r; mv r ran\n")
+    (second / "prog").write_text("#!/bin/sh\necho right > r; mv r ran\n")
+    (second / "prog").chmod(0o755)
+    env = {"PATH": f"{first}:{second}:/usr/bin:/bin"}
+    pid = _exec.spawn(["prog"], env, str(tmp_path), None, None)
+    pids.append(pid)
+    assert wait_for(tmp_path / "ran") == ["right"]
+    # found nowhere executable: the permission is what is said
+    with pytest.raises(PermissionError):
+        _exec.spawn(["prog"], {"PATH": str(first)}, str(tmp_path), None, None)
+    with pytest.raises(FileNotFoundError, match="no-such-prog"):
+        _exec.spawn(["no-such-prog"], env, str(tmp_path), None, None)
+
+
+def test_a_failed_start_names_what_is_missing(tmp_path: Path) -> None:
+    (tmp_path / "run").write_text("#!/bin/sh\nexit 0\n")
+    (tmp_path / "run").chmod(0o755)
+    gone = tmp_path / "gone"
+    with pytest.raises(FileNotFoundError) as missing_dir:
+        _exec.spawn(["./run"], {}, str(gone), None, None)
+    assert missing_dir.value.filename == str(gone)
+    with pytest.raises(FileNotFoundError) as missing_prog:
+        _exec.spawn(["./nope"], {}, str(tmp_path), None, None)
+    assert missing_prog.value.filename == "./nope"
+    (tmp_path / "data").write_text("not a program")
+    (tmp_path / "data").chmod(0o755)
+    with pytest.raises(OSError, match="Exec format error"):
+        _exec.spawn(["./data"], {}, str(tmp_path), None, None)
+
+
+LOW_FDS = textwrap.dedent(
+    """\
+    import os, sys
+    from wirepool import _exec
+    here = sys.argv[1]
+    # started with 0, 1 and 2 closed: the log and the identity take them
+    log = os.open(os.path.join(here, "log"), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    keep = os.open(os.path.join(here, "identity"), os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC)
+    assert (log, keep) == (0, 1), (log, keep)
+    script = 'readlink /proc/$$/fd/3; readlink /proc/$$/fd/0; echo err >&2'
+    pid = _exec.spawn(["sh", "-c", script], {"PATH": os.environ["PATH"]}, here, log, keep)
+    os.waitpid(pid, 0)
+    """
+)
+
+
+def test_descriptors_below_three_are_not_lost_to_the_childs_stdio(tmp_path: Path) -> None:
+    """A supervisor started with its standard descriptors closed opens its
+    logs as 0, 1 or 2: setting up the child's must not overwrite them."""
+    closed = 'exec 0<&- 1>&- 2>&-; exec "$0" -c "$1" "$2"'
+    subprocess.run(
+        ["sh", "-c", closed, sys.executable, LOW_FDS, str(tmp_path)], timeout=60, check=True
+    )
+    assert (tmp_path / "log").read_text().splitlines() == [
+        str(tmp_path / "identity"),
+        os.devnull,
+        "err",
+    ]
+
+
+def test_a_kept_descriptor_numbered_three_stays_open(tmp_path: Path) -> None:
+    """Kept as itself: glibc clears close-on-exec on a dup2 to the same
+    number, which is what keeps it open across the exec."""
+    script = textwrap.dedent(
+        """\
+        import os, sys
+        from wirepool import _exec
+        here = sys.argv[1]
+        keep = os.open(os.path.join(here, "identity"), os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC)
+        assert keep == 3, keep
+        pid = _exec.spawn(["sh", "-c", "readlink /proc/$$/fd/3 > out"], {}, here, None, keep)
+        os.waitpid(pid, 0)
+        """
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], timeout=60, check=True)
+    assert (tmp_path / "out").read_text().strip() == str(tmp_path / "identity")
+
+
+@pytest.mark.parametrize("posix_spawn", [True, False], ids=["posix_spawn", "popen"])
+def test_a_command_spawner_child_holds_its_identity_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, posix_spawn: bool, host_signals: None
+) -> None:
+    """Both ways a CommandSpawner starts a child (Popen where libc lacks
+    posix_spawn's chdir): the identity file held open, the markers, the
+    log; only posix_spawn's child has the host's ignored signals reset."""
+    monkeypatch.setattr(_exec, "AVAILABLE", posix_spawn)
+    home = tmp_path / "home"
+    home.mkdir()
+    spawner = CommandSpawner(["sh", "-c", "echo started; exec sleep 600"])
+    spawner.attach(tmp_path / "state", {POOL_MARKER: "c" * 16})
+    worker: Worker = spawner.spawn(Session("s1", home))
+    try:
+        pid = worker.pid
+        descriptors_once_asleep(pid)  # its environment is in place by then
+        held = [
+            os.readlink(f"/proc/{pid}/fd/{fd}")
+            for fd in os.listdir(f"/proc/{pid}/fd")
+            if int(fd) > 2
+        ]
+        assert len(held) == 1 and held[0].startswith(str(tmp_path / "state"))
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert f"{SESSION_MARKER}=s1".encode() in environ
+        assert os.readlink(f"/proc/{pid}/cwd") == str(home)
+        status = Path(f"/proc/{pid}/status").read_text()
+        ignored = int(status.split("SigIgn:\t")[1].split()[0], 16)
+        assert bool(ignored & (1 << (signal.SIGHUP - 1))) is not posix_spawn
+        deadline = time.monotonic() + 30
+        log = spawner.log_path(Session("s1", home))
+        assert log is not None
+        while "started" not in (log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        worker.kill()
+        deadline = time.monotonic() + 30
+        while worker.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        worker.close()
+
+
+PYTHON_WORKER = textwrap.dedent(
+    """\
+    import os, signal, sys, time
+    from pathlib import Path
+    from wirepool._types import Session
+    from wirepool.spawn import CallableSpawner
+
+    def report(session):
+        status = Path("/proc/self/status").read_text()
+        Path(session.home, "status.tmp").write_text(status)
+        os.rename(Path(session.home, "status.tmp"), Path(session.home, "status"))
+
+    if __name__ == "__main__":
+        home = Path(sys.argv[1])
+        # the host under nohup, blocking SIGUSR1: the forkserver starts so
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+        spawner = CallableSpawner(report, log_format=None)
+        worker = spawner.spawn(Session("py", home))
+        deadline = time.monotonic() + 60
+        while worker.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        worker.close()
+    """
+)
+
+
+def test_a_python_worker_starts_with_the_signals_a_command_child_does(tmp_path: Path) -> None:
+    script = tmp_path / "host.py"
+    script.write_text(PYTHON_WORKER)
+    subprocess.run([sys.executable, str(script), str(tmp_path)], timeout=120, check=True)
+    status = (tmp_path / "status").read_text().splitlines()
+    ignored = int(next(x for x in status if x.startswith("SigIgn:")).split()[1], 16)
+    blocked = int(next(x for x in status if x.startswith("SigBlk:")).split()[1], 16)
+    assert not ignored & (1 << (signal.SIGHUP - 1))
+    assert blocked == 0
+    assert ignored & (1 << (signal.SIGPIPE - 1))  # Python's own, kept
