@@ -20,7 +20,9 @@ from wirepool import _exec
 from wirepool._types import Session
 from wirepool.spawn import POOL_MARKER, SESSION_MARKER, CommandSpawner, Worker
 
-pytestmark = pytest.mark.skipif(not _exec.AVAILABLE, reason="libc has no posix_spawn chdir")
+needs_posix_spawn = pytest.mark.skipif(
+    not _exec.AVAILABLE, reason="libc has no posix_spawn with chdir and closefrom"
+)
 
 #: what a child reports of itself, then it waits to be killed
 REPORT = textwrap.dedent(
@@ -80,6 +82,7 @@ def host_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+@needs_posix_spawn
 def test_a_child_gets_its_directory_output_descriptor_and_clean_signals(
     tmp_path: Path, pids: list[int], host_signals: None
 ) -> None:
@@ -116,6 +119,7 @@ def test_a_child_gets_its_directory_output_descriptor_and_clean_signals(
     assert log.read_text().splitlines() == ["to-stdout", "to-stderr"]
 
 
+@needs_posix_spawn
 def test_without_a_log_or_a_kept_descriptor_only_the_standard_three(
     tmp_path: Path, pids: list[int]
 ) -> None:
@@ -125,6 +129,7 @@ def test_without_a_log_or_a_kept_descriptor_only_the_standard_three(
     assert descriptors_once_asleep(pid) == {"0": os.devnull, "1": os.devnull, "2": os.devnull}
 
 
+@needs_posix_spawn
 def test_the_program_is_looked_up_on_the_childs_path(tmp_path: Path, pids: list[int]) -> None:
     first, second = tmp_path / "first", tmp_path / "second"
     first.mkdir()
@@ -144,6 +149,7 @@ def test_the_program_is_looked_up_on_the_childs_path(tmp_path: Path, pids: list[
         _exec.spawn(["no-such-prog"], env, str(tmp_path), None, None)
 
 
+@needs_posix_spawn
 def test_a_failed_start_names_what_is_missing(tmp_path: Path) -> None:
     (tmp_path / "run").write_text("#!/bin/sh\nexit 0\n")
     (tmp_path / "run").chmod(0o755)
@@ -158,6 +164,18 @@ def test_a_failed_start_names_what_is_missing(tmp_path: Path) -> None:
     (tmp_path / "data").chmod(0o755)
     with pytest.raises(OSError, match="Exec format error"):
         _exec.spawn(["./data"], {}, str(tmp_path), None, None)
+
+
+@needs_posix_spawn
+def test_what_c_would_cut_short_is_refused_as_popen_refuses_it(tmp_path: Path) -> None:
+    """A NUL would end the string in C: the child would run with an argument
+    or a variable cut short, so the start is refused instead."""
+    with pytest.raises(ValueError, match="null byte"):
+        _exec.spawn(["sh", "-c", "exit 0\0rm -rf ~"], {}, str(tmp_path), None, None)
+    with pytest.raises(ValueError, match="null byte"):
+        _exec.spawn(["/bin/true"], {"A": "x\0y"}, str(tmp_path), None, None)
+    with pytest.raises(ValueError, match="environment variable name"):
+        _exec.spawn(["/bin/true"], {"A=B": "c"}, str(tmp_path), None, None)
 
 
 LOW_FDS = textwrap.dedent(
@@ -176,6 +194,7 @@ LOW_FDS = textwrap.dedent(
 )
 
 
+@needs_posix_spawn
 def test_descriptors_below_three_are_not_lost_to_the_childs_stdio(tmp_path: Path) -> None:
     """A supervisor started with its standard descriptors closed opens its
     logs as 0, 1 or 2: setting up the child's must not overwrite them."""
@@ -190,6 +209,7 @@ def test_descriptors_below_three_are_not_lost_to_the_childs_stdio(tmp_path: Path
     ]
 
 
+@needs_posix_spawn
 def test_a_kept_descriptor_numbered_three_stays_open(tmp_path: Path) -> None:
     """Kept as itself: glibc clears close-on-exec on a dup2 to the same
     number, which is what keeps it open across the exec."""
@@ -208,7 +228,11 @@ def test_a_kept_descriptor_numbered_three_stays_open(tmp_path: Path) -> None:
     assert (tmp_path / "out").read_text().strip() == str(tmp_path / "identity")
 
 
-@pytest.mark.parametrize("posix_spawn", [True, False], ids=["posix_spawn", "popen"])
+@pytest.mark.parametrize(
+    "posix_spawn",
+    [pytest.param(True, marks=needs_posix_spawn), False],
+    ids=["posix_spawn", "popen"],
+)
 def test_a_command_spawner_child_holds_its_identity_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, posix_spawn: bool, host_signals: None
 ) -> None:

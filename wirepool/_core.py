@@ -396,7 +396,7 @@ NET_CPU_SHARE = 0.0002
 
 def _raise_fd_limit() -> None:
     """Every child costs the supervisor two descriptors, its pidfd and its
-    log's (held by the log keeper), and Popen a pipe while it starts: the
+    log's (held by the log keeper), and a start through Popen a pipe: the
     common soft limit of 1 024 descriptors would cap a pool near five hundred
     sessions, with "Too many open files" as the only clue.  Raise the soft
     limit to the hard one, and say so if even that is low."""

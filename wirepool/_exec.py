@@ -3,17 +3,18 @@ it: in a directory, in a session of its own, stdin on ``/dev/null``, its
 output on one descriptor, one more descriptor kept, every other one closed,
 and every signal at its default and none blocked.
 
-Why not ``subprocess.Popen``: its Python side (the pipes it sets up and
-tears down, a ``fsencode`` per variable name and value, the executable
-list) was about 0.13 ms of the supervisor's CPU per spawn, against ~0.03 ms
-here; at ten thousand sessions coming up on cores the children's execs
-already fill, each 0.1 ms per spawn is about a second of bring-up.  And why
-not ``os.posix_spawn``: it cannot change directory (glibc's
-``posix_spawn_file_actions_addchdir_np``) nor close the descriptors it
-does not know of (``addclosefrom_np``).
+Why not ``subprocess.Popen``: its Python side (the pipe it sets up and
+reads, a ``fsencode`` per variable name and value, the executable list)
+made a start cost the supervisor's thread ~0.23 ms of CPU, against ~0.17
+ms here, most of it the kernel's clone (``benchmarks/bench_spawn_steps.py``);
+at ten thousand sessions coming up on cores the children's execs already
+fill, each 0.1 ms per spawn is over a second of bring-up.  And why not
+``os.posix_spawn``: it can neither change directory (glibc's
+``posix_spawn_file_actions_addchdir_np``) nor close the descriptors it does
+not know of (``addclosefrom_np``).
 
 The signals: ``Popen`` restores only the three Python itself ignores
-(SIGPIPE, SIGXFSZ, SIGXFZ), so a supervisor started under ``nohup`` gave
+(SIGPIPE and SIGXFSZ), so a supervisor started under ``nohup`` gave
 every child SIGHUP ignored, and a shell child cannot even ``trap`` a signal
 ignored at its start.  Here each child starts with every disposition at its
 default and an empty signal mask, as a systemd service does, whatever the
@@ -164,7 +165,10 @@ def spawn(
 
 
 def _array(strings: Sequence[str]) -> Any:
-    """A NULL-terminated ``char *[]`` of ``strings``."""
+    """A NULL-terminated ``char *[]`` of ``strings``.  Raises ValueError, as
+    ``Popen`` does, for a string with a NUL in it (C would cut it there)."""
+    if "\0" in "".join(strings):
+        raise ValueError("embedded null byte")
     arr = (ctypes.c_char_p * (len(strings) + 1))()
     arr[: len(strings)] = [os.fsencode(s) for s in strings]
     return arr
@@ -173,6 +177,8 @@ def _array(strings: Sequence[str]) -> Any:
 def _run(
     lib: _Libc, actions: Any, argv: Sequence[str], env: Mapping[str, str], cwd: str | None
 ) -> int:
+    if any("=" in name for name in env):
+        raise ValueError("illegal environment variable name")
     args = _array(argv)
     envp = _array([f"{k}={v}" for k, v in env.items()])
     program = argv[0]

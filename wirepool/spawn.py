@@ -789,7 +789,7 @@ def _popen(
     held: _HeldFile | None,
 ) -> int:
     """:func:`wirepool._exec.spawn` where libc lacks what it uses: the same
-    child but for its signals (only the three Python ignores are restored
+    child but for its signals (only the two Python ignores are restored
     to their default) and the number of its identity file's descriptor."""
     import subprocess  # only here: posix_spawn starts every child elsewhere
 
