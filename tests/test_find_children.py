@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -30,16 +31,22 @@ def start_leader(
     started: list[subprocess.Popen[bytes]], env: Mapping[str, str], held: _HeldFile
 ) -> int:
     """A session leader (as every child of a pool is) holding ``held``'s
-    read-only descriptor; Popen returns once it has exec'd, so its
-    environment is its own by then."""
+    read-only descriptor, returned once ``/proc`` shows its own environment:
+    Popen returns during the exec, before the kernel has set the new
+    environment up (until then ``/proc/PID/environ`` reads the parent's, or
+    nothing), and a leader read then looks unmarked."""
     proc = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(120)"],
-        env=dict(env),
+        env={**env, "LEADER_READY": "1"},
         start_new_session=True,
         pass_fds=(held.child_fd,),
         stdin=subprocess.DEVNULL,
     )
     started.append(proc)
+    deadline = time.monotonic() + 30
+    while b"LEADER_READY=1" not in Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0"):
+        assert time.monotonic() < deadline, "the leader never showed its environment"
+        time.sleep(0.005)
     return proc.pid
 
 

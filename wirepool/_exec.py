@@ -190,6 +190,8 @@ def _run(
     pid = ctypes.c_int()
     error = errno.ENOENT
     for path in candidates:
+        if len(candidates) > 1 and not os.path.exists(path):
+            continue  # a stat, where a try would be a whole clone
         # the event os.posix_spawn raises: a host's audit hooks see each
         # start as they would through os or subprocess
         sys.audit("os.posix_spawn", path, argv, env)
