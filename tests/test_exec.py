@@ -57,12 +57,31 @@ def wait_for(path: Path, timeout: float = 30.0) -> list[str]:
     return path.read_text().splitlines()
 
 
+#: nanosleep and clock_nanosleep on x86_64, then on aarch64: what
+#: ``/proc/PID/syscall`` names when ``wchan`` is hidden
+NANOSLEEP_CALLS = {"35", "230", "101", "115"}
+
+
+def asleep(pid: int) -> bool:
+    """Whether ``pid`` is blocked in ``sleep``'s nanosleep. The new image is
+    not enough: right after the exec the loader holds each library open in
+    turn (a CI run read ``libc.so.6`` as a fourth descriptor), and ``sleep``
+    opens locale files before it sleeps."""
+    if not os.readlink(f"/proc/{pid}/exe").endswith("sleep"):
+        return False
+    wchan = Path(f"/proc/{pid}/wchan").read_text()
+    if wchan not in ("", "0"):
+        return "nanosleep" in wchan
+    return Path(f"/proc/{pid}/syscall").read_text().split(" ", 1)[0] in NANOSLEEP_CALLS
+
+
 def descriptors_once_asleep(pid: int, timeout: float = 30.0) -> dict[str, str]:
-    """The child's descriptors once it has exec'd ``sleep`` (the shell's own
-    redirections are gone by then): number -> what it is open on."""
+    """The child's descriptors once ``sleep`` sleeps (the shell's own
+    redirections and the loader's are gone by then): number -> what it is
+    open on."""
     deadline = time.monotonic() + timeout
-    while not os.readlink(f"/proc/{pid}/exe").endswith("sleep"):
-        assert time.monotonic() < deadline, f"{pid} never exec'd sleep"
+    while not asleep(pid):
+        assert time.monotonic() < deadline, f"{pid} never slept in sleep"
         time.sleep(0.02)
     return {fd: os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
 
@@ -130,23 +149,53 @@ def test_without_a_log_or_a_kept_descriptor_only_the_standard_three(
 
 
 @needs_posix_spawn
-def test_the_program_is_looked_up_on_the_childs_path(tmp_path: Path, pids: list[int]) -> None:
+@pytest.mark.parametrize(
+    ("text", "mode", "said"),
+    [
+        # not executable: execvp skips it, and says so if none runs
+        ("#!/bin/sh\necho wrong > r; mv r ran\n", 0o644, "Permission denied"),
+        # executable but no program (ENOEXEC): Popen goes on, as here
+        ("not a program", 0o755, "Exec format error"),
+    ],
+    ids=["not-executable", "not-a-program"],
+)
+def test_the_program_is_looked_up_on_the_childs_path(
+    tmp_path: Path, pids: list[int], text: str, mode: int, said: str
+) -> None:
+    """A program found first but unable to run is passed over for the next
+    one on the PATH; if none runs, its error is the one said."""
     first, second = tmp_path / "first", tmp_path / "second"
     first.mkdir()
     second.mkdir()
-    # found first but not executable, as execvp skips it
-    (first / "prog").write_text("#!/bin/sh\necho wrong > r; mv r ran\n")
+    (first / "prog").write_text(text)
+    (first / "prog").chmod(mode)
     (second / "prog").write_text("#!/bin/sh\necho right > r; mv r ran\n")
     (second / "prog").chmod(0o755)
     env = {"PATH": f"{first}:{second}:/usr/bin:/bin"}
     pid = _exec.spawn(["prog"], env, str(tmp_path), None, None)
     pids.append(pid)
     assert wait_for(tmp_path / "ran") == ["right"]
-    # found nowhere executable: the permission is what is said
-    with pytest.raises(PermissionError):
-        _exec.spawn(["prog"], {"PATH": str(first)}, str(tmp_path), None, None)
+    with pytest.raises(OSError, match=said) as refused:
+        _exec.spawn(["prog"], {"PATH": f"{first}:{tmp_path / 'none'}"}, str(tmp_path), None, None)
+    assert refused.value.filename == "prog"
     with pytest.raises(FileNotFoundError, match="no-such-prog"):
         _exec.spawn(["no-such-prog"], env, str(tmp_path), None, None)
+
+
+@needs_posix_spawn
+def test_a_relative_path_entry_is_looked_at_from_the_childs_directory(
+    tmp_path: Path, pids: list[int]
+) -> None:
+    """``PATH=bin:...`` finds ``<its directory>/bin/prog``, as Popen does,
+    though the supervisor's own directory has no ``bin``."""
+    work = tmp_path / "work"
+    (work / "bin").mkdir(parents=True)
+    (work / "bin" / "prog").write_text("#!/bin/sh\necho found > r; mv r ran\n")
+    (work / "bin" / "prog").chmod(0o755)
+    assert not (Path.cwd() / "bin" / "prog").exists()
+    pid = _exec.spawn(["prog"], {"PATH": "bin:/usr/bin:/bin"}, str(work), None, None)
+    pids.append(pid)
+    assert wait_for(work / "ran") == ["found"]
 
 
 @needs_posix_spawn
@@ -157,6 +206,13 @@ def test_a_failed_start_names_what_is_missing(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError) as missing_dir:
         _exec.spawn(["./run"], {}, str(gone), None, None)
     assert missing_dir.value.filename == str(gone)
+    # on a PATH lookup too, and when the directory is a file
+    with pytest.raises(FileNotFoundError) as missing_dir:
+        _exec.spawn(["true"], {"PATH": "/usr/bin:/bin"}, str(gone), None, None)
+    assert missing_dir.value.filename == str(gone)
+    with pytest.raises(NotADirectoryError) as a_file:
+        _exec.spawn(["./run"], {}, str(tmp_path / "run"), None, None)
+    assert a_file.value.filename == str(tmp_path / "run")
     with pytest.raises(FileNotFoundError) as missing_prog:
         _exec.spawn(["./nope"], {}, str(tmp_path), None, None)
     assert missing_prog.value.filename == "./nope"
@@ -284,13 +340,17 @@ PYTHON_WORKER = textwrap.dedent(
 
     def report(session):
         status = Path("/proc/self/status").read_text()
+        sigint = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        Path(session.home, "sigint").write_text(str(sigint))
         Path(session.home, "status.tmp").write_text(status)
         os.rename(Path(session.home, "status.tmp"), Path(session.home, "status"))
 
     if __name__ == "__main__":
         home = Path(sys.argv[1])
-        # the host under nohup, blocking SIGUSR1: the forkserver starts so
+        # the host under nohup, in the background of a shell without job
+        # control (SIGINT ignored), blocking SIGUSR1: the forkserver starts so
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
         spawner = CallableSpawner(report, log_format=None)
         worker = spawner.spawn(Session("py", home))
@@ -313,3 +373,6 @@ def test_a_python_worker_starts_with_the_signals_a_command_child_does(tmp_path: 
     assert not ignored & (1 << (signal.SIGHUP - 1))
     assert blocked == 0
     assert ignored & (1 << (signal.SIGPIPE - 1))  # Python's own, kept
+    assert not ignored & (1 << (signal.SIGINT - 1))
+    # Python's default for SIGINT, not the C one: Ctrl-C raises in a worker
+    assert (tmp_path / "sigint").read_text() == "True"

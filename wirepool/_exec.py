@@ -29,6 +29,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import stat
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -96,7 +97,7 @@ _LIBC = _load()
 AVAILABLE = _LIBC is not None
 
 _DEVNULL = b"/dev/null"
-_LOOK_FURTHER = (errno.ENOENT, errno.ENOTDIR, errno.EACCES)
+_NOT_HERE = (errno.ENOENT, errno.ENOTDIR)
 
 
 def _high(fd: int) -> tuple[int, bool]:
@@ -187,25 +188,41 @@ def _run(
     else:
         dirs = os.get_exec_path(env)
         candidates = [os.fsencode(os.path.join(d, program)) for d in dirs]
+    where = os.fsencode(cwd) if cwd is not None else b""
     pid = ctypes.c_int()
-    error = errno.ENOENT
+    error = 0
+    last = errno.ENOENT
     for path in candidates:
-        if len(candidates) > 1 and not os.path.exists(path):
-            continue  # a stat, where a try would be a whole clone
+        # a stat, where a try would be a whole clone; a relative entry of
+        # PATH is looked at from the child's directory, as it will be
+        if len(candidates) > 1 and not os.path.exists(os.path.join(where, path)):
+            continue
         # the event os.posix_spawn raises: a host's audit hooks see each
         # start as they would through os or subprocess
         sys.audit("os.posix_spawn", path, argv, env)
         rc = lib.spawn(ctypes.byref(pid), path, actions, lib.attr, args, envp)
         if rc == 0:
             return pid.value
-        # as execvpe: on to the next directory unless this one had the
-        # program and it could not run; a program found but not allowed
-        # (EACCES) is what is said if none runs
-        if rc not in _LOOK_FURTHER:
+        # as Popen: every directory is tried, and what is said if none
+        # runs is the first error that was not "no such file here"
+        last = rc
+        if not error and rc not in _NOT_HERE:
             error = rc
-            break
-        if rc == errno.EACCES:
-            error = rc
-    if cwd is not None and error == errno.ENOENT and not os.path.isdir(cwd):
-        raise OSError(error, os.strerror(error), cwd)
-    raise OSError(error, os.strerror(error), program)
+    error = error or last
+    raise OSError(error, os.strerror(error), _culprit(error, program, cwd))
+
+
+def _culprit(error: int, program: str, cwd: str | None) -> str:
+    """What a failed start is said to be about: libc gives only the errno,
+    which is the directory's when the child could not change into it, or
+    /dev/null's, not the program's.  Looked at only once a start failed."""
+    if cwd is not None and error in (errno.ENOENT, errno.ENOTDIR, errno.EACCES):
+        try:
+            st = os.stat(cwd)
+        except OSError:
+            return cwd
+        if not stat.S_ISDIR(st.st_mode) or not os.access(cwd, os.X_OK):
+            return cwd
+    if error in (errno.ENOENT, errno.EACCES) and not os.access(_DEVNULL, os.R_OK | os.W_OK):
+        return os.fsdecode(_DEVNULL)
+    return program

@@ -866,14 +866,17 @@ def _default_signals() -> None:
     """As a command child starts (:mod:`wirepool._exec`): nothing blocked,
     and no signal ignored because the supervisor's host ignored it (the
     forkserver passes that on, as ``nohup`` gives SIGHUP); SIGPIPE and
-    SIGXFSZ stay as Python sets them, so that a write raises instead."""
+    SIGXFSZ stay as Python sets them, so that a write raises instead, and
+    SIGINT gets Python's own default, KeyboardInterrupt, as in a Python
+    started with it not ignored."""
     signal.pthread_sigmask(signal.SIG_SETMASK, ())
     keep = {signal.SIGPIPE, signal.SIGXFSZ, signal.SIGKILL, signal.SIGSTOP}
     for sig in signal.valid_signals():
         if sig not in keep:
             with contextlib.suppress(OSError, ValueError):
                 if signal.getsignal(sig) == signal.SIG_IGN:
-                    signal.signal(sig, signal.SIG_DFL)
+                    default = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+                    signal.signal(sig, default)
 
 
 #: the default line format of a Python worker's loguru messages in its log
