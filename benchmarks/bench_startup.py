@@ -11,6 +11,10 @@ are medians over ``--runs`` runs; compiled bytecode is used when it can be
 written (``python -m compileall wirepool plugins`` first when
 ``PYTHONDONTWRITEBYTECODE`` is set).
 
+The import is also taken apart (in runs of its own): how much of it is
+dataclass creating wirepool's value types, and of that, compiling their
+generated methods.
+
 The floor, measured the same way with the checkout's interpreter: ``python -c pass``
 from exec to exit, and from exec to the first child of a ``python -c`` that only starts
 the same ``run`` (no wirepool, no click).
@@ -105,6 +109,54 @@ def import_us(checkout: Path) -> int:
     return int(done.stderr.strip().splitlines()[-1].split("|")[1])
 
 
+# Times dataclass's class creation inside the import: each class it makes
+# compiles its generated methods from source (``_create_fn``, one compile per
+# method on 3.11 and 3.12), the part of the import that is wirepool's own
+# value types rather than modules.
+DATACLASS_SHARE = """\
+import dataclasses, json, time
+spent = {"classes": [0.0, 0], "methods": [0.0, 0]}
+def timed(orig, key):
+    def wrapper(*args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return orig(*args, **kwargs)
+        finally:
+            spent[key][0] += time.perf_counter() - t
+            spent[key][1] += 1
+    return wrapper
+dataclasses._process_class = timed(dataclasses._process_class, "classes")
+if hasattr(dataclasses, "_create_fn"):
+    dataclasses._create_fn = timed(dataclasses._create_fn, "methods")
+t = time.perf_counter()
+import wirepool.cli
+total = time.perf_counter() - t
+print(json.dumps({"import": total, **spent}))
+"""
+
+
+def dataclass_share(checkout: Path) -> dict[str, float]:
+    """Seconds of ``import wirepool.cli`` (dataclasses imported before the
+    clock starts), of it in creating dataclasses, and of that in compiling
+    their methods; and how many of each."""
+    done = subprocess.run(
+        [str(checkout / ".venv/bin/python"), "-c", DATACLASS_SHARE],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        cwd=checkout,
+    )
+    got = json.loads(done.stdout)
+    return {
+        "import": got["import"],
+        "classes": got["classes"][0],
+        "methods": got["methods"][0],
+        "n_classes": got["classes"][1],
+        "n_methods": got["methods"][1],
+    }
+
+
 def measure(checkouts: list[Path], runs: int) -> list[dict[str, object]]:
     """Every measure of every checkout, ``runs`` times; with more than one
     checkout, one run of each in turn (in an order that alternates), so that
@@ -112,6 +164,7 @@ def measure(checkouts: list[Path], runs: int) -> list[dict[str, object]]:
     samples: dict[Path, dict[str, list[float]]] = {
         c: {"spawn": [], "import": [], "bare": [], "pass": []} for c in checkouts
     }
+    shares: dict[Path, list[dict[str, float]]] = {c: [] for c in checkouts}
     for i in range(runs):
         for checkout in checkouts if i % 2 == 0 else checkouts[::-1]:
             mine = samples[checkout]
@@ -119,6 +172,7 @@ def measure(checkouts: list[Path], runs: int) -> list[dict[str, object]]:
             mine["import"].append(import_us(checkout) / 1e6)
             mine["bare"].append(first_spawn(checkout, bare_argv))
             mine["pass"].append(python_pass(checkout))
+            shares[checkout].append(dataclass_share(checkout))
 
     def ms(seconds: list[float]) -> dict[str, float]:
         return {
@@ -134,6 +188,12 @@ def measure(checkouts: list[Path], runs: int) -> list[dict[str, object]]:
             "import_wirepool_cli_ms": ms(mine["import"]),
             "floor_python_exec_to_first_spawn_ms": ms(mine["bare"]),
             "floor_python_c_pass_ms": ms(mine["pass"]),
+            # timed apart, in runs of their own (the timers add a little)
+            "import_with_timers_ms": ms([x["import"] for x in shares[checkout]]),
+            "of_it_creating_dataclasses_ms": ms([x["classes"] for x in shares[checkout]]),
+            "of_that_compiling_their_methods_ms": ms([x["methods"] for x in shares[checkout]]),
+            "dataclasses_created": shares[checkout][-1]["n_classes"],
+            "methods_compiled": shares[checkout][-1]["n_methods"],
         }
         for checkout, mine in samples.items()
     ]

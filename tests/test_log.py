@@ -59,6 +59,90 @@ def test_held_calls_are_made_at_release_with_their_own_time_and_caller(tmp_path:
     assert "after release" in lines[-1]
 
 
+SETUP_ONLY = r"""
+import sys
+from wirepool import _log
+assert "loguru" not in sys.modules
+_log.hold(logs=False)
+_log.logger.remove()
+_log.logger.add(sys.stderr, format="{level} {name}:{function} {message}")
+_log.logger.enable("wirepool")
+print("kept:", "loguru" in sys.modules, file=sys.stderr, flush=True)
+g = {"__name__": "wirepool.fake", "L": _log.logger}
+exec("def f(m):\n    L.bind(session='s').warning(m)\n", g)
+if sys.argv[1] == "log":
+    g["f"]("first message")
+    print("after it:", "loguru" in sys.modules, file=sys.stderr, flush=True)
+elif sys.argv[1] == "third-party":
+    from loguru import logger  # a plugin calling loguru itself
+    logger.info("from a plugin")
+"""
+
+
+def test_held_without_logs_only_the_setup_waits() -> None:
+    """``hold(logs=False)`` (every command but ``run``): nothing logged, no
+    loguru at all, not even at exit; the first message imports it, sets the
+    sinks up, and comes out in its place among what the command prints;
+    a plugin importing loguru itself finds the sinks set up."""
+
+    def run(case: str) -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", SETUP_ONLY, case],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        lines = done.stderr.splitlines()
+        imported = [x for x in lines if x.startswith("import time:")]
+        said = [x for x in lines if not x.startswith("import time:")]
+        return [*said, f"loguru imported: {any(x.endswith(' loguru') for x in imported)}"]
+
+    assert run("nothing") == ["kept: False", "loguru imported: False"]
+    assert run("log") == [
+        "kept: False",
+        "WARNING wirepool.fake:f first message",
+        "after it: True",
+        "loguru imported: True",
+    ]
+    assert run("third-party") == [
+        "kept: False",
+        "INFO __main__:<module> from a plugin",
+        "loguru imported: True",
+    ]
+
+
+def on_a_pool(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``code`` in a fresh interpreter, given the servicedir root and the
+    state directory under ``tmp_path``."""
+    return subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "root"), str(tmp_path / "state")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_command_other_than_run_that_logs_nothing_never_imports_loguru(
+    tmp_path: Path,
+) -> None:
+    """``wirepool status`` (no supervisor: it says so and exits 3) imports no
+    loguru, at exit included: ~50 ms of every such command."""
+    (tmp_path / "root").mkdir()
+    code = (
+        "import atexit, sys\n"
+        # registered first, so run last: after wirepool's own exit handlers
+        "atexit.register(lambda: print('loguru' in sys.modules))\n"
+        "from wirepool.cli import entry\n"
+        "sys.argv = ['wirepool', 'status', 'servicedir', sys.argv[1], '--state-dir', sys.argv[2]]\n"
+        "entry()\n"
+    )
+    done = on_a_pool(code, tmp_path)
+    assert done.returncode == 3, done.stderr
+    assert done.stdout.startswith("supervisor: not running")
+    assert done.stdout.splitlines()[-1] == "False"
+
+
 DISABLED = r"""
 import io, sys
 import wirepool
@@ -149,11 +233,6 @@ def test_wirepool_run_reaches_its_first_child_without_them(tmp_path: Path) -> No
     (service / "run").write_text("#!/bin/sh\nexec sleep 60\n")
     (service / "run").chmod(0o755)
     code = f"LATER = {LATER!r}\n{FIRST_SPAWN}"
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path / "root"), str(tmp_path / "state")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = on_a_pool(code, tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0] == "[]", done.stdout + done.stderr

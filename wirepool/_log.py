@@ -7,7 +7,12 @@ it imports loguru and goes straight there.  While :func:`hold` is in force
 (``wirepool run``, until its first spawn), log calls -- ``logger.info(...)``,
 ``logger.bind(...).info(...)``, ``logger.opt(...).error(...)`` and the
 sink set-up -- are kept, and made at :func:`release`, in order, each with
-its own time and caller.
+its own time and caller.  Held with ``logs=False`` (every other command),
+only the set-up is kept: the first log call releases, so that one that
+logs nothing (``wirepool status``) never imports loguru, and one that does
+logs in order with what it prints.  Whoever imports loguru while calls are
+kept (a plugin calling it directly) releases them as it does, so that its
+first message already goes to the application's sinks.
 
 The library disables its own messages at import, as it always has
 (``wirepool/__init__``): when loguru is not imported yet, the disable is
@@ -53,6 +58,14 @@ _ENDS = frozenset(
     }
 )
 
+#: the ends that set loguru up rather than log: kept while held, and not
+#: worth importing loguru for at exit when nothing else was kept
+_SETUP = frozenset({"remove", "add", "enable", "disable", "configure"})
+
+#: what is kept while held: with the log calls, or only the set-up
+_KEEP_ALL = _CHAINED | _ENDS
+_KEEP_SETUP = _CHAINED | _SETUP
+
 _Link = tuple[str, tuple[Any, ...], dict[str, Any]]
 
 
@@ -72,7 +85,7 @@ class _Kept:
 
     def make(self, real: Logger) -> None:
         target: Any = real
-        if self.method not in ("remove", "add", "enable", "disable", "configure"):
+        if self.method not in _SETUP:
             target = real.patch(self._as_made_then)
         for name, args, kwargs in self.chain:
             target = getattr(target, name)(*args, **kwargs)
@@ -88,6 +101,8 @@ class _Kept:
 
 
 _kept: list[_Kept] | None = None
+#: whether log calls are kept too, or only the set-up (see :func:`hold`)
+_hold_logs = True
 _real: Logger | None = None
 
 
@@ -109,7 +124,7 @@ class _Chain:
         self._links = links
 
     def __getattr__(self, name: str) -> Any:
-        if _kept is None or name not in _CHAINED | _ENDS:
+        if _kept is None or name not in (_KEEP_ALL if _hold_logs else _KEEP_SETUP):
             real: Any = _load()
             release()
             for link, args, kwargs in self._links:
@@ -135,12 +150,22 @@ def _keep(links: tuple[_Link, ...], method: str, args: Any, kwargs: Any) -> None
 logger: Logger = _Chain()  # type: ignore[assignment]
 
 
-def hold() -> None:
-    """Keep log calls (and the sink set-up) until :func:`release`."""
-    global _kept
+def hold(logs: bool = True) -> None:
+    """Keep the sink set-up until :func:`release`, and log calls too unless
+    ``logs`` is false: then the first of them releases (see the module
+    docstring)."""
+    global _kept, _hold_logs
     if "loguru" not in sys.modules and _kept is None:
         _kept = []
-        atexit.register(release)
+        _hold_logs = logs
+        atexit.register(_at_exit)
+
+
+def _at_exit() -> None:
+    # the set-up alone is not made: importing loguru to set up sinks that
+    # will never see a message is the cost hold() is there to save
+    if _kept and any(call.method not in _SETUP for call in _kept):
+        release()
 
 
 def release() -> None:
@@ -195,6 +220,7 @@ class _ThenDisable:
     def exec_module(self, module: ModuleType) -> None:
         self.loader.exec_module(module)
         module.logger.disable(self.name)
+        release()  # whoever imports it: the kept set-up made before their first call
 
     def __getattr__(self, name: str) -> Any:  # get_source for tracebacks, ...
         return getattr(self.loader, name)
