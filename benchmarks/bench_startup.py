@@ -11,6 +11,9 @@ are medians over ``--runs`` runs; compiled bytecode is used when it can be
 written (``python -m compileall wirepool plugins`` first when
 ``PYTHONDONTWRITEBYTECODE`` is set).
 
+Beside it, exec to exit of ``wirepool status`` with no supervisor running:
+the start-up of every command but ``run``.
+
 The import is also taken apart (in runs of its own): how much of it is
 dataclass creating wirepool's value types, and of that, compiling their
 generated methods.
@@ -90,6 +93,22 @@ def first_spawn(checkout: Path, argv_for: Callable[[Path, Path], list[str]]) -> 
                 os.killpg(proc.pid, signal.SIGKILL)  # the bare Python's child
 
 
+def status_command(checkout: Path) -> float:
+    """Exec to exit of ``wirepool status`` where no supervisor runs (it
+    prints the table from disk and exits 3): the start-up of every command
+    but ``run``."""
+    with tempfile.TemporaryDirectory(prefix="wirepool-startup-") as tmp:
+        (Path(tmp) / "root").mkdir()
+        argv = [str(checkout / ".venv/bin/wirepool"), "status", "servicedir", f"{tmp}/root"]
+        t0 = time.perf_counter()
+        state = ["--state-dir", f"{tmp}/state"]
+        done = subprocess.run([*argv, *state], check=False, stdout=subprocess.DEVNULL)
+        took = time.perf_counter() - t0
+    if done.returncode != 3:
+        raise RuntimeError(f"wirepool status exited {done.returncode}, not 3")
+    return took
+
+
 def python_pass(checkout: Path) -> float:
     t0 = time.perf_counter()
     # no timeout: with one, the wait polls (0.5 ms doubling to 50 ms), adding up to 31 ms
@@ -162,7 +181,7 @@ def measure(checkouts: list[Path], runs: int) -> list[dict[str, object]]:
     checkout, one run of each in turn (in an order that alternates), so that
     a machine whose speed drifts over minutes drifts for all of them alike."""
     samples: dict[Path, dict[str, list[float]]] = {
-        c: {"spawn": [], "import": [], "bare": [], "pass": []} for c in checkouts
+        c: {"spawn": [], "import": [], "bare": [], "pass": [], "status": []} for c in checkouts
     }
     shares: dict[Path, list[dict[str, float]]] = {c: [] for c in checkouts}
     for i in range(runs):
@@ -172,6 +191,7 @@ def measure(checkouts: list[Path], runs: int) -> list[dict[str, object]]:
             mine["import"].append(import_us(checkout) / 1e6)
             mine["bare"].append(first_spawn(checkout, bare_argv))
             mine["pass"].append(python_pass(checkout))
+            mine["status"].append(status_command(checkout))
             shares[checkout].append(dataclass_share(checkout))
 
     def ms(seconds: list[float]) -> dict[str, float]:
@@ -186,6 +206,7 @@ def measure(checkouts: list[Path], runs: int) -> list[dict[str, object]]:
             "runs": runs,
             "exec_to_first_spawn_ms": ms(mine["spawn"]),
             "import_wirepool_cli_ms": ms(mine["import"]),
+            "status_command_exec_to_exit_ms": ms(mine["status"]),
             "floor_python_exec_to_first_spawn_ms": ms(mine["bare"]),
             "floor_python_c_pass_ms": ms(mine["pass"]),
             # timed apart, in runs of their own (the timers add a little)
