@@ -17,9 +17,12 @@ from wirepool.eligibility import (
     Eligibility,
     HasMarker,
     NoDownFile,
+    TrustedDirectory,
     as_eligibility,
     newest_mtime,
+    stat_failure,
 )
+from wirepool.errors import ConfigError
 
 T_A = Verdict(True, "a")
 T_B = Verdict(True, "b")
@@ -284,6 +287,81 @@ def test_servicedir_style_combination(sess: Session, home: Path) -> None:
     (home / "down").touch()
     assert rule.check(sess, 0.0) == Verdict(False, "down file present")
     assert (~NoDownFile()).check(sess, 0.0) == Verdict(True, "not (down file present)")
+
+
+# ------------------------------------------------------------ cannot tell
+#
+# A stat that fails for a reason other than "not there" (EACCES on a directory
+# chmod'ed for a moment, EIO) means the rule cannot tell: ConfigError, which
+# the pool takes as "keep what it has", never as "ineligible", which would
+# stop a healthy child.  A name longer than NAME_MAX makes such an error
+# without needing a user that file modes apply to.
+
+TOO_LONG = "x" * 300
+
+
+class Unsure(Eligibility):
+    def check(self, session: Session, now: float) -> Verdict:
+        raise ConfigError("cannot check it: Permission denied")
+
+
+def test_stat_failure_is_a_no_when_gone_and_cannot_tell_otherwise(tmp_path: Path) -> None:
+    for missing in (tmp_path / "missing", tmp_path / "missing" / "below"):
+        with pytest.raises(OSError) as gone:
+            missing.stat()
+        assert stat_failure(missing, gone.value) == Verdict(
+            False, f"cannot stat {missing}: No such file or directory"
+        )
+    with pytest.raises(OSError) as unsure:
+        (tmp_path / TOO_LONG).stat()
+    with pytest.raises(ConfigError, match="cannot stat x: File name too long"):
+        stat_failure("x", unsure.value)
+
+
+def test_rules_that_cannot_look_cannot_tell(sess: Session, home: Path) -> None:
+    with pytest.raises(ConfigError, match=f"cannot check {TOO_LONG}: File name too long"):
+        NoDownFile(TOO_LONG).check(sess, 0.0)
+    with pytest.raises(ConfigError, match="File name too long"):
+        HasMarker(TOO_LONG).check(sess, 0.0)
+    unreadable_home = Session(name="s", home=home / TOO_LONG)
+    with pytest.raises(ConfigError, match="File name too long"):
+        TrustedDirectory().check(unreadable_home, 0.0)
+    # a home that is not there is a plain no, as before
+    gone = TrustedDirectory().check(Session(name="s", home=home / "gone"), 0.0)
+    assert not gone
+    assert "No such file or directory" in gone.reason
+
+
+def test_cannot_tell_decides_nothing_a_later_part_can_decide(sess: Session) -> None:
+    # | : a later yes decides; a later no leaves it untold
+    assert (Unsure() | Fixed(T_A)).check(sess, 0.0) == T_A
+    assert (Fixed(F_A) | Unsure() | Fixed(T_B)).check(sess, 0.0) == T_B
+    with pytest.raises(ConfigError, match="Permission denied"):
+        (Unsure() | Fixed(F_A)).check(sess, 0.0)
+    # & : a later no decides; a later yes leaves it untold
+    assert (Unsure() & Fixed(F_A)).check(sess, 0.0) == F_A
+    with pytest.raises(ConfigError, match="Permission denied"):
+        (Fixed(T_A) & Unsure() & Fixed(T_B)).check(sess, 0.0)
+    with pytest.raises(ConfigError):
+        (~Unsure()).check(sess, 0.0)
+    # an earlier decision still spares the rest
+    assert (Fixed(T_A) | Unsure()).check(sess, 0.0) == T_A
+    assert (Fixed(F_A) & Unsure()).check(sess, 0.0) == F_A
+
+
+def test_active_within_an_unreadable_activity_file(sess: Session, home: Path) -> None:
+    now = time.time()
+    touch(home / "activity", now - 60)
+    # what could be read is recent enough: active, whatever the other says
+    assert ActiveWithin(DAY, [TOO_LONG, "activity"]).check(sess, now)
+    # what could be read is old: the unreadable one may be newer
+    with pytest.raises(ConfigError, match="File name too long"):
+        ActiveWithin(30, [TOO_LONG, "activity"]).check(sess, now)
+    with pytest.raises(ConfigError, match="File name too long"):
+        ActiveWithin(30, [TOO_LONG]).check(sess, now)
+    # missing files are no activity, as before
+    assert ActiveWithin(30, ["missing"]).check(sess, now) == Verdict(False, "never active")
+    assert newest_mtime([home / TOO_LONG, home / "activity"]) == (home / "activity").stat().st_mtime
 
 
 # --------------------------------------------------------------- ActiveWithin

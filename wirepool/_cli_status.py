@@ -29,7 +29,7 @@ from wirepool._names import Named, NameProblem, resolve_all
 from wirepool._proc import ProcessIdentity, is_alive
 from wirepool._status import SessionStatus, normalize_status, status_document
 from wirepool._store import STATUS_SCHEMA, StateDir, dumps_strict, from_strict_json, lock_is_held
-from wirepool.errors import ControlError, NoSupervisorError
+from wirepool.errors import ConfigError, ControlError, NoSupervisorError
 from wirepool.plugin import Plugin, PoolSpec
 
 #: the states in which a session has a live child
@@ -209,6 +209,8 @@ def _discovered_doc(spec: PoolSpec, plugin: str) -> dict[str, Any]:
             verdict = check.check(session, now)
             state = "stopped" if verdict.eligible else "ineligible"
             reason = _would_run(verdict.reason) if verdict.eligible else verdict.reason
+        except ConfigError as exc:
+            state, reason = "ineligible", str(exc)  # cannot tell: it would not be started
         except Exception as exc:
             state, reason = "ineligible", f"eligibility check failed: {exc}"
         sessions.append(

@@ -14,6 +14,7 @@ time as a parameter, so the rule is testable without touching mtimes.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from abc import ABC, abstractmethod
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from wirepool._format import format_age
 from wirepool._types import Session, Verdict
+from wirepool.errors import ConfigError
 
 __all__ = [
     "ActiveWithin",
@@ -38,6 +40,7 @@ __all__ = [
     "newest_mtime",
     "ownership_problem",
     "session_dir_problem",
+    "stat_failure",
     "symlink_problem",
 ]
 
@@ -119,11 +122,22 @@ class _Combined(Eligibility):
 
     def check(self, session: Session, now: float) -> Verdict:
         verdict = Verdict(not self.decides_on, "")
+        unsure: ConfigError | None = None
         for part in self.parts:
-            found = part.check(session, now)
+            try:
+                found = part.check(session, now)
+            except ConfigError as exc:
+                # "Cannot tell" decides nothing yet: a later part may still
+                # decide the whole (an unreadable marker does not matter to
+                # a session that is bound anyway); if none does, the whole
+                # cannot tell either.
+                unsure = unsure or exc
+                continue
             verdict = (verdict | found) if self.decides_on else (verdict & found)
             if bool(verdict) == self.decides_on:
                 return verdict
+        if unsure is not None:
+            raise unsure
         return verdict
 
     def __repr__(self) -> str:
@@ -197,9 +211,10 @@ class HasMarker(Eligibility):
     def check(self, session: Session, now: float) -> Verdict:
         path = session.home / self.relpath
         try:
+            # pathlib answers False itself for what is not there
             exists = path.is_file() if self.executable else path.exists()
         except OSError as exc:
-            return Verdict(False, f"cannot check {self.relpath}: {exc.strerror or exc}")
+            raise ConfigError(f"cannot check {self.relpath}: {exc.strerror or exc}") from None
         if not exists:
             return Verdict(False, f"no {self.relpath}")
         if self.executable and not os.access(path, os.X_OK):
@@ -227,13 +242,34 @@ class NoDownFile(Eligibility):
         except (FileNotFoundError, NotADirectoryError):
             down = False
         except OSError as exc:
-            return Verdict(False, f"cannot check {self.relpath}: {exc.strerror or exc}")
+            # A directory unreadable for a moment (a chmod, a restore) says
+            # nothing about a down file: "cannot tell", which keeps a running
+            # child running -- not "ineligible", which would stop it.
+            raise ConfigError(f"cannot check {self.relpath}: {exc.strerror or exc}") from None
         if down:
             return Verdict(False, f"{self.relpath} file present")
         return Verdict(True, f"no {self.relpath} file")
 
     def __repr__(self) -> str:
         return f"NoDownFile({self.relpath!r})"
+
+
+#: what stat says of a path that is not there (a dangling symlink, or a
+#: loop of them, is not there either)
+_GONE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP})
+
+
+def stat_failure(what: object, exc: OSError) -> Verdict:
+    """The verdict of a check whose ``stat`` of ``what`` failed with ``exc``:
+    a plain no when it is not there; for anything else (EACCES, EIO) the
+    check cannot tell, and raises :class:`~wirepool.errors.ConfigError`, so
+    the session keeps what it has -- a running child goes on running --
+    and its status says why.  A directory that is unreadable for a moment
+    must not stop a healthy child."""
+    why = f"cannot stat {what}: {exc.strerror or exc}"
+    if exc.errno in _GONE:
+        return Verdict(False, why)
+    raise ConfigError(why) from None
 
 
 def _owners_text(owners: Collection[int]) -> str:
@@ -347,7 +383,7 @@ class TrustedDirectory(Eligibility):
             entry = os.lstat(path)
             target = os.stat(path) if stat.S_ISLNK(entry.st_mode) else entry
         except OSError as exc:
-            return Verdict(False, f"cannot stat {path}: {exc.strerror or exc}")
+            return stat_failure(path, exc)
         link_uid = entry.st_uid if stat.S_ISLNK(entry.st_mode) else None
         problem = session_dir_problem(
             path,
@@ -365,14 +401,23 @@ class TrustedDirectory(Eligibility):
 
 def newest_mtime(paths: Sequence[Path]) -> float | None:
     """The newest mtime among ``paths`` that exist, or None."""
+    return _newest_mtime(paths)[0]
+
+
+def _newest_mtime(paths: Sequence[Path]) -> tuple[float | None, OSError | None]:
+    """The newest mtime among ``paths`` that could be read, and the first
+    error other than "not there" met on the way (None if none)."""
     newest: float | None = None
+    unread: OSError | None = None
     for path in paths:
         try:
             mtime = path.stat().st_mtime
-        except OSError:
+        except OSError as exc:
+            if exc.errno not in _GONE and unread is None:
+                unread = exc
             continue
         newest = mtime if newest is None else max(newest, mtime)
-    return newest
+    return newest, unread
 
 
 class ActiveWithin(Eligibility):
@@ -409,12 +454,19 @@ class ActiveWithin(Eligibility):
     def check(self, session: Session, now: float) -> Verdict:
         if self.max_idle is None:
             return Verdict(True, "idle filter disabled")
-        last = self.last_active(session)
-        if last is None:
-            return Verdict(False, "never active")
-        idle = max(0.0, now - last)
-        if idle <= self.max_idle:
+        if self.probe is None and type(self).last_active is ActiveWithin.last_active:
+            last, unread = _newest_mtime([session.home / rel for rel in self.activity_files])
+        else:
+            last, unread = self.last_active(session), None
+        idle = None if last is None else max(0.0, now - last)
+        if idle is not None and idle <= self.max_idle:
             return Verdict(True, f"active {format_age(idle)} ago")
+        if unread is not None:
+            # A file we could not read may be the newest: "cannot tell",
+            # not "idle" -- an unreadable home must not stop its daemon.
+            raise ConfigError(f"cannot stat {unread.filename}: {unread.strerror or unread}")
+        if idle is None:
+            return Verdict(False, "never active")
         return Verdict(False, f"idle for {format_age(idle)} (limit {format_age(self.max_idle)})")
 
     def __repr__(self) -> str:

@@ -63,7 +63,12 @@ from wirepool import (
     Verdict,
     Worker,
 )
-from wirepool.eligibility import TrustedDirectory, directory_problem, executable_problem
+from wirepool.eligibility import (
+    TrustedDirectory,
+    directory_problem,
+    executable_problem,
+    stat_failure,
+)
 from wirepool.plugin import duration_callback, spec_tail, timing_from, timing_options
 from wirepool.spawn import validate_template
 
@@ -393,7 +398,7 @@ class CommandCheck(Eligibility):
             else:
                 st = path.stat()
         except OSError as exc:
-            return Verdict(False, f"cannot stat {path}: {exc.strerror or exc}")
+            return stat_failure(path, exc)
         problem = executable_problem(st.st_mode, st.st_uid, what=shown, owners=self.owners)
         return Verdict(False, problem) if problem else Verdict(True, f"runs {path}")
 

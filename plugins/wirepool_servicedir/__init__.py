@@ -45,7 +45,12 @@ from wirepool import (
     Worker,
 )
 from wirepool._store import read_small
-from wirepool.eligibility import executable_problem, ownership_problem, session_dir_problem
+from wirepool.eligibility import (
+    executable_problem,
+    ownership_problem,
+    session_dir_problem,
+    stat_failure,
+)
 from wirepool.plugin import run_only, spec_tail, timing_from, timing_options
 
 __all__ = ["RunScriptCheck", "ServiceDirPlugin", "read_envdir", "servicedir_spec"]
@@ -90,7 +95,7 @@ class RunScriptCheck(Eligibility):
             except FileNotFoundError:
                 return Verdict(False, "no run file")
             except OSError as exc:
-                return Verdict(False, f"cannot stat run: {exc.strerror or exc}")
+                return stat_failure("run", exc)
         problem = _service_problem(str(session.home), attrs, self.uid, self.owners)
         if problem is not None:
             return Verdict(False, problem)

@@ -128,6 +128,59 @@ def test_regression_unreadable_session_dir_keeps_its_child_and_says_why(
     assert "Permission denied" in sup.stderr()  # and in the log
 
 
+def test_regression_a_rule_that_cannot_look_inside_keeps_the_child(
+    tmp_path: Path, tracker: Tracker
+) -> None:
+    """``dirs`` discovery lists ROOT only; its marker rule looks inside the
+    directory.  A rule that could not look (EACCES) used to answer
+    "ineligible", and the healthy child was stopped.  The servicedir test
+    above met the same thing as a race (discovery read the directory, then
+    the chmod, then the down-file check); here it is every time."""
+    root = tmp_path / "src"
+    kept = root / "kept"
+    kept.mkdir(parents=True)
+    (kept / "serve.me").write_text("")
+    state = root / ".wirepool"
+    proc = subprocess.Popen(
+        [*WIREPOOL, "run", "dirs", str(root), "--glob", "*", "--cmd", "sleep 1000",
+         "--marker", "serve.me", "--on-exit", "stop", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=drop_dac_override,  # noqa: PLW1509 -- one prctl call, no locks
+    )  # fmt: skip
+    tracker.procs.append(proc)
+    sup = Supervisor(proc, tracker)
+    try:
+        wait_for(lambda: _running(state, "kept"), timeout=30)
+        pid = status_sessions(state)["kept"]["pid"]
+        kept.chmod(0)
+        sup.proc.send_signal(signal.SIGHUP)
+        wait_for(
+            lambda: "Permission denied" in status_sessions(state)["kept"].get("reason", ""),
+            timeout=30,
+        )
+        now = status_sessions(state)["kept"]
+        assert now["state"] == "running", now
+        assert now["pid"] == pid
+        assert "cannot check serve.me: Permission denied; keeping its last state" in now["reason"]
+        assert is_alive(_ident(now))
+        assert not any(sup.of(k) for k in ("ineligible", "stopped", "exited")), sup.events
+        # readable again: the mark goes, the child is the same
+        kept.chmod(0o755)
+        sup.proc.send_signal(signal.SIGHUP)
+        wait_for(
+            lambda: "Permission denied" not in status_sessions(state)["kept"]["reason"],
+            timeout=30,
+        )
+        assert status_sessions(state)["kept"]["pid"] == pid
+    finally:
+        with contextlib.suppress(OSError):
+            kept.chmod(0o755)
+        sup.proc.send_signal(signal.SIGTERM)
+        sup.wait_exit()
+
+
 def _pool(services: Services, tracker: Tracker, state_dir: Path | None = None) -> SessionPool:
     spec = servicedir_spec(services.root, on_exit="stop", grace=0.5, stop_grace=2.0)
     if state_dir is not None:
