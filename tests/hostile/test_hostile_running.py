@@ -11,7 +11,15 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from conftest import WIREPOOL, Services, Supervisor, Tracker, status_sessions, wait_for
+from conftest import (
+    WIREPOOL,
+    Services,
+    Supervisor,
+    Tracker,
+    status_sessions,
+    wait_exec,
+    wait_for,
+)
 from wirepool_wire import layout
 from wirepool_wire.fake_wire import install_fake_wire
 from wirepool_wire.fixtures import make_home
@@ -54,6 +62,10 @@ def test_garbage_planted_under_a_running_servicedir_supervisor(
         )
         healthy = {n: _state(state, n)["pid"] for n in ("a", "b")}
         victim, envbad = _state(state, "victim"), _state(state, "envbad")
+        # "running" is written once the child is spawned; its shell reads
+        # ./run a moment later, and would read the garbage below and exit
+        # (a CI run met it: the victim was gone before the SIGKILL)
+        wait_exec(victim["pid"], envbad["pid"])
 
         # run replaced by binary garbage (still mode 0755, still ours)
         run = services.root / "victim" / "run"
