@@ -14,7 +14,6 @@ time as a parameter, so the rule is testable without touching mtimes.
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 from abc import ABC, abstractmethod
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from wirepool._format import format_age
 from wirepool._types import Session, Verdict
+from wirepool.discovery import _GONE
 from wirepool.errors import ConfigError
 
 __all__ = [
@@ -252,11 +252,6 @@ class NoDownFile(Eligibility):
 
     def __repr__(self) -> str:
         return f"NoDownFile({self.relpath!r})"
-
-
-#: what stat says of a path that is not there (a dangling symlink, or a
-#: loop of them, is not there either)
-_GONE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP})
 
 
 def stat_failure(what: object, exc: OSError) -> Verdict:
