@@ -31,10 +31,11 @@ import errno
 import os
 import stat
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["AVAILABLE", "spawn"]
+__all__ = ["AVAILABLE", "hand_off", "spawn"]
 
 # <spawn.h> (glibc): the attribute flags used
 _SETSIGDEF = 0x04
@@ -95,6 +96,31 @@ def _load() -> _Libc | None:
 _LIBC = _load()
 #: whether :func:`spawn` can be used here
 AVAILABLE = _LIBC is not None
+
+
+class _HandOff(threading.local):
+    #: the lock this thread gives up while libc starts its child
+    lock: threading.Lock | None = None
+
+
+_HAND_OFF = _HandOff()
+
+
+def hand_off(lock: threading.Lock | None) -> None:
+    """While this thread's :func:`spawn` waits in libc, let ``lock`` go
+    (None: keep whatever the thread holds).
+
+    ``posix_spawn`` returns only once the child has exec'd (glibc clones
+    with ``CLONE_VFORK``): 1.3 ms a child while two thousand come up on two
+    cores, more than all the supervisor's own CPU for a spawn (~0.8 ms).
+    The pool's threads that start a batch of children hold one lock for all
+    their Python, and each gives it up for exactly that wait (ctypes lets
+    the GIL go too), so the next spawn is prepared, and the one before
+    finished, while a child execs.  Only a thread that is never interrupted
+    by a signal handler may take part: the lock is taken back
+    unconditionally."""
+    _HAND_OFF.lock = lock
+
 
 _DEVNULL = b"/dev/null"
 _NOT_HERE = (errno.ENOENT, errno.ENOTDIR)
@@ -200,7 +226,15 @@ def _run(
         # the event os.posix_spawn raises: a host's audit hooks see each
         # start as they would through os or subprocess
         sys.audit("os.posix_spawn", path, argv, env)
-        rc = lib.spawn(ctypes.byref(pid), path, actions, lib.attr, args, envp)
+        lock = _HAND_OFF.lock
+        if lock is None:
+            rc = lib.spawn(ctypes.byref(pid), path, actions, lib.attr, args, envp)
+        else:
+            lock.release()
+            try:
+                rc = lib.spawn(ctypes.byref(pid), path, actions, lib.attr, args, envp)
+            finally:
+                lock.acquire()
         if rc == 0:
             return pid.value
         # as Popen: every directory is tried, and what is said if none

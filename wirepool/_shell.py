@@ -11,12 +11,13 @@ import contextlib
 import functools
 import os
 import selectors
+import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from wirepool import _session
+from wirepool import _exec, _session
 from wirepool._core import _describe, _Slot
 from wirepool._log import logger
 from wirepool._log import release as release_logs
@@ -48,10 +49,20 @@ from wirepool._session import (
 )
 from wirepool._tail import last_output
 from wirepool._types import ExitStatus, Session, Verdict
-from wirepool.spawn import AdoptedWorker, Worker, _SpawnedWorker, forget_child
+from wirepool.spawn import (
+    AdoptedWorker,
+    CommandSpawner,
+    Worker,
+    _SpawnedWorker,
+    forget_child,
+)
 
 #: spawns between one and its "spawned" step (see _SessionShell._reconcile)
 _SPAWN_BATCH = 32
+#: how many threads start a batch of children (see _SessionShell._start_due),
+#: and from how many due spawns they are used
+_SPAWN_THREADS = 2
+_THREADED_FROM = 8
 
 
 class _SessionShell(_Publisher):
@@ -84,21 +95,88 @@ class _SessionShell(_Publisher):
         # identity costs no wait.
         spawned: list[_Slot] = []
         try:
-            for n, name in enumerate(decided.spawn):
-                due = self._slots.get(name)
-                if due is None or due.worker is not None:
-                    continue
-                if not self._start(due, now, spawned):
-                    # The rate limit: the rest wait for its next token.
-                    for later in decided.spawn[n + 1 :]:
-                        if later in self._slots:
-                            self._spawn_waits += 1
-                            self._apply(self._slots[later], Deferred(), now)
-                    break
-                if len(spawned) >= _SPAWN_BATCH:
-                    self._finish_spawns(spawned, now)
+            self._start_due(decided.spawn, now, spawned)
         finally:
             self._finish_spawns(spawned, now)
+
+    def _start_due(self, names: Sequence[str], now: float, spawned: list[_Slot]) -> None:
+        """Start the sessions ``names``, in order, until the rate limit
+        says wait: the rest then wait for its next token.
+
+        Many at once (a pool coming up, a mass restart) are started by
+        :data:`_SPAWN_THREADS` threads taking turns under one lock, each
+        letting it go only while libc waits for its child's exec
+        (:func:`wirepool._exec.hand_off`): the engine's code never runs in
+        two threads at once, and one spawn's Python overlaps another
+        child's exec.  This thread waits for them; a signal handler that
+        raises here (start-up interrupted) stops them taking more."""
+        due = iter(names)
+        limited = False
+
+        def take() -> _Slot | None:
+            for name in due:
+                slot = self._slots.get(name)
+                if slot is not None and slot.worker is None:
+                    return slot
+            return None
+
+        def work() -> None:
+            nonlocal limited
+            while not limited and (slot := take()) is not None:
+                if not self._start(slot, now, spawned):
+                    limited = True
+                elif len(spawned) >= _SPAWN_BATCH:
+                    self._finish_spawns(spawned, now)
+
+        if (
+            len(names) < _THREADED_FROM
+            or not _exec.AVAILABLE
+            or not isinstance(self.spawner, CommandSpawner)  # only its spawns hand off
+        ):
+            work()
+        else:
+            lock = threading.Lock()
+            failures: list[BaseException] = []
+
+            def thread_main() -> None:
+                nonlocal limited
+                _exec.hand_off(lock)
+                try:
+                    with lock:
+                        work()
+                except BaseException as exc:
+                    failures.append(exc)
+                    limited = True  # the others stop taking more
+                finally:
+                    _exec.hand_off(None)
+
+            threads = [
+                threading.Thread(target=thread_main, name="wirepool-spawn", daemon=True)
+                for _ in range(_SPAWN_THREADS)
+            ]
+            try:
+                for thread in threads:
+                    thread.start()
+            except BaseException as exc:
+                # one that starts after this finds nothing to take
+                limited = True
+                failures.insert(0, exc)
+            for thread in threads:
+                # Not one line of the engine may run beside them: a handler
+                # that raises (even twice) waits for them like the rest.
+                while thread.is_alive():
+                    try:
+                        thread.join()
+                    except BaseException as exc:
+                        limited = True
+                        failures.insert(0, exc)
+            if failures:
+                raise failures[0]
+        if limited:
+            for later in due:
+                if later in self._slots:
+                    self._spawn_waits += 1
+                    self._apply(self._slots[later], Deferred(), now)
 
     def _finish_spawns(self, spawned: list[_Slot], now: float) -> None:
         """Step the machines of the sessions just spawned for (their

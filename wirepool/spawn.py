@@ -318,7 +318,11 @@ class AdoptedWorker(Worker):
 class Spawner(ABC):
     """Subclass and implement :meth:`spawn`.  Raise (any ``OSError`` or
     :class:`wirepool.SpawnError`) for a start that failed: the pool counts it
-    as a rapid failure and shows the message as the reason."""
+    as a rapid failure and shows the message as the reason.
+
+    The pool calls :meth:`spawn` and the hooks around it on its loop thread,
+    or, for many starts at once, on one of two threads that take turns
+    (never two calls at once): keep state per session, not per thread."""
 
     #: Where per-session logs go; the pool fills it in (``<state>/logs``)
     #: when left None.  A directory that is not the supervisor user's, or
@@ -372,8 +376,9 @@ class Spawner(ABC):
     #: the log :meth:`_open_log_with_mark` opened for the spawn that follows
     #: (the session, the path, the descriptor, the file's device and inode)
     _log_for_spawn: tuple[Session, Path, int, tuple[int, int]] | None = None
-    #: the device and inode of the log a spawn took, for the observe after it
-    _file_for_observe: tuple[Session, tuple[int, int]] | None = None
+    #: the device and inode of the log each spawn took, by session name, for
+    #: the observe after it (spawns overlap: :func:`wirepool._exec.hand_off`)
+    _files_for_observe: dict[str, tuple[Session, tuple[int, int]]] | None = None
 
     def _open_log_with_mark(self, session: Session, path: Path, line: bytes) -> None:
         """Append ``line`` (the pool's "starting" mark) to ``path`` and keep
@@ -399,7 +404,9 @@ class Spawner(ABC):
         kept = self._log_for_spawn
         if kept is not None and kept[0] is session:
             self._log_for_spawn = None
-            self._file_for_observe = (session, kept[3])
+            if self._files_for_observe is None:
+                self._files_for_observe = {}
+            self._files_for_observe[session.name] = (session, kept[3])
             return kept[1], kept[2]
         self._drop_log_for_spawn()
         log_path = self.log_path(session)
@@ -430,7 +437,8 @@ class Spawner(ABC):
         :attr:`log_max_bytes`.  Only the log of a child of this pool: a
         daemon found through a health check writes wherever it likes."""
         path = worker.log_path
-        kept, self._file_for_observe = self._file_for_observe, None
+        files = self._files_for_observe
+        kept = files.pop(session.name, None) if files else None
         if not worker.owned or path is None or self.log_max_bytes <= 0:
             return
         dir_fd = open_log_dir(path.parent, create=False)

@@ -1,0 +1,125 @@
+"""A batch of starts is shared by two threads taking turns under one lock,
+each giving it up only while libc waits for its child's exec
+(``wirepool._exec.hand_off``): with real children, every session starts
+exactly once, and its log and identity file are its own.  (The spawn-rate
+limit over such a batch: ``tests/test_spawn_limit.py``.)"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from wirepool import (
+    CommandSpawner,
+    Session,
+    SessionPool,
+    StaticDiscovery,
+    Worker,
+    _exec,
+    _shell,
+)
+from wirepool.spawn import HELD_SUFFIX
+from wirepool.testing import ProcessLedger, assert_no_leaks
+
+needs_posix_spawn = pytest.mark.skipif(
+    not _exec.AVAILABLE, reason="libc has no posix_spawn with chdir and closefrom"
+)
+
+# Each child says who it is where only it writes, and on its output (the log).
+RUN = 'echo "$$" >> started; echo "child $$ up"; exec sleep 1000'
+STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z wirepool: "
+
+
+class _Recording(CommandSpawner):
+    """A plugin's spawner as the bundled ones are written: its own checks,
+    then ``super().spawn``.  Records which thread made each spawn."""
+
+    def __init__(self) -> None:
+        super().__init__(["sh", "-c", RUN])
+        self.threads: list[threading.Thread] = []
+
+    def spawn(self, session: Session) -> Worker:
+        self.threads.append(threading.current_thread())
+        return super().spawn(session)
+
+
+@needs_posix_spawn
+def test_a_batch_of_starts_is_shared_by_two_threads_and_each_session_starts_once(
+    tmp_path: Path,
+) -> None:
+    count = 24
+    assert count >= _shell._THREADED_FROM
+    homes = [tmp_path / f"s{i:02d}" for i in range(count)]
+    for home in homes:
+        home.mkdir()
+    spawner = _Recording()
+    ledger = ProcessLedger()
+    pool = ledger.watch(
+        SessionPool(
+            StaticDiscovery([Session(home.name, home) for home in homes]),
+            spawner=spawner,
+            state_dir=tmp_path / "state",
+        )
+    )
+    try:
+        pool.start()
+        pool.wait_until(lambda s: len(s.in_state("running")) == count, timeout=60)
+        pids = pool.snapshot().pids()
+        for home in homes:  # each child has written its line by now or soon
+            started = home / "started"
+            deadline = time.monotonic() + 30
+            while not started.exists() or not started.read_text().endswith("\n"):
+                assert time.monotonic() < deadline, home
+                time.sleep(0.02)
+        time.sleep(0.3)  # a second child, had one been started, would have written too
+        for home in homes:
+            # one child per session, the one the pool says it has
+            assert (home / "started").read_text().split() == [str(pids[home.name])]
+            # the session's log: the pool's start line, then its own child's output
+            log = spawner.log_path(Session(home.name, home))
+            assert log is not None
+            lines = log.read_text().splitlines()
+            assert len(lines) == 2, lines
+            assert re.fullmatch(STAMP + "starting", lines[0])
+            assert lines[1] == f"child {pids[home.name]} up"
+        # both threads made spawns: had the lock not been given up while a
+        # child execs, the first thread to take it would have made them all
+        assert len(spawner.threads) == count
+        assert {t.name for t in spawner.threads} == {"wirepool-spawn"}
+        assert len(set(spawner.threads)) == _shell._SPAWN_THREADS == 2
+        # every identity file was finished for its own child, none left half made
+        made = sorted(os.listdir(pool.state.markers_dir))
+        assert made == sorted(f"{pid}{HELD_SUFFIX}" for pid in pids.values())
+        for pid in pids.values():
+            held = os.readlink(f"/proc/{pid}/fd/3")
+            assert held.startswith(str(pool.state.markers_dir))
+    finally:
+        pool.stop()
+    assert_no_leaks(ledger)
+
+
+@needs_posix_spawn
+def test_a_few_starts_stay_on_the_loop_thread(tmp_path: Path) -> None:
+    count = _shell._THREADED_FROM - 1
+    spawner = _Recording()
+    ledger = ProcessLedger()
+    pool = ledger.watch(
+        SessionPool(
+            StaticDiscovery([Session(f"s{i}", tmp_path) for i in range(count)]),
+            spawner=spawner,
+            durable=False,
+        )
+    )
+    try:
+        pool.start()
+        pool.wait_until(lambda s: len(s.in_state("running")) == count, timeout=60)
+        assert len(spawner.threads) == count
+        assert all(t.name != "wirepool-spawn" for t in spawner.threads)
+    finally:
+        pool.stop()
+    assert_no_leaks(ledger)
