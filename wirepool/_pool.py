@@ -99,9 +99,11 @@ class SessionPool(_Loop):
         return f"<SessionPool {self.plugin or ''} state_dir={str(self.state.root)!r}>"
 
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
-        """Call ``callback(event)`` (on the loop thread) for every event.
-        Returns a function that unsubscribes it.  A callback that raises is
-        logged once and does not disturb the pool."""
+        """Call ``callback(event)`` for every event, on the loop thread (or,
+        while it waits for them, on one of the two threads it starts a
+        batch of children with: never two calls at once, never beside the
+        loop).  Returns a function that unsubscribes it.  A callback that
+        raises is logged once and does not disturb the pool."""
         self._listeners.append(callback)
 
         def unsubscribe() -> None:
