@@ -123,3 +123,51 @@ def test_a_few_starts_stay_on_the_loop_thread(tmp_path: Path) -> None:
     finally:
         pool.stop()
     assert_no_leaks(ledger)
+
+
+class _ThreadsRunOut:
+    """``threading`` as ``wirepool._shell`` sees it, where only ``allowed``
+    more threads can be started (as under a pids limit full of children)."""
+
+    Lock = threading.Lock
+
+    def __init__(self, allowed: int) -> None:
+        self.allowed = allowed
+        outer = self
+
+        class Thread(threading.Thread):
+            def start(self) -> None:
+                if outer.allowed <= 0:
+                    raise RuntimeError("can't start new thread")
+                outer.allowed -= 1
+                super().start()
+
+        self.Thread = Thread
+
+
+@needs_posix_spawn
+@pytest.mark.parametrize("allowed", [0, 1])
+def test_with_no_thread_to_be_had_the_batch_still_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, allowed: int
+) -> None:
+    count = 2 * _shell._THREADED_FROM
+    monkeypatch.setattr(_shell, "threading", _ThreadsRunOut(allowed))
+    spawner = _Recording()
+    ledger = ProcessLedger()
+    pool = ledger.watch(
+        SessionPool(
+            StaticDiscovery([Session(f"s{i}", tmp_path) for i in range(count)]),
+            spawner=spawner,
+            durable=False,
+        )
+    )
+    try:
+        pool.start()
+        pool.wait_until(lambda s: len(s.in_state("running")) == count, timeout=60)
+        assert len(spawner.threads) == count
+        # one thread did them all: the spawn thread that started, or the loop's
+        assert len(set(spawner.threads)) == 1
+        assert (spawner.threads[0].name == "wirepool-spawn") is (allowed == 1)
+    finally:
+        pool.stop()
+    assert_no_leaks(ledger)

@@ -154,9 +154,15 @@ class _SessionShell(_Publisher):
                 threading.Thread(target=thread_main, name="wirepool-spawn", daemon=True)
                 for _ in range(_SPAWN_THREADS)
             ]
+            started, no_thread = 0, None
             try:
                 for thread in threads:
                     thread.start()
+                    started += 1
+            except RuntimeError as exc:
+                # No thread to be had (a pids limit full of children): the
+                # ones that started do it all, or, with none, this thread.
+                no_thread = exc
             except BaseException as exc:
                 # one that starts after this finds nothing to take
                 limited = True
@@ -172,6 +178,15 @@ class _SessionShell(_Publisher):
                         failures.insert(0, exc)
             if failures:
                 raise failures[0]
+            if no_thread is not None:  # said once they are done: nothing runs beside this
+                self._log_once(
+                    f"spawn-threads:{no_thread}",
+                    "cannot start a thread to start children with ({}); {}",
+                    no_thread,
+                    "using fewer" if started else "starting them on the loop thread",
+                )
+            if not started:
+                work()
         if limited:
             for later in due:
                 if later in self._slots:
