@@ -103,9 +103,8 @@ def test_a_batch_of_starts_is_shared_by_two_threads_and_each_session_starts_once
     assert_no_leaks(ledger)
 
 
-@needs_posix_spawn
-def test_a_few_starts_stay_on_the_loop_thread(tmp_path: Path) -> None:
-    count = _shell._THREADED_FROM - 1
+def _threads_that_started(tmp_path: Path, count: int) -> list[threading.Thread]:
+    """Bring ``count`` sessions up in a real pool; the thread of each spawn."""
     spawner = _Recording()
     ledger = ProcessLedger()
     pool = ledger.watch(
@@ -119,10 +118,16 @@ def test_a_few_starts_stay_on_the_loop_thread(tmp_path: Path) -> None:
         pool.start()
         pool.wait_until(lambda s: len(s.in_state("running")) == count, timeout=60)
         assert len(spawner.threads) == count
-        assert all(t.name != "wirepool-spawn" for t in spawner.threads)
     finally:
         pool.stop()
     assert_no_leaks(ledger)
+    return spawner.threads
+
+
+@needs_posix_spawn
+def test_a_few_starts_stay_on_the_loop_thread(tmp_path: Path) -> None:
+    threads = _threads_that_started(tmp_path, _shell._THREADED_FROM - 1)
+    assert all(t.name != "wirepool-spawn" for t in threads)
 
 
 class _ThreadsRunOut:
@@ -150,24 +155,8 @@ class _ThreadsRunOut:
 def test_with_no_thread_to_be_had_the_batch_still_starts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, allowed: int
 ) -> None:
-    count = 2 * _shell._THREADED_FROM
     monkeypatch.setattr(_shell, "threading", _ThreadsRunOut(allowed))
-    spawner = _Recording()
-    ledger = ProcessLedger()
-    pool = ledger.watch(
-        SessionPool(
-            StaticDiscovery([Session(f"s{i}", tmp_path) for i in range(count)]),
-            spawner=spawner,
-            durable=False,
-        )
-    )
-    try:
-        pool.start()
-        pool.wait_until(lambda s: len(s.in_state("running")) == count, timeout=60)
-        assert len(spawner.threads) == count
-        # one thread did them all: the spawn thread that started, or the loop's
-        assert len(set(spawner.threads)) == 1
-        assert (spawner.threads[0].name == "wirepool-spawn") is (allowed == 1)
-    finally:
-        pool.stop()
-    assert_no_leaks(ledger)
+    threads = _threads_that_started(tmp_path, 2 * _shell._THREADED_FROM)
+    # one thread did them all: the spawn thread that started, or the loop's
+    assert len(set(threads)) == 1
+    assert (threads[0].name == "wirepool-spawn") is (allowed == 1)
