@@ -222,6 +222,25 @@ def test_a_failed_start_names_what_is_missing(tmp_path: Path) -> None:
         _exec.spawn(["./data"], {}, str(tmp_path), None, None)
 
 
+def test_a_failed_start_keeps_nothing_of_its_log_for_a_later_one(tmp_path: Path) -> None:
+    """The log file a spawn took is kept by session name until the pool
+    observes its child (spawns overlap); one that failed leaves nothing that
+    a later spawn of the session, opening its log by itself, would take for
+    its own."""
+    home = tmp_path / "home"
+    home.mkdir()
+    session = Session("s1", home)
+    spawner = CommandSpawner(["./not-there"])
+    spawner.attach(tmp_path / "state", {POOL_MARKER: "c" * 16})
+    log = spawner.log_path(session)
+    assert log is not None
+    spawner._open_log_with_mark(session, log, b"starting\n")  # as the pool does first
+    with pytest.raises(FileNotFoundError):
+        spawner.spawn(session)
+    assert not spawner._files_for_observe
+    assert spawner._log_for_spawn is None
+
+
 @needs_posix_spawn
 def test_what_c_would_cut_short_is_refused_as_popen_refuses_it(tmp_path: Path) -> None:
     """A NUL would end the string in C: the child would run with an argument

@@ -398,6 +398,12 @@ class Spawner(ABC):
             with contextlib.suppress(OSError):
                 os.close(kept[2])
 
+    def _drop_file_for_observe(self, session: Session) -> None:
+        """Forget the log file a spawn of ``session`` took, for a spawn that
+        failed after taking it (no observe will come for it)."""
+        if self._files_for_observe:
+            self._files_for_observe.pop(session.name, None)
+
     def _open_child_log(self, session: Session) -> tuple[Path | None, int | None]:
         """The session's log, opened (created ``0600``) for the child to
         append to; ``(None, None)``, with a warning, when it cannot be."""
@@ -409,6 +415,7 @@ class Spawner(ABC):
             self._files_for_observe[session.name] = (session, kept[3])
             return kept[1], kept[2]
         self._drop_log_for_spawn()
+        self._drop_file_for_observe(session)
         log_path = self.log_path(session)
         if log_path is None:
             return None, None
@@ -780,6 +787,7 @@ class CommandSpawner(Spawner):
         except BaseException:
             if held is not None:
                 held.discard()
+            self._drop_file_for_observe(session)
             raise
         finally:
             if log_fd is not None:
