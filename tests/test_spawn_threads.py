@@ -11,11 +11,14 @@ import re
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from wirepool import (
     CommandSpawner,
+    Event,
+    EventKind,
     Session,
     SessionPool,
     StaticDiscovery,
@@ -103,17 +106,23 @@ def test_a_batch_of_starts_is_shared_by_two_threads_and_each_session_starts_once
     assert_no_leaks(ledger)
 
 
-def _threads_that_started(tmp_path: Path, count: int) -> list[threading.Thread]:
-    """Bring ``count`` sessions up in a real pool; the thread of each spawn."""
+def _pool_of(tmp_path: Path, count: int) -> tuple[SessionPool, _Recording, ProcessLedger]:
+    """A pool (not started) of ``count`` sessions ``s00``, ``s01``, ..."""
     spawner = _Recording()
     ledger = ProcessLedger()
     pool = ledger.watch(
         SessionPool(
-            StaticDiscovery([Session(f"s{i}", tmp_path) for i in range(count)]),
+            StaticDiscovery([Session(f"s{i:02d}", tmp_path) for i in range(count)]),
             spawner=spawner,
             durable=False,
         )
     )
+    return pool, spawner, ledger
+
+
+def _threads_that_started(tmp_path: Path, count: int) -> list[threading.Thread]:
+    """Bring ``count`` sessions up in a real pool; the thread of each spawn."""
+    pool, spawner, ledger = _pool_of(tmp_path, count)
     try:
         pool.start()
         pool.wait_until(lambda s: len(s.in_state("running")) == count, timeout=60)
@@ -135,6 +144,7 @@ class _ThreadsRunOut:
     more threads can be started (as under a pids limit full of children)."""
 
     Lock = threading.Lock
+    get_ident = staticmethod(threading.get_ident)
 
     def __init__(self, allowed: int) -> None:
         self.allowed = allowed
@@ -160,3 +170,56 @@ def test_with_no_thread_to_be_had_the_batch_still_starts(
     # one thread did them all: the spawn thread that started, or the loop's
     assert len(set(threads)) == 1
     assert (threads[0].name == "wirepool-spawn") is (allowed == 1)
+
+
+@needs_posix_spawn
+def test_a_callback_on_a_spawn_thread_acts_at_once(tmp_path: Path) -> None:
+    """A callback called on a spawn thread holds the down it asks for at
+    once: posted, it would have waited for a loop that waits for it."""
+    count = 40
+    pool, _, ledger = _pool_of(tmp_path, count)
+    asked: list[tuple[str, int | None, dict[str, Any]]] = []
+
+    def on_event(event: Event) -> None:
+        if event.kind == EventKind.SPAWNED and event.session == "s00":
+            thread = threading.current_thread().name
+            asked.append((thread, event.pid, pool.down("s00", timeout=5)))
+
+    pool.subscribe(on_event)
+    try:
+        pool.start()
+        snap = pool.wait_until(
+            lambda s: len(s.in_state("running")) == count - 1 and s.sessions["s00"].state == "down",
+            timeout=60,
+        )
+        assert "s00" not in snap.pids()
+        [(thread, pid, result)] = asked
+        assert thread == "wirepool-spawn"
+        assert [s["outcome"] for s in result["sessions"]] == [f"down; stopping pid {pid}"]
+    finally:
+        pool.stop()
+    assert_no_leaks(ledger)
+
+
+@needs_posix_spawn
+def test_a_callback_on_a_spawn_thread_can_stop_the_pool(tmp_path: Path) -> None:
+    """``stop()`` from such a callback does not wait for the loop (which
+    waits for the callback's thread): the pool stops, children and all."""
+    pool, _, ledger = _pool_of(tmp_path, 40)
+    stopped_from: list[str] = []
+
+    def on_event(event: Event) -> None:
+        if event.kind == EventKind.SPAWNED and event.session == "s00":
+            pool.stop(children=True)
+            stopped_from.append(threading.current_thread().name)
+
+    pool.subscribe(on_event)
+    try:
+        pool.start()
+        assert pool._thread is not None
+        pool._thread.join(60)
+        assert not pool._thread.is_alive()
+        assert stopped_from == ["wirepool-spawn"]
+    finally:
+        pool.stop()
+    assert_no_leaks(ledger)

@@ -238,6 +238,10 @@ class _PoolCore:
         self._lock_fd: int | None = None
         self._thread: threading.Thread | None = None
         self._loop_ident: int | None = None  # the thread running the loop
+        # The threads starting a batch of children while the loop thread
+        # waits for them (see _SessionShell._start_due): an event callback
+        # they call acts as on the loop thread.
+        self._acting_for_loop: set[int] = set()
         self._selector: selectors.BaseSelector | None = None
         self._wake_r: int | None = None
         self._wake_w: int | None = None
@@ -313,6 +317,12 @@ class _PoolCore:
         self.instruments: Instruments | None = None
         self._loop_woke: float | None = None
         self._spawn_waits = 0  # due spawns the spawn-rate limit held back
+
+    def _on_loop(self) -> bool:
+        """Whether this thread runs the loop's code: the loop thread, or a
+        spawn thread while the loop thread waits for it."""
+        ident = threading.get_ident()
+        return ident == self._loop_ident or ident in self._acting_for_loop
 
     def _post(self, command: Command) -> None:
         self._commands.append(command)

@@ -103,7 +103,7 @@ class EventStream:
         self._unsubscribe = unsubscribe
 
     def put(self, event: Event) -> None:
-        """The pool's listener (called on the loop thread)."""
+        """The pool's listener (called as :meth:`SessionPool.subscribe` says)."""
         self._queue.put(event)
 
     def get(self, timeout: float | None = 30.0) -> Event:

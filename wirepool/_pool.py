@@ -135,7 +135,7 @@ class SessionPool(_Loop):
     def stop(self, *, children: bool | None = None, timeout: float | None = None) -> None:
         """Stop the loop; ``children`` overrides ``on_exit`` for this stop."""
         self._post(StopCommand(children))
-        if self._thread is not None and threading.current_thread() is not self._thread:
+        if self._thread is not None and not self._on_loop():  # never wait for itself
             self._thread.join(timeout)
 
     def __enter__(self) -> SessionPool:
@@ -252,8 +252,9 @@ class SessionPool(_Loop):
         timeout: float,
     ) -> dict[str, Any]:
         request = {"op": op, "sessions": list(names), **(extra or {})}
-        if threading.get_ident() == self._loop_ident:
-            # From an event callback, on the loop thread: done now.
+        if self._on_loop():
+            # From an event callback: done now, as the loop would (posted,
+            # it would wait for a loop that waits for this very thread).
             result: dict[str, Any] = self._operate(op, request)
             return result
         if self._wake_w is None or self._stopping:

@@ -108,9 +108,11 @@ class _SessionShell(_Publisher):
         letting it go only while libc waits for its child's exec
         (:func:`wirepool._exec.hand_off`): the engine's code never runs in
         two threads at once, and one spawn's Python overlaps another
-        child's exec.  This thread waits for them; a signal handler that
-        raises here (start-up interrupted) stops them taking more."""
-        due = iter(names)
+        child's exec.  This thread waits for them, and an event callback
+        they call acts as on it (``SessionPool._on_loop``)."""
+        # A name twice would be started twice: the second turn can come
+        # while the first one's child execs, before the slot has a worker.
+        due = iter(dict.fromkeys(names))
         limited = False
 
         def take() -> _Slot | None:
@@ -141,6 +143,8 @@ class _SessionShell(_Publisher):
             def thread_main() -> None:
                 nonlocal limited
                 _exec.hand_off(lock)
+                ident = threading.get_ident()
+                self._acting_for_loop.add(ident)
                 try:
                     with lock:
                         work()
@@ -148,6 +152,7 @@ class _SessionShell(_Publisher):
                     failures.append(exc)
                     limited = True  # the others stop taking more
                 finally:
+                    self._acting_for_loop.discard(ident)
                     _exec.hand_off(None)
 
             threads = [
@@ -167,15 +172,11 @@ class _SessionShell(_Publisher):
                 # one that starts after this finds nothing to take
                 limited = True
                 failures.insert(0, exc)
-            for thread in threads:
-                # Not one line of the engine may run beside them: a handler
-                # that raises (even twice) waits for them like the rest.
-                while thread.is_alive():
-                    try:
-                        thread.join()
-                    except BaseException as exc:
-                        limited = True
-                        failures.insert(0, exc)
+            for thread in threads[:started]:
+                # No signal handler raises here (only during start-up, which
+                # ends before the first plan), and not one line of the
+                # engine may run beside them.
+                thread.join()
             if failures:
                 raise failures[0]
             if no_thread is not None:  # said once they are done: nothing runs beside this
