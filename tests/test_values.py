@@ -10,8 +10,10 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import signal
 import types
+from dataclasses import field
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,7 @@ from wirepool._store import (
     read_json,
 )
 from wirepool._types import ExitStatus, Session
+from wirepool._value import Record, Value, frozen, record
 from wirepool.errors import LockHeldError
 from wirepool.spawn import CommandSpawner, Environment, rotate_log, safe_filename
 from wirepool.testing import MockClock
@@ -561,3 +564,94 @@ def test_failed_acquire_does_not_leak_its_fd(tmp_path: Path) -> None:
         assert after == before
     finally:
         os.close(fd)
+
+
+# ------------------------------------------- the shared-method dataclasses
+
+
+@frozen
+class _Pair(Value):
+    left: int
+    right: list[int] = field(default_factory=list)
+    tag: str = "t"
+
+
+@frozen
+class _Checked(Value):
+    n: int
+
+    def __post_init__(self) -> None:
+        if self.n < 0:
+            raise ValueError("negative")
+
+
+@record(slots=True)
+class _Slotted(Record):
+    a: int
+    b: int = 2
+
+
+@record
+class _Loose(Record):
+    a: int
+
+
+def test_frozen_builds_like_the_dataclass_it_stands_for() -> None:
+    one = _Pair(1)
+    assert (one.left, one.right, one.tag) == (1, [], "t")
+    assert _Pair(1).right is not one.right  # a fresh default each time
+    assert _Pair(1, [2], tag="u") == _Pair(left=1, right=[2], tag="u")
+    assert repr(_Pair(1, [2])) == "_Pair(left=1, right=[2], tag='t')"
+    assert [f.name for f in dataclasses.fields(_Pair)] == ["left", "right", "tag"]
+    assert _Pair.__match_args__ == ("left", "right", "tag")
+    match one:
+        case _Pair(1, [], "t"):
+            pass
+        case _:
+            pytest.fail("the positional pattern did not match")
+    assert dataclasses.replace(one, tag="v") == _Pair(1, [], "v")
+    assert not hasattr(one, "__dict__")  # slots, as slots=True
+    with pytest.raises(ValueError, match="negative"):
+        _Checked(-1)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        ((), {}, "missing required argument: 'left'"),
+        ((1, [], "t", 4), {}, "takes 3 arguments but 4 were given"),
+        ((1,), {"colour": 2}, "unexpected arguments: colour"),
+        ((1,), {"left": 2}, "unexpected arguments: left"),  # given twice
+    ],
+)
+def test_frozen_refuses_wrong_arguments(
+    args: tuple[object, ...], kwargs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(TypeError, match=re.escape(message)):
+        _Pair(*args, **kwargs)
+
+
+def test_frozen_cannot_be_changed_but_pickles_and_copies() -> None:
+    one = _Pair(1, [2])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        one.left = 3  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        del one.tag  # type: ignore[misc]
+    for again in (pickle.loads(pickle.dumps(one)), copy.copy(one), copy.deepcopy(one)):
+        assert again == one
+        assert type(again) is _Pair
+    assert copy.deepcopy(one).right is not one.right
+
+
+def test_record_is_mutable_with_or_without_slots() -> None:
+    slotted = _Slotted(1)
+    slotted.b = 5
+    assert slotted == _Slotted(1, 5)
+    assert not hasattr(slotted, "__dict__")
+    with pytest.raises(AttributeError):
+        slotted.c = 1  # type: ignore[attr-defined]
+    loose = _Loose(a=1)
+    loose.a = 2
+    assert repr(loose) == "_Loose(a=2)"
+    with pytest.raises(TypeError):
+        hash(loose)  # unhashable, as a mutable dataclass with eq is

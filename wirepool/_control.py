@@ -31,12 +31,12 @@ import selectors
 import socket
 import struct
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from wirepool._store import dumps_strict, from_strict_json
-from wirepool._value import Shown
+from wirepool._value import Shown, record
 from wirepool.errors import ControlError
 
 __all__ = [
@@ -141,7 +141,7 @@ def _peer(sock: socket.socket) -> tuple[int, int, int]:
     return pid, uid, gid
 
 
-@dataclass(repr=False, eq=False)
+@record
 class Conn(Shown):
     """One client connection (loop thread only)."""
 

@@ -26,7 +26,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -40,7 +40,7 @@ from wirepool._session import SessionState
 from wirepool._status import SessionStatus, Snapshot
 from wirepool._store import StateDir
 from wirepool._types import Session
-from wirepool._value import Record, Value
+from wirepool._value import Record, Value, frozen, record
 from wirepool._watch import Watcher
 from wirepool.discovery import Discovery, DiscoveryLike, as_discovery
 from wirepool.eligibility import Always, Eligibility, EligibilityLike, as_eligibility
@@ -56,7 +56,7 @@ OnExit = Literal["leave", "stop"]
 
 # What other threads and signal handlers ask of the loop (through the wake
 # pipe); the loop alone acts on them.
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
+@frozen
 class StopCommand(Value):
     """Stop the pool (``children``: whether its children go too)."""
 
@@ -69,7 +69,7 @@ class RescanCommand(_session._Bare):
     __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
+@frozen
 class OperateCommand(Value):
     """An operator verb from the Python API (``SessionPool.restart`` ...):
     done on the loop thread, its result or error handed back in ``done``."""
@@ -114,7 +114,7 @@ class Instruments(Protocol):
         """One discovery pass took ``seconds`` (``full``: of every session)."""
 
 
-@dataclass(slots=True, repr=False, eq=False)
+@record(slots=True)
 class _Slot(Record):
     """What the shell holds for one session: its state machine's state (the
     one place its lifecycle is written: :mod:`wirepool._session`) and the
@@ -143,7 +143,7 @@ class _Slot(Record):
     shown_from: tuple[object, ...] = ()
 
 
-@dataclass(repr=False, eq=False)
+@record
 class _TempState(Record):
     """A state directory the pool made for itself."""
 

@@ -12,10 +12,10 @@ import enum
 import queue
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
-from wirepool._value import Value
+from wirepool._value import Value, frozen
 
 __all__ = ["Event", "EventKind", "EventStream"]
 
@@ -41,7 +41,7 @@ class EventKind(enum.StrEnum):
     SUPERVISOR_STOPPED = "supervisor_stopped"
 
 
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
+@frozen
 class Event(Value):
     """One thing the pool did, as ``wirepool run --json`` prints it.
 

@@ -64,14 +64,13 @@ import signal
 import stat
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from wirepool import _inotify
 from wirepool._log import logger
 from wirepool._types import ExitStatus
-from wirepool._value import Record
+from wirepool._value import Record, record
 
 __all__ = [
     "MARK",
@@ -435,7 +434,7 @@ def _copy_chunk(src: int, dst: int, pos: int, count: int) -> int:
     return len(data)
 
 
-@dataclass(slots=True, repr=False, eq=False)
+@record(slots=True)
 class _Log(Record):
     """A live log the keeper keeps to size."""
 
@@ -446,7 +445,7 @@ class _Log(Record):
     copied_at: float = float("-inf")  # monotonic time of the last rotated copy
 
 
-@dataclass(slots=True, repr=False, eq=False)
+@record(slots=True)
 class _Dir(Record):
     """A directory of live logs, open and watched while a log in it is."""
 

@@ -53,7 +53,6 @@ import time
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
@@ -71,7 +70,7 @@ from wirepool._events import Event, EventKind
 from wirepool._log import logger
 from wirepool._status import STATES, SessionStatus, Snapshot
 from wirepool._store import _escape_surrogates, atomic_write
-from wirepool._value import Value
+from wirepool._value import Value, frozen
 from wirepool._version import version as _wirepool_version
 
 if TYPE_CHECKING:
@@ -323,7 +322,7 @@ def _label(text: str) -> str:
 # ------------------------------------------------------------------ address
 
 
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
+@frozen
 class MetricsAddress(Value):
     """Where ``--metrics`` listens: a TCP host and port, or a unix socket."""
 

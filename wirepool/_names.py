@@ -15,14 +15,13 @@ an error with the close matches.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
-from wirepool._value import Value
+from wirepool._value import Value, frozen
 
 __all__ = ["NameProblem", "Named", "resolve", "resolve_all"]
 
 
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
+@frozen
 class Named(Value):
     """What resolution needs of a session."""
 

@@ -22,11 +22,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from wirepool._proc import ProcessIdentity
 from wirepool._types import Verdict
-from wirepool._value import Shown
+from wirepool._value import Shown, record
 
 #: threads at most; each blocked in a hung probe holds one
 MAX_THREADS = 128
@@ -34,7 +33,7 @@ MAX_THREADS = 128
 IDLE_SECONDS = 30.0
 
 
-@dataclass(repr=False, eq=False)
+@record
 class ProbeJob(Shown):
     """One probe of one child: what it runs, and (set by its thread) when it
     began and what it gave.  The loop alone sets ``overdue``."""

@@ -32,11 +32,11 @@ import os
 import signal
 import sys
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from wirepool._log import logger
 from wirepool._proc import ProcessIdentity, identity_of, stat_fields, wirepool_environ
-from wirepool._value import Record
+from wirepool._value import Record, record
 from wirepool.spawn import POOL_MARKER, SESSION_MARKER
 
 __all__ = ["OrphanReaper"]
@@ -71,7 +71,7 @@ def _state_and_session(pid: int) -> tuple[str, int] | None:
         return None
 
 
-@dataclass(repr=False, eq=False)
+@record
 class OrphanReaper(Record):
     """The pool's side of ``PR_SET_CHILD_SUBREAPER``.  ``pool_id`` is the
     value of the pool's ``WIREPOOL_POOL`` marker."""

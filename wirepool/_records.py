@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +25,13 @@ from wirepool._proc import ProcessIdentity, is_alive
 from wirepool._store import RECORD_LIMIT, RECORD_SCHEMA, atomic_write_json, read_json
 from wirepool._tail import LAST_OUTPUT_BYTES, LAST_OUTPUT_LINES
 from wirepool._types import ExitStatus, Session
-from wirepool._value import Value
+from wirepool._value import Value, frozen
 from wirepool.spawn import is_pool_child
 
 __all__ = ["RecordedWorker", "SessionRecord", "WorkerRecord", "recorded_worker"]
 
 
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
+@frozen
 class WorkerRecord(Value):
     """The child a record names: who it is, and whether the pool started it."""
 
@@ -42,7 +41,7 @@ class WorkerRecord(Value):
     fingerprint: str | None = None  # what it was started from (Spawner.fingerprint)
 
 
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
+@frozen
 class SessionRecord(Value):
     """A session's record in the state directory."""
 
@@ -174,7 +173,7 @@ class SessionRecord(Value):
         return isinstance(data, dict) and data.get("schema") == RECORD_SCHEMA
 
 
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
+@frozen
 class RecordedWorker(Value):
     """A record's worker that is still alive, and what it may be taken for."""
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from wirepool._events import EventKind
 from wirepool._types import ExitStatus, Verdict
-from wirepool._value import Value
+from wirepool._value import Value, frozen
 from wirepool.restart import RestartPolicy, Streak
 
 __all__ = [
@@ -61,7 +61,7 @@ class Phase(enum.StrEnum):
     DOWN = "down"
 
 
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
+@frozen
 class Policy(Value):
     """The pool's settings a transition depends on."""
 
@@ -71,6 +71,7 @@ class Policy(Value):
     failures_before_restart: int = 3  # failed probes before an owned child is restarted
 
 
+# the generated __init__, not wirepool._value.frozen's: one per child, at each of its steps
 @dataclass(frozen=True, slots=True, repr=False, eq=False)
 class Running(Value):
     """The child (or adopted daemon) the session has now."""
@@ -124,7 +125,7 @@ class SessionState(Value):
 # ------------------------------------------------------------------ events
 
 
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
+@frozen
 class _Bare(Value):
     """An event, action or command that carries nothing but its class.  Such classes
     subclass this one instead of each being a dataclass of its own: creating
@@ -134,21 +135,21 @@ class _Bare(Value):
     hash, ``Name()`` as its repr, no ``__dict__``, no attribute to assign."""
 
 
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
+@frozen
 class _Because(Value):
     """An event or action that carries only a reason (shared as :class:`_Bare` is)."""
 
     reason: str
 
 
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
+@frozen
 class Checked(Value):
     """An eligibility verdict."""
 
     verdict: Verdict
 
 
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
+@frozen
 class CheckFailed(Value):
     """The eligibility check raised: a session with a verdict keeps it (a
     running child is not stopped for a failing check); one without is
@@ -199,7 +200,7 @@ class SpawnFailed(_Because):
     __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
+@frozen
 class Adopted(Value):
     """A live process is now watched as the session's child."""
 
@@ -213,7 +214,7 @@ class AdoptFailed(_Bare):
     __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
+@frozen
 class Exited(Value):
     """The child ended."""
 
@@ -222,7 +223,7 @@ class Exited(Value):
     wall: float  # when, on the wall clock (for status)
 
 
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
+@frozen
 class StopRequested(Value):
     """Stop the child (``as_failure``: the stop counts as a failure)."""
 
@@ -254,7 +255,7 @@ class KillDue(_Bare):
     __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
+@frozen
 class Probed(Value):
     """A health probe's answer."""
 
@@ -274,7 +275,7 @@ class Reset(_Bare):
     __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
+@frozen
 class Restart(Value):
     """The operator asks for a new child now (not counted as a failure);
     so does the pool, for a child started from an older configuration."""
@@ -282,7 +283,7 @@ class Restart(Value):
     reason: str = "restart requested by the operator"
 
 
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
+@frozen
 class Down(Value):
     """The operator holds the session down (its child is stopped)."""
 
@@ -325,7 +326,7 @@ Event = (
 # ----------------------------------------------------------------- actions
 
 
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
+@frozen
 class Spawn(Value):
     """Start a child (or adopt the daemon already serving the session);
     ``priority``: due spawns run in this order (the longest-waiting first)."""
@@ -357,7 +358,7 @@ class Forget(_Bare):
     __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
+@frozen
 class WakeAt(Value):
     """Decide for this session again at ``at``."""
 
@@ -370,7 +371,7 @@ class PlanNow(_Bare):
     __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
+@frozen
 class Emit(Value):
     """Publish an event of the session."""
 
@@ -385,7 +386,7 @@ Action = Spawn | Terminate | Kill | Release | Forget | WakeAt | PlanNow | Emit
 # --------------------------------------------------------------- transition
 
 
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
+@frozen
 class Plan(Value):
     """What every session decided at one Tick (see :func:`plan`)."""
 

@@ -17,11 +17,12 @@ from wirepool._proc import ProcessIdentity
 from wirepool._session import Phase
 from wirepool._store import STATUS_SCHEMA
 from wirepool._types import ExitStatus
-from wirepool._value import Value
+from wirepool._value import Value, frozen
 
 STATES = tuple(phase.value for phase in Phase)
 
 
+# the generated __init__, not wirepool._value.frozen's: one per session in every snapshot
 @dataclass(frozen=True, slots=True, repr=False, eq=False)
 class SessionStatus(Value):
     """One session's status, as ``status.json`` shows it."""
@@ -103,7 +104,7 @@ def _jsonable(value: object, depth: int = 0) -> bool:
     return False
 
 
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
+@frozen
 class Snapshot(Value):
     """What :meth:`SessionPool.snapshot` returns: immutable, safe to keep."""
 

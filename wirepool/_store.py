@@ -26,11 +26,10 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wirepool._value import Value
+from wirepool._value import Value, frozen
 from wirepool.errors import LockHeldError, UnsafeStateDirError
 
 if TYPE_CHECKING:
@@ -299,7 +298,7 @@ def quarantine(path: Path) -> Path | None:
     return None
 
 
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
+@frozen
 class StateDir(Value):
     """The state directory's layout."""
 

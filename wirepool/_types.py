@@ -15,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from wirepool._value import Value
+from wirepool._value import Value, frozen
 
 __all__ = ["ExitStatus", "Session", "Verdict"]
 
@@ -24,6 +24,7 @@ def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(value or {}))
 
 
+# the generated __init__, not wirepool._value.frozen's: one per session at every discovery pass
 @dataclass(frozen=True, slots=True, repr=False, eq=False)
 class Session(Value):
     """One unit of supervision: usually a directory that deserves one daemon.
@@ -78,6 +79,7 @@ class Session(Value):
         return str(shown) if shown else self.name
 
 
+# the generated __init__, not wirepool._value.frozen's: one per session at every eligibility pass
 @dataclass(frozen=True, slots=True, repr=False, eq=False)
 class Verdict(Value):
     """An eligibility answer that always carries its reason.
@@ -126,7 +128,7 @@ def _join(a: str, b: str, sep: str) -> str:
     return sep.join(part for part in (a, b) if part)
 
 
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
+@frozen
 class ExitStatus(Value):
     """How a child ended.  ``code`` and ``signal`` are both None when the
     process was not ours to reap (an adopted daemon): the kernel only tells

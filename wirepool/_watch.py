@@ -15,15 +15,15 @@ import contextlib
 import errno
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
 from wirepool import _inotify
 from wirepool._log import logger
-from wirepool._value import Record
+from wirepool._value import Record, record
 
 
-@dataclass(slots=True, repr=False, eq=False)
+@record(slots=True)
 class Changes(Record):
     """What a :meth:`Watcher.drain` saw: entries (watched directory, name)
     that changed, or ``everything`` (look at it all again)."""

@@ -28,7 +28,7 @@ from wirepool._types import Session, Verdict
 # What a plugin needs, from this one module: `from wirepool.plugin import
 # CommandSpawner, DirectoryScan, Plugin, PoolSpec, ...` (the names are the
 # same objects as wirepool's own).
-from wirepool._value import Record, Value
+from wirepool._value import Record, Value, record
 from wirepool.discovery import DirectoryScan, Discovery, StaticDiscovery
 from wirepool.eligibility import (
     ActiveWithin,
@@ -117,7 +117,7 @@ class Guard(ABC):
         free and written it, the loser last."""
 
 
-@dataclass(repr=False, eq=False)
+@record
 class PoolSpec(Record):
     """Everything a :class:`SessionPool` needs, as a plugin builds it."""
 

@@ -31,10 +31,10 @@ The rules, and why:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from wirepool._value import Value
+from wirepool._value import Value, frozen
 
 if TYPE_CHECKING:
     import random
@@ -105,7 +105,7 @@ class wait_jitter:  # tenacity's naming, so it reads like its siblings
         return self.__add__(other)
 
 
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
+@frozen
 class Streak(Value):
     """The consecutive rapid failures of one session: what survives a
     supervisor restart (it is written into the session's record)."""
@@ -117,7 +117,7 @@ class Streak(Value):
         return {"failures": self.failures}
 
 
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
+@frozen
 class Decision(Value):
     """What :meth:`RestartPolicy.on_exit` decided of one exit."""
 

@@ -47,7 +47,7 @@ import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -78,7 +78,7 @@ from wirepool._proc import (
 )
 from wirepool._store import SMALL_STATE_LIMIT, StateDir, read_json, read_small, sha256
 from wirepool._types import ExitStatus, Session
-from wirepool._value import Value
+from wirepool._value import Value, frozen
 
 __all__ = [
     "AdoptedWorker",
@@ -555,7 +555,7 @@ def rotate_log(path: Path, max_bytes: int, backups: int, *, copy_truncate: bool 
     return True
 
 
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
+@frozen
 class Environment(Value):
     """How a child's environment is built, explicitly.
 
