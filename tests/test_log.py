@@ -1,5 +1,5 @@
 """wirepool's logger (wirepool._log): loguru imported at first use, log
-calls held until the first spawn, the library's messages disabled until an
+calls held while a bring-up starts its children, the library's messages disabled until an
 application enables them.  Each case runs in a fresh interpreter, where
 loguru is not imported yet."""
 
@@ -57,6 +57,53 @@ def test_held_calls_are_made_at_release_with_their_own_time_and_caller(tmp_path:
     assert second[1].startswith("wirepool.fake:f:3 ERROR oops")
     assert any("ValueError: x" in line for line in lines)
     assert "after release" in lines[-1]
+
+
+AFTER = r"""
+import sys, time
+from wirepool import _log
+_log.hold()
+_log.logger.remove()
+_log.logger.add(sys.stderr, format="{message}")
+_log.logger.enable("wirepool")
+g = {"__name__": "wirepool.fake", "L": _log.logger}
+exec("def f(m):\n    L.info(m)\n", g)
+g["f"]("spawned one")
+delay = float(sys.argv[1])
+_log.release_after(delay)  # the first spawn: the clock starts
+g["f"]("spawned two")
+_log.release_after(delay)
+print("held at the second:", "loguru" not in sys.modules, file=sys.stderr, flush=True)
+time.sleep(0.5)
+_log.release_after(delay)
+print("held after 0.5 s:", "loguru" not in sys.modules, file=sys.stderr, flush=True)
+"""
+
+
+def test_release_after_holds_the_lines_for_so_long_after_the_first_spawn() -> None:
+    """A bring-up's lines wait (``release_after``, at each spawn) until the
+    given time has passed since the first of them, then come out in order."""
+
+    def run(delay: str) -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", AFTER, delay], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stderr.splitlines()
+
+    # held all along; at exit the kept lines are still made
+    assert run("60") == [
+        "held at the second: True",
+        "held after 0.5 s: True",
+        "spawned one",
+        "spawned two",
+    ]
+    assert run("0.25") == [
+        "held at the second: True",
+        "spawned one",
+        "spawned two",
+        "held after 0.5 s: False",
+    ]
 
 
 SETUP_ONLY = r"""

@@ -223,3 +223,41 @@ def test_a_callback_on_a_spawn_thread_can_stop_the_pool(tmp_path: Path) -> None:
     finally:
         pool.stop()
     assert_no_leaks(ledger)
+
+
+@needs_posix_spawn
+def test_a_verb_from_a_callback_meets_the_batch_as_it_stands(tmp_path: Path) -> None:
+    """On s00's "spawned", in a batch of 40: a restart of s05 (started, not
+    yet stepped "spawned") restarts its child, and a down of s39 (not
+    started yet) keeps it from being started at all."""
+    pool, _, ledger = _pool_of(tmp_path, 40)
+    spawned: dict[str, list[int | None]] = {}
+    asked: list[dict[str, Any]] = []
+
+    def on_event(event: Event) -> None:
+        if event.kind == EventKind.SPAWNED and event.session is not None:
+            spawned.setdefault(event.session, []).append(event.pid)
+            if event.session == "s00":
+                asked.append(pool.restart("s05", timeout=5))
+                asked.append(pool.down("s39", timeout=5))
+
+    pool.subscribe(on_event)
+    try:
+        pool.start()
+        snap = pool.wait_until(
+            lambda s: (
+                len(s.in_state("running")) == 39
+                and s.sessions["s05"].restarts == 1
+                and s.sessions["s05"].state == "running"
+            ),
+            timeout=60,
+        )
+        first, second = spawned["s05"]
+        assert first != second and snap.pids()["s05"] == second
+        assert [s["outcome"] for s in asked[0]["sessions"]] == [f"restarting pid {first}"]
+        assert [s["outcome"] for s in asked[1]["sessions"]] == ["down"]
+        assert snap.sessions["s39"].state == "down"
+        assert "s39" not in spawned
+    finally:
+        pool.stop()
+    assert_no_leaks(ledger)

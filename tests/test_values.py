@@ -655,3 +655,24 @@ def test_record_is_mutable_with_or_without_slots() -> None:
     assert repr(loose) == "_Loose(a=2)"
     with pytest.raises(TypeError):
         hash(loose)  # unhashable, as a mutable dataclass with eq is
+
+
+def test_a_frozen_value_is_extended_as_a_frozen_dataclass_is() -> None:
+    """A plugin's own ``@dataclass(frozen=True)`` on a public value type
+    (``Environment``, say) works; a mutable one is refused, as before."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Tagged(_Pair):
+        extra: str = "x"
+
+    one = Tagged(1, [2], "t", "y")
+    assert (one.left, one.right, one.tag, one.extra) == (1, [2], "t", "y")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        one.extra = "z"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        one.left = 5  # type: ignore[misc]
+    with pytest.raises(TypeError, match="non-frozen dataclass from a frozen one"):
+
+        @dataclasses.dataclass
+        class Loose(_Pair):
+            extra: str = "x"

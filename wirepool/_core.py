@@ -317,6 +317,9 @@ class _PoolCore:
         self.instruments: Instruments | None = None
         self._loop_woke: float | None = None
         self._spawn_waits = 0  # due spawns the spawn-rate limit held back
+        # The plan's children started and not yet stepped "spawned" (see
+        # _SessionShell._reconcile): an operator's verb steps them first.
+        self._unstepped: list[_Slot] = []
 
     def _on_loop(self) -> bool:
         """Whether this thread runs the loop's code: the loop thread, or a

@@ -4,7 +4,9 @@ Importing loguru costs about 40 ms (it brings asyncio, multiprocessing and
 logging along): more than everything else ``wirepool run`` does before its
 first child starts.  :data:`logger` stands for loguru's logger; any use of
 it imports loguru and goes straight there.  While :func:`hold` is in force
-(``wirepool run``, until its first spawn), log calls -- ``logger.info(...)``,
+(``wirepool run``, until the loop has carried out the plan that started its
+first children, or half a second after the first of them: see
+:func:`release_after`), log calls -- ``logger.info(...)``,
 ``logger.bind(...).info(...)``, ``logger.opt(...).error(...)`` and the
 sink set-up -- are kept, and made at :func:`release`, in order, each with
 its own time and caller.  Held with ``logs=False`` (every other command),
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import atexit
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from types import ModuleType
@@ -34,7 +37,7 @@ if TYPE_CHECKING:
 
     from loguru import Logger
 
-__all__ = ["disable_until_enabled", "hold", "logger", "release"]
+__all__ = ["disable_until_enabled", "hold", "logger", "release", "release_after"]
 
 #: calls that return another logger (kept as links of a chain while held)
 _CHAINED = frozenset({"bind", "opt", "patch", "contextualize"})
@@ -101,6 +104,7 @@ class _Kept:
 
 
 _kept: list[_Kept] | None = None
+_lock = threading.Lock()
 #: whether log calls are kept too, or only the set-up (see :func:`hold`)
 _hold_logs = True
 _real: Logger | None = None
@@ -140,10 +144,13 @@ class _Chain:
 
 
 def _keep(links: tuple[_Link, ...], method: str, args: Any, kwargs: Any) -> None:
-    if _kept is None:  # released meanwhile (another thread)
-        getattr(_Chain(links), method)(*args, **kwargs)
-        return
-    _kept.append(_Kept(links, method, args, kwargs))
+    # Under the lock: a line kept by another thread (the log keeper, a
+    # probe) as release() takes the list would be lost.
+    with _lock:
+        if _kept is not None:
+            _kept.append(_Kept(links, method, args, kwargs))
+            return
+    getattr(_Chain(links), method)(*args, **kwargs)  # released meanwhile
 
 
 #: loguru's logger, imported at its first use (see the module docstring)
@@ -171,11 +178,31 @@ def _at_exit() -> None:
 def release() -> None:
     """Import loguru now, and make every kept call, in order."""
     global _kept
-    kept, _kept = _kept, None
+    with _lock:
+        kept, _kept = _kept, None
     if kept:
         real = _load()
         for call in kept:
             call.make(real)
+
+
+_release_at: float | None = None
+
+
+def release_after(delay: float) -> None:
+    """:func:`release` once ``delay`` seconds have passed since the first
+    call (made at each spawn).  Importing loguru takes ~40 ms of CPU: made
+    at the first child, it held up the rest of a bring-up of 200 on two
+    cores by a fifth; the loop releases when the plan is carried out, and
+    this bounds how long a big one keeps the lines from the operator."""
+    global _release_at
+    if _kept is None:
+        return
+    now = time.monotonic()
+    if _release_at is None:
+        _release_at = now + delay
+    elif now >= _release_at:
+        release()
 
 
 def disable_until_enabled(name: str) -> None:

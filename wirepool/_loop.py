@@ -120,6 +120,10 @@ class _Loop(_Operator):
                 self._publish()
         except Exception as exc:  # a plugin's status value, say: say so, go on
             self._log_once(f"publish:{type(exc).__name__}:{exc}", "publishing failed: {}", exc)
+        # The lines held while the first children started: after the records
+        # that name them are written, as loguru's import takes ~40 ms, and
+        # before the wait, as a pool that started no child holds none.
+        release_logs()
         self._ready.set()
         if self._stopping:
             return
@@ -245,7 +249,6 @@ class _Loop(_Operator):
             self._look_again = False
             self._next_rescan = min(self._next_rescan, now)
         self._upkeep_orphans(now)
-        release_logs()  # a pool that started no child holds no log line
 
     def _upkeep_orphans(self, now: float) -> None:
         """After the restarts, not before them: stop what the exited children

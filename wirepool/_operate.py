@@ -118,6 +118,10 @@ class _Operator(_DiscoveryDriver):
                 f"{', '.join(VERBS)})",
             )
         keys = self._resolve(_names_of(request, required=True))
+        # From an event callback during a plan's starts: a child already
+        # started but not yet stepped "spawned" would be acted on as if it
+        # had none (a restart answered and lost, a down that stops nothing).
+        self._finish_spawns(self._unstepped, self.clock.monotonic())
         slots = [self._slots[key] for key in keys]
         act: Callable[[_Slot], str]
         if op == "signal":

@@ -20,7 +20,7 @@ from typing import Any
 from wirepool import _exec, _session
 from wirepool._core import _describe, _Slot
 from wirepool._log import logger
-from wirepool._log import release as release_logs
+from wirepool._log import release_after as release_logs_after
 from wirepool._logs import exit_mark, format_mark, write_mark
 from wirepool._probes import ProbeJob
 from wirepool._proc import ProcessIdentity, is_alive
@@ -59,6 +59,9 @@ from wirepool.spawn import (
 
 #: spawns between one and its "spawned" step (see _SessionShell._reconcile)
 _SPAWN_BATCH = 32
+#: seconds after its first spawn a bring-up's log lines may be held
+#: (wirepool._log.release_after): a bring-up of 200 is over by then here
+_LOGS_HELD_FOR = 0.5
 #: how many threads start a batch of children (see _SessionShell._start_due),
 #: and from how many due spawns they are used
 _SPAWN_THREADS = 2
@@ -94,6 +97,7 @@ class _SessionShell(_Publisher):
         # _finish_spawns): by then the child has exec'd and reading its
         # identity costs no wait.
         spawned: list[_Slot] = []
+        self._unstepped = spawned
         try:
             self._start_due(decided.spawn, now, spawned)
         finally:
@@ -118,7 +122,8 @@ class _SessionShell(_Publisher):
         def take() -> _Slot | None:
             for name in due:
                 slot = self._slots.get(name)
-                if slot is not None and slot.worker is None:
+                # held down since the plan (an event callback's verb): not now
+                if slot is not None and slot.worker is None and not slot.state.down:
                     return slot
             return None
 
@@ -318,7 +323,8 @@ class _SessionShell(_Publisher):
             self.spawner._drop_log_for_spawn()  # one its spawn did not take
         self._watch(slot, worker)
         slot.started_from = started_from
-        release_logs()  # held until the first child runs (wirepool._log)
+        # held while the plan is carried out, for at most this long
+        release_logs_after(_LOGS_HELD_FOR)
         spawned.append(slot)
         return True
 

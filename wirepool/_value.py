@@ -140,6 +140,9 @@ def frozen(cls: type[_T]) -> type[_T]:
     without compiling a method (see the module's docstring).  ``fields``,
     ``replace``, ``__match_args__``, pickling and copying work as for it."""
     made: Any = dataclass(slots=True, init=False, repr=False, eq=False)(cls)
+    # What a subclass's @dataclass checks: a frozen one may extend it (and
+    # a mutable one may not), as with the frozen dataclass it stands for.
+    made.__dataclass_params__.frozen = True
     made.__init__ = _init_for(made)
     made.__setattr__ = _frozen_setattr
     made.__delattr__ = _frozen_delattr

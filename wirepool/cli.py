@@ -120,7 +120,7 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
 )
 def main(verbose: int, quiet: bool) -> None:
     """Keep one long-running daemon alive per session."""
-    # loguru is imported after the first child starts (`run`), or at the
+    # loguru is imported once the first children are started (`run`), or at the
     # first message (any other command: most log nothing) -- wirepool._log
     _log.hold(logs=click.get_current_context().invoked_subcommand == "run")
     configure_logging(-1 if quiet else verbose)

@@ -374,7 +374,9 @@ class Spawner(ABC):
         return self.log_dir / log_filename(session)
 
     #: the log :meth:`_open_log_with_mark` opened for the spawn that follows
-    #: (the session, the path, the descriptor, the file's device and inode)
+    #: (the session, the path, the descriptor, the file's device and inode);
+    #: one slot is enough, as for ``_env_for_spawn``: both are set and taken
+    #: before :func:`wirepool._exec.hand_off` lets another spawn in
     _log_for_spawn: tuple[Session, Path, int, tuple[int, int]] | None = None
     #: the device and inode of the log each spawn took, by session name, for
     #: the observe after it (spawns overlap: :func:`wirepool._exec.hand_off`)
