@@ -676,3 +676,12 @@ def test_a_frozen_value_is_extended_as_a_frozen_dataclass_is() -> None:
         @dataclasses.dataclass
         class Loose(_Pair):
             extra: str = "x"
+
+
+def test_frozen_refuses_a_field_its_shared_init_cannot_leave_out() -> None:
+    with pytest.raises(TypeError, match="init=False needs @dataclass"):
+
+        @frozen
+        class Derived(Value):
+            base: int
+            double: int = field(init=False, default=0)

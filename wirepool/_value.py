@@ -173,6 +173,8 @@ def record(cls: Any = None, /, *, slots: bool = False) -> Any:
 
 def _init_for(cls: type) -> Callable[..., None]:
     flds = fields(cls)
+    if any(not f.init for f in flds):  # the shared __init__ would take it
+        raise TypeError(f"{cls.__qualname__}: a field with init=False needs @dataclass")
     names = tuple(f.name for f in flds)
     count = len(names)
     rest = tuple(
