@@ -5,8 +5,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import click
-
 from wirepool import plugin as wp
 
 
@@ -29,8 +27,8 @@ def server(session: wp.Session) -> list[str]:  # spawn: an argv list, never a sh
 class MiniPlugin(wp.Plugin):
     name = "mini"
 
-    def options(self) -> Sequence[click.Parameter]:
-        return [click.Argument(["root"], type=click.Path(path_type=Path)), *wp.timing_options()]
+    def options(self) -> Sequence[wp.Option | wp.Argument]:
+        return [wp.Argument("root", kind=Path), *wp.timing_options()]
 
     def build(self, options: Mapping[str, Any]) -> wp.PoolSpec:
         root = Path(options["root"]).absolute()

@@ -1,5 +1,5 @@
 """``python -m wirepool`` is the ``wirepool`` command."""
 
-from wirepool.cli import entry
+from wirepool._main import entry
 
 entry()

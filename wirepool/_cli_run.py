@@ -14,8 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import click
-
+from wirepool._args import Option
 from wirepool._cli_common import (
     EXIT_LOCKED,
     EXIT_OK,
@@ -24,17 +23,25 @@ from wirepool._cli_common import (
     build,
     emit_json,
     require_root,
+    say,
     state_dir_option,
 )
 from wirepool._events import Event, EventKind
 from wirepool._proc import ProcessIdentity, identity_of
 from wirepool._store import StateDir, acquire_lock, lock_holder, lock_is_held
 from wirepool.errors import LockHeldError
-from wirepool.plugin import Plugin
+from wirepool.plugin import Plugin, PoolSpec
+
+if TYPE_CHECKING:
+    pass
 
 
 def run_action(plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mapping[str, Any]) -> int:
-    spec = build(plugin, opts, verb)
+    return run_spec(build(plugin, opts, verb), name, verb)
+
+
+def run_spec(spec: PoolSpec, name: str, verb: Mapping[str, Any]) -> int:
+    """``wirepool run``, once the plugin has built its pool spec."""
     require_root(spec)
     as_json = bool(verb.get("as_json"))
     guard = spec.guard
@@ -47,7 +54,7 @@ def run_action(plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mapping
             held_by = lock_holder(state)
             if as_json:
                 return _skipped(held_by, "supervisor already running", as_json)
-            click.echo(
+            say(
                 f"wirepool: another supervisor is already running on {state.root} "
                 f"(pid {held_by or 'unknown'}); skipped",
                 err=True,
@@ -60,13 +67,10 @@ def run_action(plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mapping
             # unit or script that ran that one keeps working.
             if as_json:
                 return _skipped(holder, "supervisor already running", as_json)
-            click.echo(f"wirepool: {guard.describe(holder)}; skipped", err=True)
+            say(f"wirepool: {guard.describe(holder)}; skipped", err=True)
             return EXIT_OK
     if verb.get("log_max_size") is not None:
-        try:
-            spec.spawner.log_max_bytes = parse_size(str(verb["log_max_size"]))
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--log-max-size") from None
+        spec.spawner.log_max_bytes = int(verb["log_max_size"])  # parse_size, as parsed
     if verb.get("log_backups") is not None:
         spec.spawner.log_backups = int(verb["log_backups"])
     try:
@@ -112,7 +116,7 @@ def _skipped(holder: int | None, reason: str, as_json: bool, state_dir: Path | N
         emit_json({"status": "skipped", "reason": reason, "holder_pid": holder})
         return EXIT_OK
     where = f" on {state_dir}" if state_dir else ""
-    click.echo(
+    say(
         f"wirepool: another supervisor is already running{where} "
         f"(pid {holder if holder else 'unknown'}); not starting a second one",
         err=True,
@@ -120,34 +124,34 @@ def _skipped(holder: int | None, reason: str, as_json: bool, state_dir: Path | N
     return EXIT_LOCKED
 
 
-def run_params() -> list[click.Parameter]:
+def run_params() -> list[Option]:
     return [
         state_dir_option(),
-        click.Option(
-            ["--on-exit"],
-            type=click.Choice(["leave", "stop"]),
+        Option(
+            "--on-exit",
+            kind=("leave", "stop"),
             default=None,
             help="On exit, leave the children for the next supervisor or stop them "
             "(plugin default).",
         ),
-        click.Option(
-            ["--log-max-size"],
+        Option(
+            "--log-max-size",
             metavar="SIZE",
             default=None,
+            callback=parse_size,
             help="Keep each session's log within SIZE (bytes, or 64K, 10M, 1G; 0: unbounded; "
             "default 10M), rotating to .1, .2, ...",
         ),
-        click.Option(
-            ["--log-backups"],
-            type=click.IntRange(min=0),
+        Option(
+            "--log-backups",
+            kind=int,
+            min=0,
             default=None,
             help="How many rotated copies of each log are kept (default 3).",
         ),
-        click.Option(
-            ["--json", "as_json"], is_flag=True, help="One JSON object per event on stdout."
-        ),
-        click.Option(
-            ["--restart-on-change"],
+        Option("--json", "as_json", is_flag=True, help="One JSON object per event on stdout."),
+        Option(
+            "--restart-on-change",
             is_flag=True,
             help="Restart a child when its session's configuration changes (what the "
             "plugin's spawner fingerprints: command, environment, input files); without "
@@ -170,24 +174,27 @@ def parse_size(text: str) -> int:
     return int(number) * _SIZE_UNITS[unit]
 
 
-def _metrics_params() -> list[click.Parameter]:
+def _metrics_params() -> list[Option]:
     return [
-        click.Option(
-            ["--metrics", "metrics_address"],
+        Option(
+            "--metrics",
+            "metrics_address",
             metavar="HOST:PORT",
             callback=_check_metrics_address,
             help="Serve Prometheus metrics on http://HOST:PORT/metrics "
             "(:PORT: every interface; unix:PATH: a unix socket).",
         ),
-        click.Option(
-            ["--metrics-textfile"],
-            type=click.Path(dir_okay=False, path_type=Path),
+        Option(
+            "--metrics-textfile",
+            kind=Path,
+            dir_okay=False,
             callback=_check_metrics_textfile,
             help="Write the metrics to PATH (*.prom) for node_exporter's textfile collector.",
         ),
-        click.Option(
-            ["--metrics-max-sessions"],
-            type=click.IntRange(min=0),
+        Option(
+            "--metrics-max-sessions",
+            kind=int,
+            min=0,
             default=1000,
             show_default=True,
             help="Leave out the per-session series when the pool has more sessions.",
@@ -195,27 +202,18 @@ def _metrics_params() -> list[click.Parameter]:
     ]
 
 
-def _check_metrics_address(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
-    if value is None:
-        return None
+def _check_metrics_address(value: str) -> Any:
     from wirepool import _metrics
 
-    try:
-        return _metrics.parse_address(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    return _metrics.parse_address(value)
 
 
-def _check_metrics_textfile(
-    _ctx: click.Context, _param: click.Parameter, value: Path | None
-) -> Path | None:
-    if value is None:
-        return None
+def _check_metrics_textfile(value: Path) -> Path:
     value = value.absolute()
     if value.suffix != ".prom":
-        raise click.BadParameter("node_exporter's textfile collector reads only *.prom files")
+        raise ValueError("node_exporter's textfile collector reads only *.prom files")
     if not value.parent.is_dir():
-        raise click.BadParameter(f"{value.parent} is not a directory")
+        raise ValueError(f"{value.parent} is not a directory")
     return value
 
 
@@ -256,7 +254,7 @@ def stop_action(plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mappin
     children = bool(verb.get("children"))
     timeout = float(verb.get("timeout") or (spec.stop_grace + 20))
     if not state.verify(missing_ok=True):
-        click.echo("no supervisor is running" + ("; no records" if children else ""))
+        say("no supervisor is running" + ("; no records" if children else ""))
         return EXIT_OK
     if lock_is_held(state):
         pid = _running_supervisor(state)
@@ -266,16 +264,14 @@ def stop_action(plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mappin
         deadline = time.monotonic() + timeout
         while lock_is_held(state):
             if time.monotonic() > deadline:
-                click.echo(
-                    f"wirepool: supervisor pid {pid} still running after {timeout:.0f}s", err=True
-                )
+                say(f"wirepool: supervisor pid {pid} still running after {timeout:.0f}s", err=True)
                 return EXIT_TIMEOUT
             time.sleep(0.1)
         what = "and its children " if children else ""
-        click.echo(f"stopped supervisor pid {pid} {what}".rstrip())
+        say(f"stopped supervisor pid {pid} {what}".rstrip())
         return EXIT_OK
     if not children:
-        click.echo("no supervisor is running")
+        say("no supervisor is running")
         return EXIT_OK
     # Hold the pool's lock meanwhile: a supervisor starting now would adopt
     # these children and then see its records overwritten under it.
@@ -291,13 +287,13 @@ def stop_action(plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mappin
     finally:
         os.close(lock_fd)
     for path, pid in refused:
-        click.echo(
+        say(
             f"wirepool: left pid {pid} named by {path.name} running: it does not carry "
             "this pool's markers, and a record alone does not make a process ours",
             err=True,
         )
     left = f"; left {len(refused)} not carrying this pool's markers" if refused else ""
-    click.echo(f"no supervisor is running; stopped {stopped} recorded child(ren){left}")
+    say(f"no supervisor is running; stopped {stopped} recorded child(ren){left}")
     return EXIT_OK
 
 
@@ -363,17 +359,17 @@ def _stop_recorded_children(state: StateDir, grace: float) -> tuple[int, list[tu
     return len(victims), refused
 
 
-def stop_params() -> list[click.Parameter]:
+def stop_params() -> list[Option]:
     return [
         state_dir_option(),
-        click.Option(
-            ["--children"],
+        Option(
+            "--children",
             is_flag=True,
             help="Stop the children too (default: leave them for the next supervisor).",
         ),
-        click.Option(
-            ["--timeout"],
-            type=float,
+        Option(
+            "--timeout",
+            kind=float,
             default=None,
             help="Seconds to wait for the supervisor to exit.",
         ),

@@ -29,21 +29,20 @@ Exit codes (stable; scripts may rely on them):
 from __future__ import annotations
 
 import json
-import os
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from wirepool import _log, _term
+from wirepool import _log
+from wirepool._args import Argument, Option
 from wirepool._cli_common import (
     EXIT_ERROR,
-    EXIT_OK,
     EXIT_PLUGIN,
-    EXIT_UNSAFE_STATE,
     CliError,
+    configure_logging,
     fail,
+    invoke,
     json_option,
     state_dir_option,
 )
@@ -59,44 +58,20 @@ from wirepool._cli_verbs import (
     top_action,
     up_action,
 )
-from wirepool._log import logger
 from wirepool._version import version
-from wirepool.errors import PluginError, UnsafeStateDirError
+from wirepool.errors import PluginError
 from wirepool.plugin import Plugin, find_plugins, is_run_only, load_plugin
 
 # what tests and the demo import from here
 __all__ = ["_fmt_exit", "entry", "main", "read_status", "render_table"]
 
 
-def configure_logging(verbosity: int) -> None:
-    """Loguru sinks belong to the application, not the library: the CLI is
-    the application here."""
-    level = {-1: "WARNING", 0: "INFO"}.get(verbosity, "DEBUG")
-    logger.remove()
-    logger.add(
-        sys.stderr,
-        level=level,
-        format=_log_format,
-        backtrace=False,
-        diagnose=False,
-    )
-    for name in ("wirepool", "wirepool_servicedir", "wirepool_wire"):
-        logger.enable(name)
-
-
-def _log_format(record: Any) -> str:
-    # A message quotes names, paths and reasons from outside: escaped whole,
-    # so an embedded newline cannot forge a second log line either.
-    record["extra"]["_escaped"] = _term.escape(record["message"])
-    return "{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <7} {extra[_escaped]}\n{exception}"
-
-
 def entry() -> None:
-    """The ``wirepool`` command: everything it prints goes through one
-    escaping layer (:mod:`wirepool._term`), installed before click parses a
-    single argument, so even a usage error quoting a hostile name is safe."""
-    _term.install()
-    main(prog_name="wirepool")
+    """The ``wirepool`` command (:func:`wirepool._main.entry`: an ordinary
+    ``run`` line is read without click)."""
+    from wirepool._main import entry
+
+    entry()
 
 
 def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -131,6 +106,14 @@ def main(verbose: int, quiet: bool) -> None:
 Action = Callable[[Plugin, str, Mapping[str, Any], Mapping[str, Any]], int]
 
 
+def _to_click(
+    param: Option | Argument | click.Parameter, *, hidden: bool = False
+) -> click.Parameter:
+    if isinstance(param, Option | Argument):
+        return param.to_click(hidden=hidden)
+    return param
+
+
 class PluginGroup(click.Group):
     """``wirepool <verb> <plugin> [plugin options] [verb options]``: one
     subcommand per installed plugin, built lazily from the plugin's own
@@ -143,7 +126,7 @@ class PluginGroup(click.Group):
         self,
         name: str,
         action: Action,
-        verb_params: Callable[[], list[click.Parameter]],
+        verb_params: Callable[[], Sequence[Option | Argument | click.Parameter]],
         help: str,
         does: str,
     ) -> None:
@@ -161,9 +144,11 @@ class PluginGroup(click.Group):
         except PluginError as exc:
             fail(CliError(str(exc), EXIT_PLUGIN))
             return None
-        verb_params = self.verb_params()
+        verb_params = [_to_click(p) for p in self.verb_params()]
         verb_names = {p.name for p in verb_params}
-        plugin_params = list(plugin.options())
+        plugin_params = [
+            _to_click(p, hidden=self.name != "run" and is_run_only(p)) for p in plugin.options()
+        ]
         if self.name != "run":
             for param in plugin_params:
                 if is_run_only(param) and isinstance(param, click.Option):
@@ -172,29 +157,8 @@ class PluginGroup(click.Group):
         def callback(**params: Any) -> None:
             verb = {k: v for k, v in params.items() if k in verb_names}
             opts = {k: v for k, v in params.items() if k not in verb_names}
-            try:
-                code = self.action(plugin, cmd_name, opts, verb)
-            except (click.ClickException, click.exceptions.Exit, click.Abort):
-                raise
-            except BrokenPipeError:
-                # `wirepool events ... | head`: the reader is gone, which ends
-                # the stream; the interpreter's final flush must not complain.
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, sys.stdout.fileno())
-                os.close(devnull)
-                click.get_current_context().exit(EXIT_OK)
-            except CliError as exc:
-                fail(exc)
-                return
-            except UnsafeStateDirError as exc:
-                fail(CliError(str(exc), EXIT_UNSAFE_STATE))
-                return
-            except Exception as exc:  # one clear line, never a traceback
-                logger.opt(exception=exc).debug("command failed")
-                fail(CliError(f"{type(exc).__name__}: {exc}"))
-                return
-            ctx = click.get_current_context()
-            ctx.exit(code)
+            code = invoke(lambda: self.action(plugin, cmd_name, opts, verb))
+            click.get_current_context().exit(code)
 
         return click.Command(
             cmd_name,
@@ -328,7 +292,7 @@ def _session_arg() -> click.Argument:
 def _verb(
     name: str,
     action: Action,
-    params: Callable[[], list[click.Parameter]],
+    params: Callable[[], Sequence[Option | Argument | click.Parameter]],
     usage: str,
     does: str,
 ) -> None:

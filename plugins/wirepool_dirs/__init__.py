@@ -47,8 +47,6 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-import click
-
 from wirepool import (
     ActiveWithin,
     CommandSpawner,
@@ -69,7 +67,14 @@ from wirepool.eligibility import (
     executable_problem,
     stat_failure,
 )
-from wirepool.plugin import duration_callback, spec_tail, timing_from, timing_options
+from wirepool.plugin import (
+    Argument,
+    Option,
+    parse_duration,
+    spec_tail,
+    timing_from,
+    timing_options,
+)
 from wirepool.spawn import validate_template
 
 __all__ = ["CommandCheck", "DirsPlugin", "GlobDiscovery", "dirs_spec", "parse_command"]
@@ -532,37 +537,38 @@ class DirsPlugin(Plugin):
     name = "dirs"
     description = "one daemon per ROOT/<glob> directory, from an argv template (never a shell)"
 
-    def options(self) -> Sequence[click.Parameter]:
+    def options(self) -> Sequence[Option | Argument]:
         return [
-            click.Argument(["root"], type=click.Path(file_okay=False, path_type=Path)),
-            click.Option(
-                ["--glob", "pattern"],
+            Argument("root", kind=Path, file_okay=False),
+            Option(
+                "--glob",
+                "pattern",
                 required=True,
                 help="Which directories are sessions, relative to ROOT ('*', '*/.git/..').",
             ),
-            click.Option(
-                ["--cmd", "command"],
+            Option(
+                "--cmd",
+                "command",
                 required=True,
                 help="The daemon's command line, split shell-style once; {dir} and {name} "
                 "are substituted inside each argument. Never run through a shell.",
             ),
-            click.Option(
-                ["--env", "env"],
+            Option(
+                "--env",
+                "env",
                 multiple=True,
                 metavar="KEY=VALUE",
                 help="Set a variable in the child's environment ({dir}, {name} allowed).",
             ),
-            click.Option(
-                ["--marker"], help="Only directories containing this file (relative path)."
-            ),
-            click.Option(
-                ["--max-idle"],
-                callback=duration_callback,
+            Option("--marker", help="Only directories containing this file (relative path)."),
+            Option(
+                "--max-idle",
+                callback=parse_duration,
                 metavar="DURATION",
                 help="Skip directories idle longer than this (90s, 30m, 12h, 7d).",
             ),
-            click.Option(
-                ["--activity"],
+            Option(
+                "--activity",
                 multiple=True,
                 metavar="PATH",
                 help="Files whose mtime counts as activity for --max-idle "
@@ -584,4 +590,6 @@ class DirsPlugin(Plugin):
                 **timing_from(options),
             )
         except ValueError as exc:
+            import click
+
             raise click.UsageError(str(exc)) from None

@@ -30,8 +30,6 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import click
-
 from wirepool import (
     CommandSpawner,
     DirectoryScan,
@@ -51,7 +49,7 @@ from wirepool.eligibility import (
     session_dir_problem,
     stat_failure,
 )
-from wirepool.plugin import run_only, spec_tail, timing_from, timing_options
+from wirepool.plugin import Argument, Option, spec_tail, timing_from, timing_options
 
 __all__ = ["RunScriptCheck", "ServiceDirPlugin", "read_envdir", "servicedir_spec"]
 
@@ -344,20 +342,20 @@ class ServiceDirPlugin(Plugin):
     name = "servicedir"
     description = "one daemon per ROOT/<service>/run, with down files and env/ dirs (s6/runit)"
 
-    def options(self) -> Sequence[click.Parameter]:
+    def options(self) -> Sequence[Option | Argument]:
         return [
-            click.Argument(["root"], type=click.Path(file_okay=False, path_type=Path)),
+            Argument("root", kind=Path, file_okay=False),
             *timing_options(what="service directory"),
-            *run_only(
-                click.Option(
-                    ["--watched-rescan-interval"],
-                    type=click.FloatRange(min=0.1),
-                    default=300.0,
-                    show_default=True,
-                    help="Seconds between full rescans while inotify watches every service "
-                    "directory, at least: a big pool's also keep to 0.02% of a core (set it "
-                    "to --rescan-interval on a network file system: rescans every interval).",
-                )
+            Option(
+                "--watched-rescan-interval",
+                kind=float,
+                min=0.1,
+                default=300.0,
+                show_default=True,
+                run_only=True,
+                help="Seconds between full rescans while inotify watches every service "
+                "directory, at least: a big pool's also keep to 0.02% of a core (set it "
+                "to --rescan-interval on a network file system: rescans every interval).",
             ),
         ]
 

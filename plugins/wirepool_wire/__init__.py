@@ -45,8 +45,6 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import click
-
 from wirepool import (
     ActiveWithin,
     Always,
@@ -70,7 +68,7 @@ from wirepool import (
 from wirepool._log import logger
 from wirepool._proc import cmdline, create_time, identity_of
 from wirepool.eligibility import TrustedDirectory
-from wirepool.plugin import run_only, spec_tail, timing_from, timing_options
+from wirepool.plugin import Option, spec_tail, timing_from, timing_options
 from wirepool_wire import layout
 
 if TYPE_CHECKING:
@@ -534,41 +532,46 @@ class WirePlugin(Plugin):
     name = "wire"
     description = "one `wire daemon` per wire session home (replaces `wire daemon --all-sessions`)"
 
-    def options(self) -> Sequence[click.Parameter]:
+    def options(self) -> Sequence[Option]:
         return [
-            click.Option(
-                ["--sessions-root"],
-                type=click.Path(file_okay=False, path_type=Path),
+            Option(
+                "--sessions-root",
+                kind=Path,
+                file_okay=False,
                 default=None,
                 help="wire's sessions root (default: as wire resolves it).",
             ),
-            *run_only(
-                click.Option(
-                    ["--wire-bin"], default=None, help="The wire binary (default: on PATH)."
-                ),
-                click.Option(
-                    ["--interval"],
-                    type=click.IntRange(min=1),
-                    default=5,
-                    show_default=True,
-                    help="Sync interval passed to each `wire daemon`.",
-                ),
+            Option(
+                "--wire-bin",
+                default=None,
+                run_only=True,
+                help="The wire binary (default: on PATH).",
             ),
-            click.Option(
-                ["--max-idle-days"],
-                type=click.FloatRange(min=0),
+            Option(
+                "--interval",
+                kind=int,
+                min=1,
+                default=5,
+                show_default=True,
+                run_only=True,
+                help="Sync interval passed to each `wire daemon`.",
+            ),
+            Option(
+                "--max-idle-days",
+                kind=float,
+                min=0,
                 default=None,
                 help="Idle cutoff for unbound sessions without private.key "
                 "(default: $WIRE_ALL_SESSIONS_MAX_IDLE_DAYS, else 7; 0 = no filter).",
             ),
-            *run_only(
-                click.Option(
-                    ["--hung-after"],
-                    type=click.FloatRange(min=1),
-                    default=None,
-                    help="Seconds without a last_sync.json advance before a daemon is "
-                    "restarted as hung (default: 10 intervals, at least 60).",
-                )
+            Option(
+                "--hung-after",
+                kind=float,
+                min=1,
+                default=None,
+                run_only=True,
+                help="Seconds without a last_sync.json advance before a daemon is "
+                "restarted as hung (default: 10 intervals, at least 60).",
             ),
             *timing_options(rescan_interval=10.0, what="home"),
         ]

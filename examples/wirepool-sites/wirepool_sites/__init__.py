@@ -26,10 +26,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import click
 import tenacity
 
 from wirepool.plugin import (
+    Argument,
     CommandSpawner,
     ConfigError,
     DirectoryScan,
@@ -37,6 +37,7 @@ from wirepool.plugin import (
     HasMarker,
     HealthCheck,
     NoDownFile,
+    Option,
     Plugin,
     PoolSpec,
     ProcessIdentity,
@@ -132,13 +133,14 @@ class SitesPlugin(Plugin):
     name = "sites"
     description = "one static web server per ROOT/<site>/site.json (the plugin guide's example)"
 
-    def options(self) -> Sequence[click.Parameter]:
+    def options(self) -> Sequence[Option | Argument]:
         return [
-            click.Argument(["root"], type=click.Path(file_okay=False, path_type=Path)),
-            click.Option(["--bind"], default="127.0.0.1", show_default=True),
-            click.Option(
-                ["--max-failures"],
-                type=click.IntRange(min=0),
+            Argument("root", kind=Path, file_okay=False),
+            Option("--bind", default="127.0.0.1", show_default=True),
+            Option(
+                "--max-failures",
+                kind=int,
+                min=0,
                 default=0,
                 help="Mark a site failed after this many rapid crashes in a row (0: never).",
             ),

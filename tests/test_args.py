@@ -1,0 +1,236 @@
+"""wirepool._args: the options of ``wirepool run`` read without click give
+what click gives, or are left to click; and the real command starts its
+children without importing click."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from conftest import WIREPOOL, alive, wait_for
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from wirepool._args import Argument, Option, all_light, parse
+from wirepool._cli_run import run_params
+from wirepool.plugin import load_plugin, timing_options
+
+PLUGINS = ("servicedir", "dirs", "wire")
+
+
+def params_of(plugin: str) -> list[Option | Argument]:
+    params = [*load_plugin(plugin).options(), *run_params()]
+    assert all_light(params)
+    return list(params)
+
+
+def by_click(params: Sequence[Option | Argument], line: Sequence[str]) -> dict[str, Any] | None:
+    """What click makes of ``line`` with the same options; None for its error."""
+    command = click.Command("run", params=[p.to_click() for p in params])
+    try:
+        with command.make_context("run", list(line)) as ctx:
+            return dict(ctx.params)
+    except click.ClickException:
+        return None
+
+
+def same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Equal, with NaN equal to NaN (click takes ``--grace nan`` too)."""
+    if a.keys() != b.keys():
+        return False
+    for key, x in a.items():
+        y = b[key]
+        if isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y):
+            continue
+        if x != y or type(x) is not type(y):
+            return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def places(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    base = tmp_path_factory.mktemp("args")
+    (base / "file.prom").write_text("")
+    (base / "dir").mkdir()
+    return {"file": str(base / "file.prom"), "dir": str(base / "dir"), "base": str(base)}
+
+
+def words(places: dict[str, str]) -> st.SearchStrategy[str]:
+    spellings = sorted(
+        {
+            s
+            for plugin in PLUGINS
+            for p in params_of(plugin)
+            if isinstance(p, Option)
+            for s in p.spellings
+        }
+    )
+    values = [
+        "1",
+        "0",
+        "-1",
+        "2.5",
+        "1e3",
+        "nan",
+        "inf",
+        "abc",
+        "",
+        "leave",
+        "stop",
+        "10M",
+        "64k",
+        "bogus",
+        "90s",
+        "7d",
+        "x=y",
+        ":9187",
+        "127.0.0.1:70000",
+        "[::1]:80",
+        "unix:",
+        "a b",
+        "-",
+        "--",
+        "-h",
+        "--help",
+        "-q",
+        "-vv",
+        "--version",
+        "--nope",
+        places["file"],
+        places["dir"],
+        places["base"] + "/absent",
+        places["base"] + "/x.prom",
+        places["dir"] + "/m.prom",
+        "/dev/null",
+        "\x1b[31mred",
+    ]
+    with_eq = [f"{s}={v}" for s in spellings[:8] for v in ("3", "stop", "")]
+    return st.sampled_from(spellings + values + with_eq)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_a_line_read_without_click_is_read_as_click_reads_it(
+    places: dict[str, str], data: st.DataObject
+) -> None:
+    plugin = data.draw(st.sampled_from(PLUGINS))
+    line = data.draw(st.lists(words(places), max_size=9))
+    params = params_of(plugin)
+    fast = parse(params, line)
+    if fast is not None:
+        slow = by_click(params, line)
+        assert slow is not None, f"{plugin} {line}: click refuses what was taken"
+        assert same(fast, slow), f"{plugin} {line}: {fast} != {slow}"
+
+
+ORDINARY = [
+    ("servicedir", ["/srv/services"]),
+    ("servicedir", ["/srv/services", "--on-exit", "stop", "--json"]),
+    ("servicedir", ["--grace=2", "/srv", "--stop-grace", "0.5", "--log-max-size", "1M"]),
+    ("servicedir", ["/srv", "--metrics", ":9187", "--watched-rescan-interval", "60"]),
+    (
+        "dirs",
+        ["/src", "--glob", "*/.git/..", "--cmd", "sleep 1000", "--env", "A=1", "--env", "B=2"],
+    ),
+    ("dirs", ["/src", "--glob", "*", "--cmd", "x {dir}", "--max-idle", "12h"]),
+    ("wire", []),
+    (
+        "wire",
+        ["--sessions-root", "/home/u/.wire/sessions", "--interval", "3", "--hung-after", "90"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("plugin", "line"), ORDINARY)
+def test_an_ordinary_line_is_read_without_click_and_as_click_reads_it(
+    plugin: str, line: list[str]
+) -> None:
+    params = params_of(plugin)
+    fast = parse(params, line)
+    assert fast is not None, f"{plugin} {line} was left to click"
+    slow = by_click(params, line)
+    assert slow is not None and same(fast, slow)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        ["/srv", "--help"],  # click's help
+        ["/srv", "--grace", "-1"],  # out of range: click says so
+        ["/srv", "--grace", "1", "--grace", "2"],  # repeated
+        ["/srv", "--", "--json"],
+        ["/srv", "/other"],  # one argument too many
+        [],  # the root is missing
+        ["/srv", "--on-exit", "never"],
+        ["/srv", "--log-max-size", "lots"],  # the callback's ValueError
+        ["/srv", "--nope"],
+    ],
+)
+def test_a_line_out_of_the_ordinary_is_left_to_click(line: list[str]) -> None:
+    assert parse(params_of("servicedir"), line) is None
+
+
+def test_an_option_is_the_click_option_it_stands_for() -> None:
+    grace = next(o for o in timing_options() if o.name == "grace")
+    made = grace.to_click(hidden=True)
+    assert isinstance(made, click.Option)
+    assert made.name == "grace" and made.opts == ["--grace"]
+    assert isinstance(made.type, click.FloatRange) and made.type.min == 0
+    assert made.default == 10.0 and made.show_default and made.hidden
+    assert Option("--json", "as_json", is_flag=True).name == "as_json"
+    assert Option("-n", "--lines", kind=int).name == "lines"
+    root = Argument("root", kind=Path, file_okay=False).to_click()
+    assert isinstance(root.type, click.Path) and not root.type.file_okay
+    with pytest.raises(TypeError):
+        Option("--x/--no-x")  # on/off pairs are click's
+    with pytest.raises(TypeError):
+        Option("--n", kind=str, min=1)
+
+
+def test_wirepool_run_starts_its_first_child_without_importing_click(tmp_path: Path) -> None:
+    root = tmp_path / "services"
+    (root / "a").mkdir(parents=True)
+    run = root / "a" / "run"
+    run.write_text('#!/bin/sh\necho "$$" > ../../started\nexec sleep 1000\n')
+    run.chmod(0o755)
+    started = tmp_path / "started"
+    proc = subprocess.Popen(
+        [*WIREPOOL, "-q", "run", "servicedir", str(root), "--on-exit", "stop"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"},
+    )
+    try:
+        wait_for(lambda: started.exists() and started.read_text().strip())
+        child = int(started.read_text())
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    wait_for(lambda: not alive(child))
+    imported = [line.rsplit("|", 1)[-1].strip() for line in err.splitlines() if "|" in line]
+    assert "wirepool._main" in imported and "wirepool.spawn" in imported
+    assert not [m for m in imported if m == "click" or m.startswith("click.")]
+
+
+def test_a_line_left_to_click_gets_clicks_message_and_exit_code(tmp_path: Path) -> None:
+    (tmp_path / "services").mkdir()
+    result = subprocess.run(
+        [*WIREPOOL, "run", "servicedir", str(tmp_path / "services"), "--grace", "-1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "Invalid value for '--grace'" in result.stderr
+    assert "Usage: wirepool run servicedir" in result.stderr
