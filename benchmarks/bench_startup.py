@@ -12,11 +12,14 @@ written (``python -m compileall wirepool plugins`` first when
 ``PYTHONDONTWRITEBYTECODE`` is set).
 
 Beside it, exec to exit of ``wirepool status`` with no supervisor running:
-the start-up of every command but ``run``.
+the start-up of every command but ``run`` (they import click); and the wall
+time of importing what ``run`` imports before its first child
+(``imports_of_run``: ``wirepool._main``, which reads an ordinary ``run`` line
+without click, with the plugin; ``wirepool.cli`` before it existed).
 
 The import is also taken apart (in runs of its own): how much of it is
-dataclass creating wirepool's value types, and of that, compiling their
-generated methods.
+creating wirepool's value types (``wirepool._value``; ``dataclass`` before
+the eighth session), and of that, compiling their methods.
 
 The floor, measured the same way with the checkout's interpreter: ``python -c pass``
 from exec to exit, and from exec to the first child of a ``python -c`` that only starts
@@ -128,12 +131,39 @@ def import_us(checkout: Path) -> int:
     return int(done.stderr.strip().splitlines()[-1].split("|")[1])
 
 
-# Times dataclass's class creation inside the import: each class it makes
-# compiles its generated methods from source (``_create_fn``, one compile per
-# method on 3.11 and 3.12), the part of the import that is wirepool's own
-# value types rather than modules.
+# What ``wirepool run`` imports before its first child: since the eighth
+# session the click-free entry point and the plugin (``wirepool._main``);
+# before it, ``wirepool.cli``.
+RUN_IMPORTS = """\
+import importlib.util, sys, time
+t = time.perf_counter()
+if importlib.util.find_spec("wirepool._main") is not None:
+    import wirepool._main, wirepool._cli_run, wirepool_servicedir
+else:
+    import wirepool.cli, wirepool_servicedir
+print(time.perf_counter() - t)
+"""
+
+
+def run_imports(checkout: Path) -> float:
+    done = subprocess.run(
+        [str(checkout / ".venv/bin/python"), "-c", RUN_IMPORTS],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        cwd=checkout,
+    )
+    return float(done.stdout)
+
+
+# Times the creation of wirepool's value types inside the import: since the
+# eighth session ``wirepool._value._make`` (its compiled methods:
+# ``_compile``), loaded alone before the package so that it can be wrapped;
+# before it, dataclass's ``_process_class`` (compiling each generated method
+# from source: ``_create_fn``, one compile per method on 3.11 and 3.12).
 DATACLASS_SHARE = """\
-import dataclasses, json, time
+import importlib.util, json, sys, time
 spent = {"classes": [0.0, 0], "methods": [0.0, 0]}
 def timed(orig, key):
     def wrapper(*args, **kwargs):
@@ -144,9 +174,18 @@ def timed(orig, key):
             spent[key][0] += time.perf_counter() - t
             spent[key][1] += 1
     return wrapper
-dataclasses._process_class = timed(dataclasses._process_class, "classes")
-if hasattr(dataclasses, "_create_fn"):
-    dataclasses._create_fn = timed(dataclasses._create_fn, "methods")
+spec = importlib.util.spec_from_file_location("wirepool._value", sys.argv[1])
+value = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(value)
+if hasattr(value, "_make"):
+    sys.modules["wirepool._value"] = value
+    value._make = timed(value._make, "classes")
+    value._compile = timed(value._compile, "methods")
+else:
+    import dataclasses
+    dataclasses._process_class = timed(dataclasses._process_class, "classes")
+    if hasattr(dataclasses, "_create_fn"):
+        dataclasses._create_fn = timed(dataclasses._create_fn, "methods")
 t = time.perf_counter()
 import wirepool.cli
 total = time.perf_counter() - t
@@ -155,11 +194,16 @@ print(json.dumps({"import": total, **spent}))
 
 
 def dataclass_share(checkout: Path) -> dict[str, float]:
-    """Seconds of ``import wirepool.cli`` (dataclasses imported before the
-    clock starts), of it in creating dataclasses, and of that in compiling
-    their methods; and how many of each."""
+    """Seconds of ``import wirepool.cli`` (dataclasses or wirepool._value
+    imported before the clock starts), of it in creating value types, and of
+    that in compiling their methods; and how many of each."""
     done = subprocess.run(
-        [str(checkout / ".venv/bin/python"), "-c", DATACLASS_SHARE],
+        [
+            str(checkout / ".venv/bin/python"),
+            "-c",
+            DATACLASS_SHARE,
+            str(checkout / "wirepool/_value.py"),
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -181,7 +225,8 @@ def measure(checkouts: list[Path], runs: int) -> list[dict[str, object]]:
     checkout, one run of each in turn (in an order that alternates), so that
     a machine whose speed drifts over minutes drifts for all of them alike."""
     samples: dict[Path, dict[str, list[float]]] = {
-        c: {"spawn": [], "import": [], "bare": [], "pass": [], "status": []} for c in checkouts
+        c: {"spawn": [], "import": [], "run_imports": [], "bare": [], "pass": [], "status": []}
+        for c in checkouts
     }
     shares: dict[Path, list[dict[str, float]]] = {c: [] for c in checkouts}
     for i in range(runs):
@@ -189,6 +234,7 @@ def measure(checkouts: list[Path], runs: int) -> list[dict[str, object]]:
             mine = samples[checkout]
             mine["spawn"].append(first_spawn(checkout, wirepool_argv))
             mine["import"].append(import_us(checkout) / 1e6)
+            mine["run_imports"].append(run_imports(checkout))
             mine["bare"].append(first_spawn(checkout, bare_argv))
             mine["pass"].append(python_pass(checkout))
             mine["status"].append(status_command(checkout))
@@ -206,14 +252,15 @@ def measure(checkouts: list[Path], runs: int) -> list[dict[str, object]]:
             "runs": runs,
             "exec_to_first_spawn_ms": ms(mine["spawn"]),
             "import_wirepool_cli_ms": ms(mine["import"]),
+            "imports_of_run_ms": ms(mine["run_imports"]),
             "status_command_exec_to_exit_ms": ms(mine["status"]),
             "floor_python_exec_to_first_spawn_ms": ms(mine["bare"]),
             "floor_python_c_pass_ms": ms(mine["pass"]),
             # timed apart, in runs of their own (the timers add a little)
             "import_with_timers_ms": ms([x["import"] for x in shares[checkout]]),
-            "of_it_creating_dataclasses_ms": ms([x["classes"] for x in shares[checkout]]),
+            "of_it_creating_value_types_ms": ms([x["classes"] for x in shares[checkout]]),
             "of_that_compiling_their_methods_ms": ms([x["methods"] for x in shares[checkout]]),
-            "dataclasses_created": shares[checkout][-1]["n_classes"],
+            "value_types_created": shares[checkout][-1]["n_classes"],
             "methods_compiled": shares[checkout][-1]["n_methods"],
         }
         for checkout, mine in samples.items()

@@ -12,9 +12,12 @@ import os
 import pickle
 import re
 import signal
+import subprocess
+import sys
 import types
 from dataclasses import field
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -28,7 +31,8 @@ from wirepool._store import (
     read_json,
 )
 from wirepool._types import ExitStatus, Session
-from wirepool._value import Record, Value, frozen, record
+from wirepool._value import Record, Value, frozen, record, replace
+from wirepool._value import field as value_field
 from wirepool.errors import LockHeldError
 from wirepool.spawn import CommandSpawner, Environment, rotate_log, safe_filename
 from wirepool.testing import MockClock
@@ -685,3 +689,105 @@ def test_frozen_refuses_a_field_its_shared_init_cannot_leave_out() -> None:
         class Derived(Value):
             base: int
             double: int = field(init=False, default=0)
+
+
+@frozen(eq=True, fast_init=True)
+class _Fast(Value):
+    a: int
+    b: list[int] = field(default_factory=list)
+    note: str = field(default="", compare=False)
+    weight: float = field(default=1.0, hash=False)
+    kind: ClassVar[str] = "fast"  # a class variable, not a field
+
+    def __post_init__(self) -> None:
+        if self.a < 0:
+            raise ValueError("negative")
+
+
+def test_a_compiled_init_and_equality_behave_as_the_generated_ones() -> None:
+    one = _Fast(1)
+    assert (one.a, one.b, one.note, one.weight) == (1, [], "", 1.0)
+    assert _Fast(1).b is not one.b
+    assert _Fast(1, [2], note="x") == _Fast(a=1, b=[2], note="y")  # note: compare=False
+    assert _Fast(1, weight=2.0) != _Fast(1)
+    assert hash(_Fast(1, (), weight=2.0)) == hash(_Fast(1, ()))  # type: ignore[arg-type]
+    assert hash(_Fast(1, ())) != hash(_Fast(2, ()))  # type: ignore[arg-type]
+    assert _Fast(1) != (1, [], "", 1.0) and _Fast.kind == "fast"
+    assert [f.name for f in dataclasses.fields(_Fast)] == ["a", "b", "note", "weight"]
+    assert _Fast.__match_args__ == ("a", "b", "note", "weight")
+    with pytest.raises(TypeError):
+        _Fast()  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="negative"):
+        _Fast(-1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        one.a = 2  # type: ignore[misc]
+    for again in (pickle.loads(pickle.dumps(one)), copy.deepcopy(one)):
+        assert again == one and type(again) is _Fast
+
+
+def test_a_value_type_is_a_dataclass_to_the_dataclasses_module() -> None:
+    for cls in (_Pair, _Fast, _Slotted, _Loose, Session, ExitStatus):
+        assert dataclasses.is_dataclass(cls)
+    assert _Pair.__dataclass_params__.frozen  # type: ignore[attr-defined]
+    assert not _Slotted.__dataclass_params__.frozen  # type: ignore[attr-defined]
+    assert dataclasses.asdict(_Pair(1, [2])) == {"left": 1, "right": [2], "tag": "t"}
+    assert dataclasses.astuple(_Fast(3)) == (3, [], "", 1.0)
+
+
+def test_replace_is_dataclasses_replace_without_init_but_with_post_init() -> None:
+    one, fast = _Pair(1, [2]), _Fast(1, [2], "n")
+    assert replace(one, tag="v") == dataclasses.replace(one, tag="v") == _Pair(1, [2], "v")
+    assert replace(fast, a=5) == dataclasses.replace(fast, a=5)
+    assert replace(fast, a=5).note == "n"
+    with pytest.raises(ValueError, match="negative"):
+        replace(_Checked(1), n=-1)
+    # Session's __post_init__ makes a str a Path, on a replace as at construction
+    moved = replace(Session("a", Path("/h")), home="/elsewhere")  # type: ignore[arg-type]
+    assert moved.home == Path("/elsewhere") and isinstance(moved.home, Path)
+    with pytest.raises(TypeError, match="unexpected arguments: colour"):
+        replace(one, colour=1)
+
+    class Plain(_Checked):  # a subclass adding no field, with its own check
+        __slots__ = ()
+
+        def __post_init__(self) -> None:
+            if self.n > 10:
+                raise ValueError("too big")
+
+    assert type(replace(Plain(1), n=2)) is Plain
+    with pytest.raises(ValueError, match="too big"):
+        replace(Plain(1), n=11)
+
+    @dataclasses.dataclass(frozen=True)
+    class Tagged(_Pair):  # a plugin's dataclass: dataclasses' own replace
+        extra: str = "x"
+
+    assert replace(Tagged(1, [], "t", "y"), tag="u") == Tagged(1, [], "u", "y")
+
+
+def test_a_value_type_is_refused_where_a_dataclass_would_be() -> None:
+    with pytest.raises(TypeError, match="non-default argument 'b' follows default argument"):
+
+        @frozen
+        class Order(Value):
+            a: int = 1
+            b: int  # type: ignore[misc]
+
+    with pytest.raises(ValueError, match="mutable default"):
+
+        @frozen
+        class Shared(Value):
+            items: list[int] = []  # noqa: RUF012
+
+    with pytest.raises(ValueError, match="both default and default_factory"):
+        value_field(default=1, default_factory=int)
+
+
+def test_importing_wirepool_imports_neither_dataclasses_nor_inspect() -> None:
+    """What start-up saves: ~7 ms of imports (benchmarks/bench_startup.py)."""
+    code = (
+        "import sys, wirepool, wirepool._main, wirepool._cli_run, wirepool_servicedir\n"
+        "print(sorted(m for m in ('dataclasses', 'inspect', 'click') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -5,7 +5,6 @@ children)."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
 import os
 import signal
@@ -29,6 +28,7 @@ from wirepool._cli_common import (
 from wirepool._events import Event, EventKind
 from wirepool._proc import ProcessIdentity, identity_of
 from wirepool._store import StateDir, acquire_lock, lock_holder, lock_is_held
+from wirepool._value import replace
 from wirepool.errors import LockHeldError
 from wirepool.plugin import Plugin, PoolSpec
 
@@ -351,9 +351,7 @@ def _stop_recorded_children(state: StateDir, grace: float) -> tuple[int, list[tu
         if adopted.poll() is None:
             adopted.kill()
         adopted.close()
-        stopped = dataclasses.replace(
-            rec, worker=None, reason="stopped by `wirepool stop --children`"
-        )
+        stopped = replace(rec, worker=None, reason="stopped by `wirepool stop --children`")
         with contextlib.suppress(OSError):
             stopped.write(path, durable=True)
     return len(victims), refused

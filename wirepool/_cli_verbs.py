@@ -9,7 +9,6 @@ which reads the files."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from wirepool._cli_status import read_status
 from wirepool._client import Client
 from wirepool._format import format_wall
 from wirepool._store import StateDir, lock_is_held
+from wirepool._value import replace
 from wirepool.errors import ControlError, NoSupervisorError
 from wirepool.plugin import Plugin, PoolSpec
 
@@ -157,7 +157,7 @@ def _reset_records(state: StateDir, keys: set[str]) -> set[str]:
         with contextlib.suppress(OSError, ValueError):
             rec = SessionRecord.read(path)
             if rec.session.name in keys:
-                reset = dataclasses.replace(
+                reset = replace(
                     rec, failed=False, streak=0, next_start_at=None, reason="reset by operator"
                 )
                 reset.write(path, durable=True)

@@ -31,12 +31,11 @@ import selectors
 import socket
 import struct
 from collections.abc import Callable, Mapping
-from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from wirepool._store import dumps_strict, from_strict_json
-from wirepool._value import Shown, record
+from wirepool._value import Shown, field, record
 from wirepool.errors import ControlError
 
 __all__ = [

@@ -26,7 +26,6 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -40,7 +39,7 @@ from wirepool._session import SessionState
 from wirepool._status import SessionStatus, Snapshot
 from wirepool._store import StateDir
 from wirepool._types import Session
-from wirepool._value import Record, Value, frozen, record
+from wirepool._value import Record, Value, field, frozen, record
 from wirepool._watch import Watcher
 from wirepool.discovery import Discovery, DiscoveryLike, as_discovery
 from wirepool.eligibility import Always, Eligibility, EligibilityLike, as_eligibility

@@ -12,10 +12,9 @@ import enum
 import queue
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import field
 from typing import Any
 
-from wirepool._value import Value, frozen
+from wirepool._value import Value, field, frozen
 
 __all__ = ["Event", "EventKind", "EventStream"]
 

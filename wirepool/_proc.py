@@ -20,9 +20,8 @@ import functools
 import os
 import sys
 from collections.abc import Container, Sequence
-from dataclasses import dataclass
 
-from wirepool._value import Ordered
+from wirepool._value import Ordered, frozen
 
 __all__ = [
     "ProcessIdentity",
@@ -39,9 +38,9 @@ _LINUX = sys.platform.startswith("linux")
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-# Its equality and hash stay generated: identities are compared at every look
+# Its equality and hash are compiled: identities are compared at every look
 # at a child (see wirepool._value).
-@dataclass(frozen=True, slots=True, repr=False)
+@frozen(eq=True, fast_init=True)
 class ProcessIdentity(Ordered):
     """``start`` is opaque: only equality with a fresh reading means anything."""
 

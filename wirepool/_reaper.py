@@ -32,11 +32,10 @@ import os
 import signal
 import sys
 from collections.abc import Collection
-from dataclasses import field
 
 from wirepool._log import logger
 from wirepool._proc import ProcessIdentity, identity_of, stat_fields, wirepool_environ
-from wirepool._value import Record, record
+from wirepool._value import Record, field, record
 from wirepool.spawn import POOL_MARKER, SESSION_MARKER
 
 __all__ = ["OrphanReaper"]

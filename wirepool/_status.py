@@ -10,20 +10,19 @@ health -- in words.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from wirepool._proc import ProcessIdentity
 from wirepool._session import Phase
 from wirepool._store import STATUS_SCHEMA
 from wirepool._types import ExitStatus
-from wirepool._value import Value, frozen
+from wirepool._value import Value, field, frozen
 
 STATES = tuple(phase.value for phase in Phase)
 
 
-# the generated __init__, not wirepool._value.frozen's: one per session in every snapshot
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
+# a compiled __init__: one per session in every snapshot
+@frozen(fast_init=True)
 class SessionStatus(Value):
     """One session's status, as ``status.json`` shows it."""
 

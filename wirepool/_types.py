@@ -10,12 +10,11 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from wirepool._value import Value, frozen
+from wirepool._value import Value, field, frozen
 
 __all__ = ["ExitStatus", "Session", "Verdict"]
 
@@ -24,8 +23,8 @@ def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(value or {}))
 
 
-# the generated __init__, not wirepool._value.frozen's: one per session at every discovery pass
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
+# a compiled __init__: one per session at every discovery pass
+@frozen(fast_init=True)
 class Session(Value):
     """One unit of supervision: usually a directory that deserves one daemon.
 
@@ -79,8 +78,8 @@ class Session(Value):
         return str(shown) if shown else self.name
 
 
-# the generated __init__, not wirepool._value.frozen's: one per session at every eligibility pass
-@dataclass(frozen=True, slots=True, repr=False, eq=False)
+# a compiled __init__: one per session at every eligibility pass
+@frozen(fast_init=True)
 class Verdict(Value):
     """An eligibility answer that always carries its reason.
 

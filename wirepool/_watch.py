@@ -15,12 +15,11 @@ import contextlib
 import errno
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import field
 from pathlib import Path
 
 from wirepool import _inotify
 from wirepool._log import logger
-from wirepool._value import Record, record
+from wirepool._value import Record, field, record
 
 
 @record(slots=True)

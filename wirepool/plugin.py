@@ -17,7 +17,6 @@ import stat
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict
 
@@ -29,7 +28,7 @@ from wirepool._types import Session, Verdict
 # What a plugin needs, from this one module: `from wirepool.plugin import
 # CommandSpawner, DirectoryScan, Plugin, PoolSpec, ...` (the names are the
 # same objects as wirepool's own).
-from wirepool._value import Record, Value, record
+from wirepool._value import Record, Value, field, frozen, record
 from wirepool.discovery import DirectoryScan, Discovery, StaticDiscovery
 from wirepool.eligibility import (
     ActiveWithin,
@@ -371,7 +370,7 @@ def timing_from(options: Mapping[str, Any], *, rescan_interval: float = 30.0) ->
     }
 
 
-@dataclass(frozen=True, repr=False, eq=False)
+@frozen
 class PluginInfo(Value):
     """An installed plugin, as ``wirepool plugins`` lists it."""
 

@@ -31,10 +31,9 @@ The rules, and why:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from wirepool._value import Value, frozen
+from wirepool._value import Value, frozen, replace
 
 if TYPE_CHECKING:
     import random

@@ -47,7 +47,6 @@ import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -78,7 +77,7 @@ from wirepool._proc import (
 )
 from wirepool._store import SMALL_STATE_LIMIT, StateDir, read_json, read_small, sha256
 from wirepool._types import ExitStatus, Session
-from wirepool._value import Value, frozen
+from wirepool._value import Value, field, frozen
 
 __all__ = [
     "AdoptedWorker",

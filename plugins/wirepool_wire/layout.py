@@ -79,10 +79,11 @@ import os
 import re
 import stat
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path, PurePath
 from typing import Final, Literal
+
+from wirepool._value import Value, frozen
 
 __all__ = [
     "BY_KEY_DIR",
@@ -330,8 +331,8 @@ def _parse_rust_uint(text: str, maximum: int) -> int | None:
 # ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Card:
+@frozen(eq=True)
+class Card(Value):
     """The two facts a supervisor needs from ``agent-card.json``."""
 
     did: str
@@ -374,8 +375,8 @@ def read_card(home: Path) -> Card | None:
     return Card(did=did, handle=handle if isinstance(handle, str) else display_handle_from_did(did))
 
 
-@dataclass(frozen=True, slots=True)
-class WireHome:
+@frozen(eq=True)
+class WireHome(Value):
     """One initialized session home (it has a DID)."""
 
     path: Path
@@ -741,8 +742,8 @@ class PidfileError(ValueError):
     """A ``daemon.pid`` body that no wire reader would accept."""
 
 
-@dataclass(frozen=True, slots=True)
-class DaemonPidRecord:
+@frozen(eq=True)
+class DaemonPidRecord(Value):
     """What a ``daemon.pid`` says.  Always check liveness: it outlives its daemon."""
 
     pid: int
