@@ -174,7 +174,9 @@ def timed(orig, key):
             spent[key][0] += time.perf_counter() - t
             spent[key][1] += 1
     return wrapper
-spec = importlib.util.spec_from_file_location("wirepool._value", sys.argv[1])
+# a top-level package is found without being imported
+where = importlib.util.find_spec("wirepool").submodule_search_locations[0]
+spec = importlib.util.spec_from_file_location("wirepool._value", where + "/_value.py")
 value = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(value)
 if hasattr(value, "_make"):
@@ -198,12 +200,7 @@ def dataclass_share(checkout: Path) -> dict[str, float]:
     imported before the clock starts), of it in creating value types, and of
     that in compiling their methods; and how many of each."""
     done = subprocess.run(
-        [
-            str(checkout / ".venv/bin/python"),
-            "-c",
-            DATACLASS_SHARE,
-            str(checkout / "wirepool/_value.py"),
-        ],
+        [str(checkout / ".venv/bin/python"), "-c", DATACLASS_SHARE],
         capture_output=True,
         text=True,
         check=True,

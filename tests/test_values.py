@@ -791,3 +791,10 @@ def test_importing_wirepool_imports_neither_dataclasses_nor_inspect() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("collecting", [True, False])
+def test_importing_wirepool_leaves_garbage_collection_as_it_found_it(collecting: bool) -> None:
+    code = f"import gc\nif not {collecting}: gc.disable()\nimport wirepool\nprint(gc.isenabled())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(collecting)

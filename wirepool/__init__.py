@@ -11,48 +11,60 @@ yours) calls ``logger.enable("wirepool")`` and adds its own sinks.
 
 from __future__ import annotations
 
+import gc
 from typing import TYPE_CHECKING
 
-from wirepool import _log
-from wirepool._clock import Clock, SystemClock
-from wirepool._events import Event, EventKind, EventStream
-from wirepool._pool import SessionPool
-from wirepool._proc import ProcessIdentity
-from wirepool._session import Phase
-from wirepool._status import SessionStatus, Snapshot
-from wirepool._types import ExitStatus, Session, Verdict
-from wirepool.discovery import DirectoryScan, Discovery, StaticDiscovery
-from wirepool.eligibility import (
-    ActiveWithin,
-    Always,
-    Bound,
-    Eligibility,
-    HasMarker,
-    NoDownFile,
-)
-from wirepool.errors import (
-    ConfigError,
-    ControlError,
-    LockHeldError,
-    NoSupervisorError,
-    PluginError,
-    SpawnError,
-    UnsafeStateDirError,
-    WirepoolError,
-)
-from wirepool.health import HealthCheck, HeartbeatCheck, NoHealthCheck, PidfileCheck
-from wirepool.plugin import Guard, Plugin, PoolSpec
-from wirepool.restart import RestartPolicy, SpawnRateLimit, wait_jitter
-from wirepool.spawn import (
-    AdoptedWorker,
-    CallableSpawner,
-    CommandSpawner,
-    Environment,
-    Spawner,
-    Worker,
-)
+# No garbage collection while the engine's modules are imported (the state
+# is put back at the end): the ~35 collections the import triggered find
+# nearly nothing, and were ~10 % of it: `wirepool run`'s first child waits
+# for the import (benchmarks/bench_startup.py).
+_collecting = gc.isenabled()
+gc.disable()
 
-_log.disable_until_enabled("wirepool")
+try:
+    from wirepool import _log
+    from wirepool._clock import Clock, SystemClock
+    from wirepool._events import Event, EventKind, EventStream
+    from wirepool._pool import SessionPool
+    from wirepool._proc import ProcessIdentity
+    from wirepool._session import Phase
+    from wirepool._status import SessionStatus, Snapshot
+    from wirepool._types import ExitStatus, Session, Verdict
+    from wirepool.discovery import DirectoryScan, Discovery, StaticDiscovery
+    from wirepool.eligibility import (
+        ActiveWithin,
+        Always,
+        Bound,
+        Eligibility,
+        HasMarker,
+        NoDownFile,
+    )
+    from wirepool.errors import (
+        ConfigError,
+        ControlError,
+        LockHeldError,
+        NoSupervisorError,
+        PluginError,
+        SpawnError,
+        UnsafeStateDirError,
+        WirepoolError,
+    )
+    from wirepool.health import HealthCheck, HeartbeatCheck, NoHealthCheck, PidfileCheck
+    from wirepool.plugin import Guard, Plugin, PoolSpec
+    from wirepool.restart import RestartPolicy, SpawnRateLimit, wait_jitter
+    from wirepool.spawn import (
+        AdoptedWorker,
+        CallableSpawner,
+        CommandSpawner,
+        Environment,
+        Spawner,
+        Worker,
+    )
+
+    _log.disable_until_enabled("wirepool")
+finally:
+    if _collecting:
+        gc.enable()
 
 if TYPE_CHECKING:
     from wirepool._client import Client
