@@ -49,7 +49,17 @@ cd "${0%/*}" || exit 1
 printf '%s %s\\n' "$$" "$EPOCHREALTIME" > pid
 exec sleep 1000000
 """
-WIREPOOL_MAIN = "import sys; sys.argv[0] = 'wirepool'; from wirepool.cli import main; main()"
+# the `wirepool` command's entry point: wirepool._main since the eighth
+# session (an ordinary `run` line read without click), wirepool.cli before
+WIREPOOL_MAIN = """\
+import sys
+sys.argv[0] = "wirepool"
+try:
+    from wirepool._main import entry
+except ImportError:
+    from wirepool.cli import main as entry
+entry()
+"""
 
 
 def make_tree(root: Path, n: int) -> list[str]:
