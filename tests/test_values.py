@@ -763,6 +763,8 @@ def test_replace_is_dataclasses_replace_without_init_but_with_post_init() -> Non
         extra: str = "x"
 
     assert replace(Tagged(1, [], "t", "y"), tag="u") == Tagged(1, [], "u", "y")
+    if sys.version_info >= (3, 13):
+        assert copy.replace(one, tag="w") == _Pair(1, [2], "w")  # type: ignore[attr-defined]
 
 
 def test_a_value_type_is_refused_where_a_dataclass_would_be() -> None:

@@ -251,6 +251,8 @@ def _make(cls: type, *, frozen: bool, slots: bool, eq: bool, fast_init: bool) ->
         made.__init__ = _compiled_init(made, spec) if fast_init else _shared_init(made, spec)
     if "__match_args__" not in body:
         made.__match_args__ = spec.names  # type: ignore[misc]
+    if "__replace__" not in body:  # copy.replace (3.13), as dataclass gives it
+        made.__replace__ = replace
     if frozen:
         made.__setattr__ = _frozen_setattr
         made.__delattr__ = _frozen_delattr
