@@ -168,8 +168,11 @@ class Option(_Param):
     ``is_flag`` takes no value (True when given); ``multiple`` may be given
     again and again (a tuple).  ``callback`` gets the converted value (not
     None: an option not given with no default stays None) and returns the
-    one to use; a ValueError from it is the option's error.  ``run_only`` shows it only in
-    ``run --help`` (:func:`wirepool.plugin.run_only`)."""
+    one to use; a ValueError from it is the option's error.  It may be
+    called twice for one command line (a line the fast parser declines
+    after calling it is read again by click), so it should only convert and
+    check.  ``run_only`` shows it only in ``run --help``
+    (:func:`wirepool.plugin.run_only`)."""
 
     __slots__ = (
         "decls",
