@@ -234,3 +234,86 @@ def test_a_line_left_to_click_gets_clicks_message_and_exit_code(tmp_path: Path) 
     assert result.returncode == 2
     assert "Invalid value for '--grace'" in result.stderr
     assert "Usage: wirepool run servicedir" in result.stderr
+
+
+def test_an_option_click_would_read_otherwise_is_refused_or_read_as_click_does() -> None:
+    with pytest.raises(TypeError, match="a default is a value"):
+        Option("--when", default=lambda: 1)
+    with pytest.raises(TypeError, match="True or False"):
+        Option("--dry", is_flag=True, default=None)
+    with pytest.raises(TypeError, match="default is a tuple"):
+        Option("--env", multiple=True, default="ab")
+    with pytest.raises(TypeError, match="give the name"):
+        Option("--1x")
+    assert Option("---x").name == "_x" == Option("---x").to_click().name
+    for params in (
+        [Option("--dry", is_flag=True, callback=lambda v: f"cb:{v}")],
+        [Option("--env", multiple=True, required=True, default=())],
+        [Option("--env", multiple=True, default=("a", "b"))],
+    ):
+        for line in ([], ["--dry"] if params[0].is_flag else ["--env", "c"]):
+            fast, slow = parse(params, line), by_click(params, line)
+            assert fast is None or (slow is not None and same(fast, slow)), (line, fast, slow)
+    assert parse([Option("--dry", is_flag=True, callback=lambda v: f"cb:{v}")], []) == {
+        "dry": "cb:False"
+    }
+
+
+PLUGIN = """
+import logging
+from pathlib import Path
+import click
+from wirepool.plugin import Argument, Option, Plugin, PluginError
+
+class Odd(Plugin):
+    name = "odd"
+    def options(self):
+        return [Argument("root", kind=Path), Option("--fail")]
+    def build(self, options):
+        from wirepool._log import logger
+        logger.warning("building from {}", options["root"])
+        if options["fail"] == "usage":
+            raise click.UsageError("bad root")
+        if options["fail"] == "interrupt":
+            raise KeyboardInterrupt
+        raise PluginError("no such thing")
+"""
+
+
+@pytest.mark.parametrize(
+    ("fail", "code", "says"),
+    [
+        ("usage", 2, ["Usage: wirepool run odd", "Error: bad root"]),
+        ("interrupt", 1, ["Aborted!"]),
+        ("plugin", 4, ["wirepool: error: no such thing"]),
+    ],
+)
+def test_a_plugin_failing_to_build_is_answered_as_clicks_path_answers(
+    tmp_path: Path, fail: str, code: int, says: list[str]
+) -> None:
+    (tmp_path / "odd.py").write_text(PLUGIN)
+    dist = tmp_path / "odd-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: odd\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[wirepool.plugins]\nodd = odd:Odd\n")
+    result = subprocess.run(
+        [*WIREPOOL, "run", "odd", str(tmp_path), "--fail", fail],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
+    assert result.returncode == code, result.stderr
+    for words in says:
+        assert words in result.stderr
+    assert "Traceback" not in result.stderr
+    # its warning once: a line read again by click builds the pool again
+    assert result.stderr.count("building from") == 1
+
+
+def test_an_unknown_plugin_is_answered_as_clicks_path_answers() -> None:
+    result = subprocess.run(
+        [*WIREPOOL, "run", "nosuchplugin", "/tmp"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 4
+    assert result.stderr.startswith("wirepool: error:") and "nosuchplugin" in result.stderr

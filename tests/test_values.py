@@ -18,6 +18,7 @@ import types
 from dataclasses import field
 from pathlib import Path
 from typing import ClassVar
+from typing import ClassVar as CV
 
 import pytest
 
@@ -683,7 +684,7 @@ def test_a_frozen_value_is_extended_as_a_frozen_dataclass_is() -> None:
 
 
 def test_frozen_refuses_a_field_its_shared_init_cannot_leave_out() -> None:
-    with pytest.raises(TypeError, match="init=False needs @dataclass"):
+    with pytest.raises(TypeError, match="init=False, metadata or kw_only needs @dataclass"):
 
         @frozen
         class Derived(Value):
@@ -698,6 +699,7 @@ class _Fast(Value):
     note: str = field(default="", compare=False)
     weight: float = field(default=1.0, hash=False)
     kind: ClassVar[str] = "fast"  # a class variable, not a field
+    also: CV[int] = 0  # one however ClassVar was imported
 
     def __post_init__(self) -> None:
         if self.a < 0:
@@ -800,3 +802,35 @@ def test_importing_wirepool_leaves_garbage_collection_as_it_found_it(collecting:
     code = f"import gc\nif not {collecting}: gc.disable()\nimport wirepool\nprint(gc.isenabled())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str(collecting)
+
+
+def test_a_value_type_is_made_or_refused_where_a_dataclass_would_be() -> None:
+    assert "also" not in _Fast.__match_args__ and _Fast.also == 0
+    with pytest.raises(TypeError, match="non-frozen dataclass from a frozen one"):
+
+        @record
+        class Loose(_Pair):
+            extra: int = 0
+
+    with pytest.raises(TypeError, match="Cannot overwrite attribute __setattr__"):
+
+        @frozen
+        class Writes(Value):
+            a: int
+
+            def __setattr__(self, name: str, value: object) -> None:
+                object.__setattr__(self, name, value)
+
+    with pytest.raises(TypeError, match="metadata or kw_only needs @dataclass"):
+
+        @frozen
+        class Tagged(Value):
+            a: int = field(default=0, metadata={"unit": "s"})
+
+    class Quiet(_Pair):  # a plain subclass adding a check its __init__ never calls
+        __slots__ = ()
+
+        def __post_init__(self) -> None:
+            raise AssertionError("not called, as by construction")
+
+    assert replace(Quiet(1), tag="x").tag == "x"

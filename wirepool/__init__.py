@@ -11,15 +11,15 @@ yours) calls ``logger.enable("wirepool")`` and adds its own sinks.
 
 from __future__ import annotations
 
-import gc
+import gc as _gc
 from typing import TYPE_CHECKING
 
 # No garbage collection while the engine's modules are imported (the state
 # is put back at the end): the ~35 collections the import triggered find
 # nearly nothing, and were ~10 % of it: `wirepool run`'s first child waits
 # for the import (benchmarks/bench_startup.py).
-_collecting = gc.isenabled()
-gc.disable()
+_collecting = _gc.isenabled()
+_gc.disable()
 
 try:
     from wirepool import _log
@@ -64,7 +64,8 @@ try:
     _log.disable_until_enabled("wirepool")
 finally:
     if _collecting:
-        gc.enable()
+        _gc.enable()
+    del _collecting
 
 if TYPE_CHECKING:
     from wirepool._client import Client

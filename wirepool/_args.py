@@ -213,11 +213,21 @@ class Option(_Param):
             raise TypeError(f"option {decls!r}: on/off pairs and bare dashes go through click")
         if is_flag and (multiple or kind is not str):
             raise TypeError(f"option {decls!r}: a flag takes no value")
+        # Defaults click treats in ways of its own (called, iterated, a flag's
+        # None kept) are refused rather than read differently here.
+        if callable(default):
+            raise TypeError(f"option {decls!r}: a default is a value, not a function")
+        if is_flag and default is not _UNSET and not isinstance(default, bool):
+            raise TypeError(f"option {decls!r}: a flag's default is True or False")
+        if multiple and default not in (_UNSET, None) and not isinstance(default, tuple | list):
+            raise TypeError(f"option {decls!r}: a multiple option's default is a tuple")
         if names:
             name = names[0]
-        else:  # click's rule: the first of the longest prefix
-            longest = sorted(spellings, key=lambda d: -(len(d) - len(d.lstrip("-"))))[0]
-            name = longest.lstrip("-").replace("-", "_").lower()
+        else:  # click's rule: the first of the longest prefix, less that prefix
+            longest = sorted(spellings, key=lambda d: -(2 if d.startswith("--") else 1))[0]
+            name = longest[2 if longest.startswith("--") else 1 :].replace("-", "_").lower()
+            if not name.isidentifier():
+                raise TypeError(f"option {decls!r}: give the name its value goes under")
         super().__init__(
             name,
             kind,
@@ -269,14 +279,16 @@ class Option(_Param):
     def value(self, given: list[str] | None) -> Any:
         """What click passes on: the line's value(s) or the default, converted."""
         if given is None:
-            if self.required and self.default in (_UNSET, None):
-                raise _Decline
             if self.is_flag:
-                return False if self.default is _UNSET else bool(self.default)
+                return self.finish(False if self.default is _UNSET else self.default)
             if self.multiple:
-                default = () if self.default in (_UNSET, None) else self.default
+                default = () if self.default in (_UNSET, None) else tuple(self.default)
+                if self.required and not default:
+                    raise _Decline
                 return self.finish(tuple(self.convert(v) for v in default))
             if self.default in (_UNSET, None):
+                if self.required:
+                    raise _Decline
                 return self.finish(None)
             return self.finish(self.convert(self.default))
         if self.is_flag:

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
     from loguru import Logger
 
-__all__ = ["disable_until_enabled", "hold", "logger", "release", "release_after"]
+__all__ = ["disable_until_enabled", "forget", "hold", "logger", "release", "release_after"]
 
 #: calls that return another logger (kept as links of a chain while held)
 _CHAINED = frozenset({"bind", "opt", "patch", "contextualize"})
@@ -184,6 +184,14 @@ def release() -> None:
         real = _load()
         for call in kept:
             call.make(real)
+
+
+def forget() -> None:
+    """Drop the calls kept so far (and keep holding): the command line is
+    read again from the start (wirepool._main), and makes them again."""
+    with _lock:
+        if _kept is not None:
+            _kept.clear()
 
 
 _release_at: float | None = None

@@ -4,10 +4,13 @@ An ordinary ``wirepool [-q|-v] run PLUGIN ...`` line, with a plugin that
 declares its options with :class:`wirepool.plugin.Option` and
 :class:`~wirepool.plugin.Argument`, is read here without importing click
 (:mod:`wirepool._args`): a supervisor's first child starts that much sooner.
-Every other line -- another verb, help, a usage error, an unknown plugin --
-goes to click (:mod:`wirepool.cli`), which reads it from the start; so does
-one whose plugin cannot build its pool from the options (its message is
-click's).
+Every other line -- another verb, help, a usage error, a plugin with click
+parameters of its own -- goes to click (:mod:`wirepool.cli`), which reads it
+from the start; so does one whose plugin raises a click exception as it
+builds its pool (click's message has the usage line).  What is said and
+returned otherwise -- an unknown plugin, a ``CliError``, Ctrl-C -- is what
+click's path says and returns.  The plugin's ``build`` then runs with no
+click context.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ def entry() -> None:
 
 def run_without_click(line: Sequence[str]) -> int | None:
     """Carry out ``line`` if it is an ordinary ``run`` and return the exit
-    code; None, having done nothing, if click is to read it."""
+    code; None, having done nothing it will do again, if click is to read it."""
     quiet, verbose, at = False, 0, 0
     while at < len(line) and line[at] in (*_QUIET, *_VERBOSE):
         quiet = quiet or line[at] in _QUIET
@@ -50,21 +53,28 @@ def run_without_click(line: Sequence[str]) -> int | None:
         at += 1
     if line[at : at + 1] != ["run"] or at + 1 == len(line) or line[at + 1][:1] == "-":
         return None
-    name = line[at + 1]
+    try:
+        return _run(line[at + 1], line[at + 2 :], -1 if quiet else verbose)
+    except KeyboardInterrupt:  # as click says it
+        sys.stderr.write("\nAborted!\n")
+        return 1
 
+
+def _run(name: str, rest: Sequence[str], verbosity: int) -> int | None:
     from wirepool import _args
+    from wirepool._cli_common import EXIT_PLUGIN, CliError, report
     from wirepool._cli_run import run_params
     from wirepool.errors import PluginError
     from wirepool.plugin import load_plugin
 
     try:
         plugin = load_plugin(name)
-    except PluginError:
-        return None
+    except PluginError as exc:  # what click's path says (`wirepool.cli.PluginGroup`)
+        return report(CliError(str(exc), EXIT_PLUGIN))
     plugin_params, verb_params = list(plugin.options()), run_params()
     if not _args.all_light(plugin_params):
         return None
-    values = _args.parse([*plugin_params, *verb_params], line[at + 2 :])
+    values = _args.parse([*plugin_params, *verb_params], rest)
     if values is None:
         return None
 
@@ -78,7 +88,7 @@ def run_without_click(line: Sequence[str]) -> int | None:
     # as the click group does for `run`: log lines held until the first
     # children are started (wirepool._log)
     _log.hold(logs=True)
-    configure_logging(-1 if quiet else verbose)
+    configure_logging(verbosity)
     built: list[PoolSpec] = []
 
     def build_spec() -> int:
@@ -88,13 +98,32 @@ def run_without_click(line: Sequence[str]) -> int | None:
     try:
         code = invoke(build_spec)
     except Exception as exc:
-        if is_click_exception(exc):  # the plugin's own usage error: click shows it
+        if is_click_exception(exc):
+            # The plugin's own usage error, which only click shows as it
+            # should (with the usage line): click builds the pool again,
+            # so what this build logged is dropped.
+            _log.forget()
             return None
         raise
     if not built:
         return code
     try:
         return invoke(lambda: run_spec(built[0], name, verb))
-    except KeyboardInterrupt:  # as click says it
-        sys.stderr.write("\nAborted!\n")
-        return 1
+    except Exception as exc:
+        if not is_click_exception(exc):
+            raise
+        return _shown(exc)
+
+
+def _shown(exc: Exception) -> int:
+    """A click exception raised once the supervisor has started (too late
+    to read the line again), shown and answered as click's own main does."""
+    import click
+
+    if isinstance(exc, click.ClickException):
+        exc.show()
+        return exc.exit_code
+    if isinstance(exc, click.exceptions.Exit):
+        return exc.exit_code
+    sys.stderr.write("Aborted!\n")  # click.Abort
+    return 1

@@ -106,14 +106,19 @@ def field(
 class _Spec:
     """What a class made here is: its fields, in ``__init__``'s order."""
 
-    __slots__ = ("eq", "fields", "frozen", "names", "own_init", "post_init", "shown")
+    __slots__ = ("eq", "fields", "frozen", "names", "own_init", "post_init", "shown", "slots")
 
-    def __init__(self, cls: type, fields: tuple[_Field, ...], *, frozen: bool, eq: bool) -> None:
+    def __init__(
+        self, cls: type, fields: tuple[_Field, ...], *, frozen: bool, eq: bool, slots: bool
+    ) -> None:
         self.fields = fields
         self.names = tuple(f.name for f in fields)
         self.frozen = frozen
         self.eq = eq
-        self.post_init: Callable[[Any], None] | None = getattr(cls, "__post_init__", None)
+        self.slots = slots
+        # whether its __init__ calls __post_init__ (looked up on the instance,
+        # as dataclass's does: a subclass's own one is the one called)
+        self.post_init = hasattr(cls, "__post_init__")
         self.own_init = False  # the class wrote its own __init__ (replace calls it)
         self.shown = cls.__qualname__
 
@@ -131,7 +136,8 @@ def _spec_of(cls: type) -> _Spec | None:
     for klass in cls.__mro__:
         spec = _SPECS.get(klass)
         if spec is not None:
-            mine = _Spec(cls, spec.fields, frozen=spec.frozen, eq=spec.eq)
+            mine = _Spec(cls, spec.fields, frozen=spec.frozen, eq=spec.eq, slots=spec.slots)
+            mine.post_init = spec.post_init
             below = cls.__mro__[: cls.__mro__.index(klass)]
             mine.own_init = spec.own_init or any("__init__" in k.__dict__ for k in below)
             _SPECS[cls] = mine
@@ -153,12 +159,24 @@ def _fields_of(cls: type) -> tuple[Any, ...]:
 # ------------------------------------------------------------ making a class
 
 
-def _class_var(kind: Any) -> bool:
+def _class_var(kind: Any, space: dict[str, Any]) -> bool:
+    """Whether an annotation says ClassVar, as dataclass reads it: a string
+    (``from __future__ import annotations``) by what its head names in the
+    class's module, however typing or ClassVar was imported there."""
     if isinstance(kind, str):
-        head = kind.split("[", 1)[0].strip()
-        if head.rsplit(".", 1)[-1] in ("InitVar", "KW_ONLY"):
-            raise TypeError(f"{kind}: InitVar and KW_ONLY need @dataclass")
-        return head in ("ClassVar", "typing.ClassVar", "t.ClassVar")
+        found: Any = space
+        for part in kind.split("[", 1)[0].strip().split("."):
+            found = found.get(part) if isinstance(found, dict) else getattr(found, part, None)
+            if found is None:
+                return False
+        kind = found
+    dataclasses = sys.modules.get("dataclasses")
+    if dataclasses is not None and (
+        kind is dataclasses.InitVar
+        or isinstance(kind, dataclasses.InitVar)
+        or kind is dataclasses.KW_ONLY
+    ):
+        raise TypeError(f"{kind}: InitVar and KW_ONLY need @dataclass")
     return kind is ClassVar or get_origin(kind) is ClassVar
 
 
@@ -167,8 +185,8 @@ def _as_field(value: Any) -> _Field:
         return value
     dataclasses = sys.modules.get("dataclasses")
     if dataclasses is not None and isinstance(value, dataclasses.Field):
-        if not value.init:  # the shared __init__ would take it
-            raise TypeError("a field with init=False needs @dataclass")
+        if not value.init or value.metadata or value.kw_only is True:
+            raise TypeError("a field with init=False, metadata or kw_only needs @dataclass")
         return _Field(
             MISSING if value.default is dataclasses.MISSING else value.default,
             MISSING if value.default_factory is dataclasses.MISSING else value.default_factory,
@@ -179,19 +197,25 @@ def _as_field(value: Any) -> _Field:
     return _Field(default=value)
 
 
-def _collect(cls: type) -> tuple[_Field, ...]:
+def _collect(cls: type, *, frozen: bool) -> tuple[_Field, ...]:
     """The fields, a base's first, as ``dataclass`` orders them."""
     found: dict[str, _Field] = {}
     for base in reversed(cls.__mro__[1:]):
         spec = _SPECS.get(base)
         if spec is not None:
+            if spec.fields and spec.frozen != frozen:
+                raise TypeError(
+                    f"cannot inherit {'' if frozen else 'non-'}frozen dataclass "
+                    f"from a {'non-' if frozen else ''}frozen one"
+                )
             found.update((f.name, f) for f in spec.fields)
         elif "__dataclass_fields__" in base.__dict__:
             raise TypeError(f"{cls.__qualname__}: its base {base.__qualname__} is a @dataclass")
+    space = vars(sys.modules[cls.__module__]) if cls.__module__ in sys.modules else {}
     # the class's own (since 3.10 never a base's; on 3.14 evaluated from
     # __annotate__, as strings under `from __future__ import annotations`)
     for name, kind in cls.__annotations__.items():
-        if _class_var(kind):
+        if _class_var(kind, space):
             continue
         made = _as_field(cls.__dict__.get(name, MISSING))
         if made.default is not MISSING and made.default.__class__.__hash__ is None:
@@ -220,7 +244,9 @@ def _slots_of(cls: type) -> set[str]:
 
 
 def _make(cls: type, *, frozen: bool, slots: bool, eq: bool, fast_init: bool) -> Any:
-    fields = _collect(cls)
+    fields = _collect(cls, frozen=frozen)
+    if frozen and ("__setattr__" in cls.__dict__ or "__delattr__" in cls.__dict__):
+        raise TypeError(f"Cannot overwrite attribute __setattr__ in class {cls.__qualname__}")
     made: Any
     body = dict(cls.__dict__)
     own = cls.__annotations__
@@ -244,7 +270,7 @@ def _make(cls: type, *, frozen: bool, slots: bool, eq: bool, fast_init: bool) ->
                         delattr(made, f.name)
                 else:
                     setattr(made, f.name, f.default)
-    spec = _Spec(made, fields, frozen=frozen, eq=eq)
+    spec = _Spec(made, fields, frozen=frozen, eq=eq, slots=slots)
     if "__init__" in body:
         spec.own_init = True
     else:
@@ -298,7 +324,7 @@ def _compiled_init(cls: type, spec: _Spec) -> Callable[..., None]:
             lines.append(f"__wp_set(self, {f.name!r}, {value})")
         else:
             lines.append(f"self.{f.name} = {value}")
-    if spec.post_init is not None:
+    if spec.post_init:
         lines.append("self.__post_init__()")
     source = f"def __init__(self, {', '.join(args)}):\n    " + "\n    ".join(lines or ["pass"])
     result: Callable[..., None] = _compile(source, env, "__init__", cls)
@@ -312,7 +338,7 @@ def _shared_init(cls: type, spec: _Spec) -> Callable[..., None]:
     count = len(names)
     rest = tuple((f.name, f.default, f.default_factory) for f in spec.fields)
     put = _set if spec.frozen else setattr
-    post_init = spec.post_init is not None
+    post_init = spec.post_init
     what = cls.__qualname__
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -407,9 +433,9 @@ class _DataclassView:
                 hash=f.hash,
                 compare=f.compare,
             )
-        shadow: Any = dataclasses.dataclass(frozen=spec.frozen, eq=spec.eq, repr=False)(
-            type(cls.__name__, (), space)
-        )
+        shadow: Any = dataclasses.dataclass(
+            frozen=spec.frozen, eq=spec.eq, repr=False, slots=spec.slots
+        )(type(cls.__name__, (), space))
         type.__setattr__(cls, "__dataclass_fields__", shadow.__dataclass_fields__)
         type.__setattr__(cls, "__dataclass_params__", shadow.__dataclass_params__)
         return getattr(cls, f"__dataclass_{self.what}__")
@@ -447,14 +473,15 @@ def replace(obj: _T, /, **changes: Any) -> _T:
         import dataclasses
 
         return dataclasses.replace(obj, **changes)  # type: ignore[type-var]
-    new = object.__new__(cls)
+    new: Any = object.__new__(cls)
     for name in spec.names:
         _set(new, name, changes.pop(name) if name in changes else getattr(obj, name))
     if changes:
         raise TypeError(f"{spec.shown}.__init__() got unexpected arguments: {', '.join(changes)}")
-    if spec.post_init is not None:
-        spec.post_init(new)
-    return new
+    if spec.post_init:
+        new.__post_init__()
+    made: _T = new
+    return made
 
 
 @overload

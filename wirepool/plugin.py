@@ -233,7 +233,7 @@ def run_only(*params: Any) -> list[Any]:
     for param in params:
         if isinstance(param, Option):
             param.run_only = True
-        else:
+        elif not isinstance(param, Argument):  # an argument is never hidden
             setattr(param, _RUN_ONLY, True)
     return list(params)
 
