@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Sequence
@@ -260,10 +261,12 @@ def test_an_option_click_would_read_otherwise_is_refused_or_read_as_click_does()
 
 
 PLUGIN = """
-import logging
 from pathlib import Path
 import click
+from wirepool._log import logger
 from wirepool.plugin import Argument, Option, Plugin, PluginError
+
+logger.warning("odd imported")  # at import: to the command's own sink, once
 
 class Odd(Plugin):
     name = "odd"
@@ -309,6 +312,8 @@ def test_a_plugin_failing_to_build_is_answered_as_clicks_path_answers(
     assert "Traceback" not in result.stderr
     # its warning once: a line read again by click builds the pool again
     assert result.stderr.count("building from") == 1
+    assert result.stderr.count("odd imported") == 1
+    assert re.search(r"^\S+ \S+ WARNING +odd imported$", result.stderr, re.M), result.stderr
 
 
 def test_an_unknown_plugin_is_answered_as_clicks_path_answers() -> None:

@@ -37,7 +37,15 @@ if TYPE_CHECKING:
 
     from loguru import Logger
 
-__all__ = ["disable_until_enabled", "forget", "hold", "logger", "release", "release_after"]
+__all__ = [
+    "disable_until_enabled",
+    "forget",
+    "hold",
+    "kept",
+    "logger",
+    "release",
+    "release_after",
+]
 
 #: calls that return another logger (kept as links of a chain while held)
 _CHAINED = frozenset({"bind", "opt", "patch", "contextualize"})
@@ -186,12 +194,19 @@ def release() -> None:
             call.make(real)
 
 
-def forget() -> None:
-    """Drop the calls kept so far (and keep holding): the command line is
-    read again from the start (wirepool._main), and makes them again."""
+def kept() -> int:
+    """How many calls are kept so far (0 when not holding)."""
+    with _lock:
+        return len(_kept) if _kept is not None else 0
+
+
+def forget(since: int) -> None:
+    """Drop the calls kept after the first ``since`` (and keep holding): a
+    step the command will make again (wirepool._main), making them again.
+    Lines made already (released) cannot be taken back."""
     with _lock:
         if _kept is not None:
-            _kept.clear()
+            del _kept[since:]
 
 
 _release_at: float | None = None

@@ -61,12 +61,17 @@ def run_without_click(line: Sequence[str]) -> int | None:
 
 
 def _run(name: str, rest: Sequence[str], verbosity: int) -> int | None:
-    from wirepool import _args
-    from wirepool._cli_common import EXIT_PLUGIN, CliError, report
+    from wirepool import _args, _log
+    from wirepool._cli_common import EXIT_PLUGIN, CliError, configure_logging, report
     from wirepool._cli_run import run_params
     from wirepool.errors import PluginError
     from wirepool.plugin import load_plugin
 
+    # As the click group does for `run` before it imports the plugin: log
+    # lines held until the first children are started (wirepool._log).
+    # Made again on click's path, where the set-up is the same.
+    _log.hold(logs=True)
+    configure_logging(verbosity)
     try:
         plugin = load_plugin(name)
     except PluginError as exc:  # what click's path says (`wirepool.cli.PluginGroup`)
@@ -78,18 +83,14 @@ def _run(name: str, rest: Sequence[str], verbosity: int) -> int | None:
     if values is None:
         return None
 
-    from wirepool import _log
-    from wirepool._cli_common import build, configure_logging, invoke, is_click_exception
+    from wirepool._cli_common import build, invoke, is_click_exception
     from wirepool._cli_run import run_spec
 
     verb_names = {p.name for p in verb_params}
     verb = {k: v for k, v in values.items() if k in verb_names}
     opts = {k: v for k, v in values.items() if k not in verb_names}
-    # as the click group does for `run`: log lines held until the first
-    # children are started (wirepool._log)
-    _log.hold(logs=True)
-    configure_logging(verbosity)
     built: list[PoolSpec] = []
+    logged_before = _log.kept()
 
     def build_spec() -> int:
         built.append(build(plugin, opts, verb))
@@ -101,8 +102,8 @@ def _run(name: str, rest: Sequence[str], verbosity: int) -> int | None:
         if is_click_exception(exc):
             # The plugin's own usage error, which only click shows as it
             # should (with the usage line): click builds the pool again,
-            # so what this build logged is dropped.
-            _log.forget()
+            # so what this build logged (and is still held) is dropped.
+            _log.forget(logged_before)
             return None
         raise
     if not built:
