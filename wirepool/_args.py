@@ -141,9 +141,9 @@ class _Param:
 
 
 def _path(value: Any, *, file_okay: bool, dir_okay: bool) -> Path:
-    """click's ``Path`` check, as its ``convert`` makes it (not ``exists``,
-    ``readable``): a path that is there must be of a kind allowed, and
-    readable; one that is not there is taken as it is."""
+    """click's ``Path`` check, as its ``convert`` makes it with its defaults
+    (``exists=False``, ``readable=True``): a path that is there must be of a
+    kind allowed, and readable; one that is not there is taken as it is."""
     if not isinstance(value, str | Path) or value in ("", "-"):
         raise _Decline
     try:
