@@ -145,16 +145,22 @@ print(time.perf_counter() - t)
 """
 
 
-def run_imports(checkout: Path) -> float:
+def python_c(checkout: Path, code: str) -> str:
+    """What the checkout's interpreter prints running ``code`` (in the
+    checkout: ``-c`` puts the working directory first on the path)."""
     done = subprocess.run(
-        [str(checkout / ".venv/bin/python"), "-c", RUN_IMPORTS],
+        [str(checkout / ".venv/bin/python"), "-c", code],
         capture_output=True,
         text=True,
         check=True,
         timeout=60,
         cwd=checkout,
     )
-    return float(done.stdout)
+    return done.stdout
+
+
+def run_imports(checkout: Path) -> float:
+    return float(python_c(checkout, RUN_IMPORTS))
 
 
 # Times the creation of wirepool's value types inside the import: since the
@@ -199,15 +205,7 @@ def dataclass_share(checkout: Path) -> dict[str, float]:
     """Seconds of ``import wirepool.cli`` (dataclasses or wirepool._value
     imported before the clock starts), of it in creating value types, and of
     that in compiling their methods; and how many of each."""
-    done = subprocess.run(
-        [str(checkout / ".venv/bin/python"), "-c", DATACLASS_SHARE],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-        cwd=checkout,
-    )
-    got = json.loads(done.stdout)
+    got = json.loads(python_c(checkout, DATACLASS_SHARE))
     return {
         "import": got["import"],
         "classes": got["classes"][0],

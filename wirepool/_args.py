@@ -105,7 +105,16 @@ class _Param:
         except Exception:  # click's path calls it again, and says what is wrong
             raise _Decline from None
 
-    def click_type(self) -> Any:
+    def click_kwargs(self) -> dict[str, Any]:
+        """What an option and an argument pass click alike: the type (left
+        out for text, click's default), the callback, the metavar."""
+        kwargs: dict[str, Any] = {"callback": self._click_callback(), "metavar": self.metavar}
+        click_type = self._click_type()
+        if click_type is not None:
+            kwargs["type"] = click_type
+        return kwargs
+
+    def _click_type(self) -> Any:
         import click
 
         kind = self.kind
@@ -119,7 +128,7 @@ class _Param:
             return click.Path(file_okay=self.file_okay, dir_okay=self.dir_okay, path_type=Path)
         return None
 
-    def click_callback(self) -> Any:
+    def _click_callback(self) -> Any:
         callback = self.callback
         if callback is None:
             return None
@@ -256,21 +265,16 @@ class Option(_Param):
         """The click option, hidden also when ``hidden``."""
         import click
 
-        kwargs: dict[str, Any] = {}
+        kwargs = self.click_kwargs()
         if self.default is not _UNSET:
             kwargs["default"] = self.default
         if self.is_flag:
             kwargs["is_flag"] = True
-        click_type = self.click_type()
-        if click_type is not None:
-            kwargs["type"] = click_type
         return click.Option(
             list(self.decls),
             multiple=self.multiple,
             required=self.required,
-            callback=self.click_callback(),
             help=self.help,
-            metavar=self.metavar,
             show_default=self.show_default,
             hidden=self.hidden or hidden,
             **kwargs,
@@ -334,15 +338,10 @@ class Argument(_Param):
     def to_click(self, *, hidden: bool = False) -> click.Argument:
         import click
 
-        kwargs: dict[str, Any] = {}
-        click_type = self.click_type()
-        if click_type is not None:
-            kwargs["type"] = click_type
+        kwargs = self.click_kwargs()
         if not self.required:
             kwargs["required"] = False
-        return click.Argument(
-            [self.name], callback=self.click_callback(), metavar=self.metavar, **kwargs
-        )
+        return click.Argument([self.name], **kwargs)
 
     def value(self, given: str | None) -> Any:
         if given is None:
