@@ -253,6 +253,20 @@ def test_what_c_would_cut_short_is_refused_as_popen_refuses_it(tmp_path: Path) -
         _exec.spawn(["/bin/true"], {"A=B": "c"}, str(tmp_path), None, None)
 
 
+
+def test_the_strings_a_child_gets_are_what_fsencode_makes_of_them() -> None:
+    """Every string is encoded at once and cut at the NULs: each piece must
+    be exactly what ``os.fsencode`` gives for it, an empty string and a
+    non-UTF-8 name (surrogate-escaped) included, and nothing is added."""
+    strings = ["", "a=b", "", "caf\u00e9", "x\udcffy", "==", " ", "WIREPOOL_SESSION=s\udc80"]
+    arr = _exec._array(strings)
+    assert [arr[i] for i in range(len(strings))] == [os.fsencode(s) for s in strings]
+    assert arr[len(strings)] is None  # the NULL that ends it
+    empty = _exec._array([])
+    assert empty[0] is None
+    with pytest.raises(ValueError, match="null byte"):
+        _exec._array(["ok", "\0"])
+
 LOW_FDS = textwrap.dedent(
     """\
     import os, sys

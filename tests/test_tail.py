@@ -19,11 +19,11 @@ from conftest import wait_for
 
 from wirepool import _logs
 from wirepool._logs import (
-    MARK,
     LogKeeper,
     exit_mark,
     format_mark,
     log_file_id,
+    mark_pattern,
     open_child_log,
     open_log,
     open_log_dir,
@@ -166,7 +166,9 @@ def test_write_mark_appends_one_stamped_line_that_starts_a_line(logs: Path) -> N
         "2026-12-02T09:22:15.250Z wirepool: spawn failed: two\\nlines",
     ]
     assert all(
-        MARK.match(line.encode()) for line in log.read_text().splitlines() if "wirepool" in line
+        mark_pattern().match(line.encode())
+        for line in log.read_text().splitlines()
+        if "wirepool" in line
     )
     assert exit_mark(1, ExitStatus()) == "pid 1 exited, status unknown (not our child)"
 

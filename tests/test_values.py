@@ -21,6 +21,8 @@ from typing import ClassVar
 from typing import ClassVar as CV
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wirepool import _store
 from wirepool._store import (
@@ -301,6 +303,35 @@ def test_safe_filename_keeps_clean_names_as_they_are() -> None:
         assert safe_filename(name) == name
     # non-ASCII is cleaned and hashed: byte length stays bounded for any script
     assert safe_filename("Ünïcödé").startswith("_n_c_d_-")
+
+
+# what safe_filename tested with patterns until the tenth session; its
+# string methods must say exactly what these say, for any name
+_CLEAN_NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,79}")
+_HASH_SUFFIX_PATTERN = re.compile(r"-[0-9a-f]{8}$")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        st.text(),
+        st.text(alphabet="abcXYZ019-_.\n", max_size=90),
+        st.builds(
+            lambda head, digits, tail: f"{head}-{digits}{tail}",
+            st.text(alphabet="ab.-_", max_size=75),
+            st.text(alphabet="0123456789abcdefABCDEFg", min_size=8, max_size=8),
+            st.sampled_from(["", "\n", "x"]),
+        ),
+    )
+)
+def test_safe_filename_judges_names_as_its_patterns_did(name: str) -> None:
+    from wirepool.spawn import _has_hash_suffix, _is_clean
+
+    assert _is_clean(name) == bool(_CLEAN_NAME_PATTERN.fullmatch(name))
+    clean_form = name if _is_clean(name) else ""
+    assert _has_hash_suffix(clean_form) == bool(_HASH_SUFFIX_PATTERN.search(clean_form))
+    if "\n" not in name:  # "$" matches before a final newline too: never a clean name
+        assert _has_hash_suffix(name) == bool(_HASH_SUFFIX_PATTERN.search(name))
 
 
 def test_safe_filename_is_deterministic() -> None:

@@ -23,20 +23,28 @@ client that stopped reading.
 
 from __future__ import annotations
 
+# The supervisor's side uses the C module's socket type alone: ``socket``
+# itself (the Python wrapper) builds four IntEnums of every constant as it
+# is imported, ~1.2 ms of a supervisor's start before its first child, for
+# ``accept``, which is ``_accept`` and a wrap here.  Clients (``connect``)
+# get a ``socket.socket``, imported when they connect.
+import _socket
 import contextlib
 import errno
 import json
 import os
 import selectors
-import socket
 import struct
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wirepool._store import dumps_strict, from_strict_json
 from wirepool._value import Shown, field, record
 from wirepool.errors import ControlError
+
+if TYPE_CHECKING:
+    import socket
 
 __all__ = [
     "MAX_REQUEST",
@@ -112,6 +120,8 @@ def connect(state_root: Path, *, timeout: float | None = 10.0) -> socket.socket:
     """A blocking connection to the supervisor of ``state_root``.
     OSError (ENOENT, ECONNREFUSED: no supervisor listening) as the kernel
     gives it; PermissionError when the socket is someone else's."""
+    import socket
+
     path = socket_path(state_root)
     dir_fd = os.open(path.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -134,8 +144,8 @@ def connect(state_root: Path, *, timeout: float | None = 10.0) -> socket.socket:
     return sock
 
 
-def _peer(sock: socket.socket) -> tuple[int, int, int]:
-    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+def _peer(sock: _socket.socket) -> tuple[int, int, int]:
+    raw = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, struct.calcsize("3i"))
     pid, uid, gid = struct.unpack("3i", raw)
     return pid, uid, gid
 
@@ -144,7 +154,7 @@ def _peer(sock: socket.socket) -> tuple[int, int, int]:
 class Conn(Shown):
     """One client connection (loop thread only)."""
 
-    sock: socket.socket
+    sock: _socket.socket
     uid: int
     pid: int
     inbuf: bytearray = field(default_factory=bytearray)
@@ -179,7 +189,7 @@ class ControlServer:
         self.path = socket_path(state_root)
         self._handle = handle
         self._on_error = on_error
-        self._listener: socket.socket | None = None
+        self._listener: _socket.socket | None = None
         self._selector: selectors.BaseSelector | None = None
         self._conns: dict[int, Conn] = {}
         #: see MAX_BACKLOG (an attribute, so a test can make it small)
@@ -206,8 +216,8 @@ class ControlServer:
                 os.fchmod(dir_fd, 0o700)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path.name, dir_fd=dir_fd)
-            sock = socket.socket(
-                socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
+            sock = _socket.socket(
+                _socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_NONBLOCK | _socket.SOCK_CLOEXEC
             )
             try:
                 sock.bind(_dir_path(dir_fd, self.path.name))
@@ -246,7 +256,7 @@ class ControlServer:
         if fileobj is self._listener:
             self._accept()
             return
-        conn = self._conns.get(fileobj.fileno()) if isinstance(fileobj, socket.socket) else None
+        conn = self._conns.get(fileobj.fileno()) if isinstance(fileobj, _socket.socket) else None
         if conn is None:
             return
         if mask & selectors.EVENT_WRITE:
@@ -275,12 +285,15 @@ class ControlServer:
         assert self._listener is not None
         for _ in range(64):  # a burst of connects must not hold the loop
             try:
-                sock, _ = self._listener.accept()
+                # socket.socket.accept's own steps: the C accept (accept4
+                # with close-on-exec), then a socket object for the fd
+                fd, _ = self._listener._accept()  # type: ignore[attr-defined]
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # EMFILE: say so once, go on
                 self._on_error("accept", exc)
                 return
+            sock = _socket.socket(fileno=fd)
             sock.setblocking(False)
             try:
                 pid, uid, _ = _peer(sock)

@@ -23,7 +23,6 @@ import selectors
 import signal
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -199,6 +198,7 @@ class _PoolCore:
         self._temp_state: _TempState | None = None
         if state_dir is None:
             import tempfile
+            import weakref
 
             state_dir = tempfile.mkdtemp(prefix="wirepool-")
             self._temp_state = _TempState(Path(state_dir))

@@ -9,8 +9,11 @@ happens between opening it and waiting on it is never missed.
 from __future__ import annotations
 
 import enum
-import queue
 import time
+
+# queue.SimpleQueue and queue.Empty are these: queue.py would add itself
+# and heapq to a supervisor's start
+from _queue import Empty, SimpleQueue
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -92,7 +95,7 @@ class EventStream:
     """
 
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[Event] = queue.SimpleQueue()
+        self._queue: SimpleQueue[Event] = SimpleQueue()
         self._unsubscribe: Callable[[], None] | None = None
         self._ended = False
         #: every event taken from the stream so far, in order
@@ -111,7 +114,7 @@ class EventStream:
             raise EOFError("the pool has stopped; no more events")
         try:
             event = self._queue.get(timeout=timeout)
-        except queue.Empty:
+        except Empty:
             raise TimeoutError(f"no event within {timeout}s") from None
         self.seen.append(event)
         if event.kind == FINAL_EVENT:

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import re
 import select
@@ -73,11 +74,11 @@ from wirepool._types import ExitStatus
 from wirepool._value import Record, record
 
 __all__ = [
-    "MARK",
     "LogKeeper",
     "exit_mark",
     "format_mark",
     "log_file_id",
+    "mark_pattern",
     "open_child_log",
     "open_log",
     "open_log_dir",
@@ -253,8 +254,11 @@ def open_session_log_to_read(path: Path) -> int:
 # its child, so that the log shows restarts where they happened.  The child
 # writes the rest.
 
-#: a line of the supervisor's: UTC time to the millisecond, the tag, a word
-MARK = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z wirepool: (\S+)")
+@functools.cache
+def mark_pattern() -> re.Pattern[bytes]:
+    """A line of the supervisor's: UTC time to the millisecond, the tag, a
+    word (compiled when first asked, not as ``wirepool run`` starts)."""
+    return re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z wirepool: (\S+)")
 
 
 def format_mark(text: str, wall: float) -> bytes:

@@ -17,9 +17,12 @@ hung probes never fails a healthy session's probe.
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
+
+# queue.SimpleQueue and queue.Empty are these: queue.py would add itself
+# and heapq to a supervisor's start
+from _queue import Empty, SimpleQueue
 from collections import deque
 from collections.abc import Callable
 
@@ -57,7 +60,7 @@ class ProbeThreads:
     def __init__(self, wake: Callable[[], None], *, max_threads: int = MAX_THREADS) -> None:
         self._wake = wake
         self._max = max_threads
-        self._queue: queue.SimpleQueue[ProbeJob | None] = queue.SimpleQueue()
+        self._queue: SimpleQueue[ProbeJob | None] = SimpleQueue()
         self._finished: deque[ProbeJob] = deque()
         self._lock = threading.Lock()
         self._threads = 0
@@ -107,7 +110,7 @@ class ProbeThreads:
         while True:
             try:
                 job = self._queue.get(timeout=IDLE_SECONDS)
-            except queue.Empty:
+            except Empty:
                 with self._lock:
                     # Idle and not counted on by a queued job: end.
                     if self._idle > 0:

@@ -14,10 +14,10 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import errno
 import fcntl
+import functools
 import importlib
 import json
 import os
@@ -118,7 +118,12 @@ def atomic_write(
 # A lone surrogate: what ``surrogateescape`` makes of a byte that is not
 # UTF-8 (U+DC80..U+DCFF), or what a JSON ``\\udXXX`` escape without its
 # pair decodes to.
-_SURROGATE = re.compile("[\ud800-\udfff]")
+@functools.cache
+def _surrogate() -> re.Pattern[str]:
+    # compiled when a non-ASCII string first comes, not as a supervisor starts
+    return re.compile("[\ud800-\udfff]")
+
+
 _BYTES_SUFFIX = "_bytes"
 _MAX_DEPTH = 64  # our documents nest less than 30 deep (attrs stop at 20)
 
@@ -174,8 +179,10 @@ def strict_json(value: Any, _depth: int = 0) -> Any:
         out: dict[Any, Any] = {}
         for raw_key, item in value.items():
             key = _escape_surrogates(raw_key) if isinstance(raw_key, str) else raw_key
-            if isinstance(item, str) and _SURROGATE.search(item):
+            if isinstance(item, str) and not item.isascii() and _surrogate().search(item):
                 out[key] = _escape_surrogates(item)
+                import base64  # a non-UTF-8 name: rare, and kept off the start
+
                 with contextlib.suppress(UnicodeEncodeError):
                     raw = item.encode("utf-8", "surrogateescape")
                     out[f"{key}{_BYTES_SUFFIX}"] = base64.b64encode(raw).decode("ascii")
@@ -203,6 +210,8 @@ def from_strict_json(value: Any, _depth: int = 0) -> Any:
     for key, item in value.items():
         exact = value.get(f"{key}{_BYTES_SUFFIX}") if isinstance(key, str) else None
         if isinstance(item, str) and isinstance(exact, str):
+            import base64
+
             try:
                 name = base64.b64decode(exact, validate=True).decode("utf-8", "surrogateescape")
             except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
@@ -218,9 +227,12 @@ def from_strict_json(value: Any, _depth: int = 0) -> Any:
 
 
 def _escape_surrogates(text: str) -> str:
-    if _SURROGATE.search(text) is None:
+    if text.isascii():  # most are: no pattern to run
         return text
-    return _SURROGATE.sub(_escape_one, text)
+    surrogate = _surrogate()
+    if surrogate.search(text) is None:
+        return text
+    return surrogate.sub(_escape_one, text)
 
 
 def _escape_one(match: re.Match[str]) -> str:

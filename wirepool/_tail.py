@@ -51,7 +51,7 @@ from types import TracebackType
 from typing import Any
 
 from wirepool import _inotify
-from wirepool._logs import MARK, open_session_log_to_read
+from wirepool._logs import mark_pattern, open_session_log_to_read
 from wirepool._store import open_regular
 
 __all__ = ["Follower", "follow", "last_lines", "last_output"]
@@ -114,7 +114,7 @@ def last_output(
 ) -> list[str]:
     """What the child's last run wrote last into its log ``path``: at most
     ``lines`` lines within the log's last ``max_bytes`` bytes, after the last
-    start or exit line of the supervisor's (:data:`wirepool._logs.MARK`:
+    start or exit line of the supervisor's (:func:`wirepool._logs.mark_pattern`:
     the lines before it are an earlier run's), without the supervisor's
     lines, and without blank ones.
 
@@ -129,8 +129,9 @@ def last_output(
         os.close(fd)
     parts = _split(data, whole)
     run: list[bytes] = []
+    mark_line = mark_pattern()
     for part in parts:
-        mark = MARK.match(part)
+        mark = mark_line.match(part)
         if mark is None:
             run.append(part)
         elif mark.group(1) != b"adopted":  # an adoption is no new run
