@@ -32,6 +32,7 @@ from wirepool._store import (
     lock_is_held,
     quarantine,
     read_json,
+    read_small,
 )
 from wirepool._types import ExitStatus, Session
 from wirepool._value import Record, Value, frozen, record, replace
@@ -865,3 +866,22 @@ def test_a_value_type_is_made_or_refused_where_a_dataclass_would_be() -> None:
             raise AssertionError("not called, as by construction")
 
     assert replace(Quiet(1), tag="x").tag == "x"
+
+
+def test_read_small_reads_whole_files_up_to_its_limit_and_refuses_more(tmp_path: Path) -> None:
+    """Read in chunks sized by the file (not by the limit): every size
+    around the first chunk, the later 64 KiB ones and the limit itself
+    comes back whole, and one byte over the limit is refused."""
+    path = tmp_path / "f"
+    limit = 200_000
+    for size in (0, 1, 4095, 4096, 4097, 65_536, 70_001, limit):
+        data = os.urandom(size)
+        path.write_bytes(data)
+        assert read_small(path, limit) == data, size
+    path.write_bytes(b"x" * (limit + 1))
+    with pytest.raises(OSError, match="larger than"):
+        read_small(path, limit)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="not a regular file"):
+        read_small(fifo, limit)  # opened non-blocking: refused, not waited on

@@ -251,14 +251,25 @@ def read_small(path: Path, limit: int, *, follow: bool = True) -> bytes:
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     fd = os.open(path, flags)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise OSError(errno.EINVAL, "not a regular file", str(path))
         data = b""
+        # Asked for what the file holds and one byte more (which tells
+        # whether it grew), not for the limit: os.read allocates what it is
+        # asked for, and a megabyte for a 40-byte `run` was an mmap, page
+        # faults and a munmap on every spawn's fingerprint.
+        want = max(st.st_size + 1, 4096)
         while len(data) <= limit:
-            chunk = os.read(fd, limit + 1 - len(data))
-            if not chunk:
-                break
+            asked = min(limit + 1 - len(data), want)
+            chunk = os.read(fd, asked)
             data += chunk
+            # Short, with all fstat counted: the end, without a second read
+            # (a system call per fingerprint and env/ entry) to hear so.  A
+            # file system that reads short before the end reads on.
+            if not chunk or (len(chunk) < asked and len(data) >= st.st_size):
+                break
+            want = 1 << 16
         if len(data) > limit:
             raise OSError(errno.EFBIG, f"larger than {limit} bytes", str(path))
         return data
