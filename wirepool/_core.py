@@ -112,7 +112,7 @@ class Instruments(Protocol):
         """One discovery pass took ``seconds`` (``full``: of every session)."""
 
 
-@record(slots=True)
+@record(slots=True, fast_init=True)  # one per session, made in bulk by a first pass
 class _Slot(Record):
     """What the shell holds for one session: its state machine's state (the
     one place its lifecycle is written: :mod:`wirepool._session`) and the
@@ -204,6 +204,7 @@ class _PoolCore:
             self._temp_state = _TempState(Path(state_dir))
             weakref.finalize(self, self._temp_state.remove_if_unused)
         self.state = StateDir(Path(state_dir).absolute())
+        self._records_dir: Path | None = None  # see _record_path
         self.on_exit: OnExit = on_exit
         self.grace = float(grace)
         self.stop_grace = float(stop_grace)
@@ -395,7 +396,12 @@ class _PoolCore:
         return now + (time.thread_time() - cpu + self._plan_cpu) / NET_CPU_SHARE
 
     def _record_path(self, name: str) -> Path:
-        return self.state.records_dir / f"{safe_filename(name)}.json"
+        # the directory made once: two joins per session were a tenth of a
+        # first pass's work on each new session (before its first spawn)
+        records_dir = self._records_dir
+        if records_dir is None:
+            records_dir = self._records_dir = self.state.records_dir
+        return records_dir / f"{safe_filename(name)}.json"
 
 
 #: the share of a core each net under the events may take: the timer's full

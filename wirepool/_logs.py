@@ -254,6 +254,7 @@ def open_session_log_to_read(path: Path) -> int:
 # its child, so that the log shows restarts where they happened.  The child
 # writes the rest.
 
+
 @functools.cache
 def mark_pattern() -> re.Pattern[bytes]:
     """A line of the supervisor's: UTC time to the millisecond, the tag, a

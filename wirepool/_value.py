@@ -504,16 +504,16 @@ def frozen(cls: Any = None, /, *, eq: bool = False, fast_init: bool = False) -> 
 @overload
 def record(cls: type[_T], /) -> type[_T]: ...
 @overload
-def record(*, slots: bool = False) -> Callable[[type[_T]], type[_T]]: ...
+def record(*, slots: bool = False, fast_init: bool = False) -> Callable[[type[_T]], type[_T]]: ...
 
 
 @dataclass_transform(eq_default=False, field_specifiers=(field, _Field))
-def record(cls: Any = None, /, *, slots: bool = False) -> Any:
+def record(cls: Any = None, /, *, slots: bool = False, fast_init: bool = False) -> Any:
     """``@dataclass(repr=False, eq=False, slots=slots)``: a mutable record
-    (see the module's docstring)."""
+    (see the module's docstring); ``fast_init`` compiles its ``__init__``."""
 
     def make(cls: Any) -> Any:
-        return _make(cls, frozen=False, slots=slots, eq=False, fast_init=False)
+        return _make(cls, frozen=False, slots=slots, eq=False, fast_init=fast_init)
 
     return make if cls is None else make(cls)
 
