@@ -253,7 +253,6 @@ def test_what_c_would_cut_short_is_refused_as_popen_refuses_it(tmp_path: Path) -
         _exec.spawn(["/bin/true"], {"A=B": "c"}, str(tmp_path), None, None)
 
 
-
 def test_the_strings_a_child_gets_are_what_fsencode_makes_of_them() -> None:
     """Every string is encoded at once and cut at the NULs: each piece must
     be exactly what ``os.fsencode`` gives for it, an empty string and a
@@ -266,6 +265,7 @@ def test_the_strings_a_child_gets_are_what_fsencode_makes_of_them() -> None:
     assert empty[0] is None
     with pytest.raises(ValueError, match="null byte"):
         _exec._array(["ok", "\0"])
+
 
 LOW_FDS = textwrap.dedent(
     """\
