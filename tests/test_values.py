@@ -885,3 +885,26 @@ def test_read_small_reads_whole_files_up_to_its_limit_and_refuses_more(tmp_path:
     os.mkfifo(fifo)
     with pytest.raises(OSError, match="not a regular file"):
         read_small(fifo, limit)  # opened non-blocking: refused, not waited on
+
+
+def test_read_small_reads_a_sizeless_proc_file_to_its_end(tmp_path: Path) -> None:
+    """/proc files are regular with a size of 0 and read a page at a time:
+    a short read there is not the end.  A Python child's memory map is
+    several pages, and stays put while it sleeps."""
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import json, decimal, ctypes, time; print(1, flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == b"1"
+        maps = Path(f"/proc/{child.pid}/maps")
+        whole = maps.read_bytes()
+        assert len(whole) > 4096  # more than the first read asks for
+        assert read_small(maps, 1 << 20) == whole
+    finally:
+        child.kill()
+        child.wait()

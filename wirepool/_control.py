@@ -293,7 +293,13 @@ class ControlServer:
             except OSError as exc:  # EMFILE: say so once, go on
                 self._on_error("accept", exc)
                 return
-            sock = _socket.socket(fileno=fd)
+            try:
+                # what the listener is, said, as accept says it: asked of
+                # the fd instead, it was three more system calls
+                sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
+            except OSError:
+                os.close(fd)
+                continue
             sock.setblocking(False)
             try:
                 pid, uid, _ = _peer(sock)

@@ -266,8 +266,9 @@ def read_small(path: Path, limit: int, *, follow: bool = True) -> bytes:
             data += chunk
             # Short, with all fstat counted: the end, without a second read
             # (a system call per fingerprint and env/ entry) to hear so.  A
-            # file system that reads short before the end reads on.
-            if not chunk or (len(chunk) < asked and len(data) >= st.st_size):
+            # file system that reads short before the end reads on, as does
+            # one whose files have no size (/proc, /sys: a page per read).
+            if not chunk or (len(chunk) < asked and 0 < st.st_size <= len(data)):
                 break
             want = 1 << 16
         if len(data) > limit:
