@@ -74,7 +74,7 @@ class _Loop(_Operator):
             # a power loss it is stale whatever it says (readers check the pid
             # and start time, or ask the lock), and an fsync before the first
             # child is a disk flush on the start's path (~0.25 ms on this
-            # machine's ext4, tens of ms on a busy disk).
+            # machine's ext4, more on a busy disk).
             durable=False,
             strict=True,
         )

@@ -257,8 +257,8 @@ def read_small(path: Path, limit: int, *, follow: bool = True) -> bytes:
         data = b""
         # Asked for what the file holds and one byte more (which tells
         # whether it grew), not for the limit: os.read allocates what it is
-        # asked for, and a megabyte for a 40-byte `run` was an mmap, page
-        # faults and a munmap on every spawn's fingerprint.
+        # asked for, and a megabyte for a 40-byte `run` was an mmap and a
+        # munmap on every spawn's fingerprint (in the spawn threads).
         want = max(st.st_size + 1, 4096)
         while len(data) <= limit:
             asked = min(limit + 1 - len(data), want)
