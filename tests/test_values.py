@@ -306,7 +306,7 @@ def test_safe_filename_keeps_clean_names_as_they_are() -> None:
     assert safe_filename("Ünïcödé").startswith("_n_c_d_-")
 
 
-# what safe_filename tested with patterns until the tenth session; its
+# what safe_filename tested with patterns until the ninth session; its
 # string methods must say exactly what these say, for any name
 _CLEAN_NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,79}")
 _HASH_SUFFIX_PATTERN = re.compile(r"-[0-9a-f]{8}$")
@@ -887,24 +887,17 @@ def test_read_small_reads_whole_files_up_to_its_limit_and_refuses_more(tmp_path:
         read_small(fifo, limit)  # opened non-blocking: refused, not waited on
 
 
-def test_read_small_reads_a_sizeless_proc_file_to_its_end(tmp_path: Path) -> None:
+def test_read_small_reads_a_sizeless_proc_file_to_its_end() -> None:
     """/proc files are regular with a size of 0 and read a page at a time:
-    a short read there is not the end.  A Python child's memory map is
-    several pages, and stays put while it sleeps."""
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import json, decimal, ctypes, time; print(1, flush=True); time.sleep(60)",
-        ],
-        stdout=subprocess.PIPE,
-    )
-    try:
-        assert child.stdout is not None and child.stdout.readline().strip() == b"1"
-        maps = Path(f"/proc/{child.pid}/maps")
-        whole = maps.read_bytes()
-        assert len(whole) > 4096  # more than the first read asks for
-        assert read_small(maps, 1 << 20) == whole
-    finally:
-        child.kill()
-        child.wait()
+    a short read there is not the end.  A Python child's memory map is more
+    than a page, and stays put while it sleeps."""
+    script = "import json, decimal, ctypes, time; print(1, flush=True); time.sleep(60)"
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE) as child:
+        try:
+            assert child.stdout is not None and child.stdout.readline().strip() == b"1"
+            maps = Path(f"/proc/{child.pid}/maps")
+            whole = maps.read_bytes()
+            assert len(whole) > 4096  # more than the first read asks for
+            assert read_small(maps, 1 << 20) == whole
+        finally:
+            child.kill()
