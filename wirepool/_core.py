@@ -204,7 +204,9 @@ class _PoolCore:
             self._temp_state = _TempState(Path(state_dir))
             weakref.finalize(self, self._temp_state.remove_if_unused)
         self.state = StateDir(Path(state_dir).absolute())
-        self._records_dir: Path | None = None  # see _record_path
+        # joined once: two joins per session were a tenth of a first pass's
+        # work on each new session (before its first spawn)
+        self._records_dir = self.state.records_dir
         self.on_exit: OnExit = on_exit
         self.grace = float(grace)
         self.stop_grace = float(stop_grace)
@@ -396,12 +398,7 @@ class _PoolCore:
         return now + (time.thread_time() - cpu + self._plan_cpu) / NET_CPU_SHARE
 
     def _record_path(self, name: str) -> Path:
-        # the directory made once: two joins per session were a tenth of a
-        # first pass's work on each new session (before its first spawn)
-        records_dir = self._records_dir
-        if records_dir is None:
-            records_dir = self._records_dir = self.state.records_dir
-        return records_dir / f"{safe_filename(name)}.json"
+        return self._records_dir / f"{safe_filename(name)}.json"
 
 
 #: the share of a core each net under the events may take: the timer's full
