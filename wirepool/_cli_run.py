@@ -90,6 +90,7 @@ def run_spec(spec: PoolSpec, name: str, verb: Mapping[str, Any]) -> int:
 
             pool.subscribe(claim_once)
         metrics = _serve_metrics(pool, name, verb)
+        settle_heap()
         try:
             pool.run_forever()
         except LockHeldError as exc:
@@ -109,6 +110,15 @@ def run_spec(spec: PoolSpec, name: str, verb: Mapping[str, Any]) -> int:
     # flushed as their modules are torn down.
     gc.freeze()
     return EXIT_OK
+
+
+def settle_heap() -> None:
+    """Move every object made so far (the modules, the plugin, the pool)
+    out of the collector's reach, and let it collect from here on (see
+    :func:`wirepool._main.entry`).  They live as long as the process, and
+    no collection need walk them again."""
+    gc.freeze()
+    gc.enable()
 
 
 def _skipped(holder: int | None, reason: str, as_json: bool, state_dir: Path | None = None) -> int:

@@ -15,6 +15,7 @@ click context.
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -35,7 +36,15 @@ def entry() -> None:
     escaping layer (:mod:`wirepool._term`), installed before a single
     argument is read, so even a usage error quoting a hostile name is safe."""
     _term.install()
-    code = run_without_click(sys.argv[1:])
+    # No collection until `run` has its plugin and pool and freezes what
+    # it made (wirepool._cli_run.settle_heap): the engine's import left
+    # ~10 000 objects in the middle generation, and its next collection,
+    # as the first children started, walked them all (3-7 ms here).
+    gc.disable()
+    try:
+        code = run_without_click(sys.argv[1:])
+    finally:
+        gc.enable()
     if code is None:
         from wirepool.cli import main
 
