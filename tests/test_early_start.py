@@ -21,7 +21,7 @@ from wirepool import (
 from wirepool._discover import _EARLY_CHUNK
 from wirepool.testing import ProcessLedger, assert_no_leaks
 
-COUNT = 3 * _EARLY_CHUNK  # one chunk started early, then the first plan's (twice as big)
+COUNT = 3 * _EARLY_CHUNK  # two early chunks (16, 32): the last is cut short
 
 
 class _Journal:

@@ -14,15 +14,12 @@ from wirepool._core import _describe, _Slot
 from wirepool._log import logger
 from wirepool._recovery import _Recovery
 from wirepool._session import Changed, Checked, CheckFailed, Seen, Vanished
-from wirepool._shell import _SPAWN_BATCH
 from wirepool._types import Session, Verdict
 from wirepool.errors import ConfigError
 
 #: At start-up, the sessions of a big pool are started as they are checked:
-#: this many first, then twice as many each time (see _check_all).  One
-#: batch of spawns: the chunk's last spawn steps them all "spawned", on a
-#: spawn thread, as in any plan that big.
-_EARLY_CHUNK = _SPAWN_BATCH
+#: this many first, then twice as many each time (see _check_all).
+_EARLY_CHUNK = 16
 
 
 class _DiscoveryDriver(_Recovery):
@@ -184,8 +181,8 @@ class _DiscoveryDriver(_Recovery):
 
     def _check_all(self, names: list[str], wall: float, now: float) -> None:
         """Check the sessions ``names``.  At start-up, in a pool of more than
-        a few, the first ones are started before the rest are checked: 32,
-        then 64, 128, ... (the last chunk is the first plan's).  While the
+        a few, the first ones are started before the rest are checked: 16,
+        then 32, 64, ... (the last chunk is the first plan's).  While the
         pass checked them all first, the second core stood idle for its
         whole length before the first child started: 10-20 ms at 200
         sessions on this machine, which the children's execs now fill."""
