@@ -17,18 +17,9 @@ from wirepool._session import Changed, Checked, CheckFailed, Seen, Vanished
 from wirepool._types import Session, Verdict
 from wirepool.errors import ConfigError
 
-#: At start-up, the sessions of a big pool are started as they are checked:
-#: this many first, then twice as many each time (see _check_all).
-_EARLY_CHUNK = 16
-
 
 class _DiscoveryDriver(_Recovery):
     """See :mod:`wirepool._discover`."""
-
-    #: seconds of the pass being timed spent starting children (_check_all)
-    _pass_plans: float = 0.0
-    #: until the loop's first discovery pass is over (wirepool._loop)
-    _first_pass: bool = True
 
     def _on_watch_event(self) -> None:
         assert self._watcher is not None
@@ -59,11 +50,10 @@ class _DiscoveryDriver(_Recovery):
             work()
             return
         began = time.monotonic()
-        self._pass_plans = 0.0
         try:
             work()
         finally:
-            instruments.discovery_pass(time.monotonic() - began - self._pass_plans, full)
+            instruments.discovery_pass(time.monotonic() - began, full)
 
     def _discover_all(self) -> None:
         now = self.clock.monotonic()
@@ -133,7 +123,6 @@ class _DiscoveryDriver(_Recovery):
         # Seen but unreadable: kept exactly as they were ("no change"), and
         # marked; a new one is shown, ineligible, with why.
         seen: set[str] = set(unreadable)
-        checked: list[str] = []  # in discovery's order
         for name, why in unreadable.items():
             self._log_once(f"unreadable:{name}:{why}", "session {!r}: {}", name, why)
             slot = self._slots.get(name)
@@ -152,7 +141,6 @@ class _DiscoveryDriver(_Recovery):
                 )
                 continue
             seen.add(session.name)
-            checked.append(session.name)
             slot = self._slots.get(session.name)
             if slot is None:
                 slot = self._slots[session.name] = _Slot(session=session)
@@ -176,42 +164,9 @@ class _DiscoveryDriver(_Recovery):
                 logger.info(
                     "session {!r} vanished; its child stays up for {:.0f}s grace", name, self.grace
                 )
-        self._check_all(checked, wall, now)
+        for name in seen - unreadable.keys():
+            self._check(self._slots[name], wall, now)
         return self._update_watches(now, scope)
-
-    def _check_all(self, names: list[str], wall: float, now: float) -> None:
-        """Check the sessions ``names``.  At start-up, in a pool of more than
-        a few, the first ones are started before the rest are checked: 16,
-        then 32, 64, ... (the last chunk is the first plan's).  While the
-        pass checked them all first, the second core stood idle for its
-        whole length before the first child started: 10-20 ms at 200
-        sessions on this machine, which the children's execs now fill."""
-        early = self._first_pass and len(names) >= 2 * _EARLY_CHUNK
-        if early:
-            # Children start from here on: a signal is the loop's to act
-            # on (its handler's StartupInterrupted would unwind this thread
-            # while the spawn threads run), after this pass.
-            self._starting = False
-        at, chunk = 0, _EARLY_CHUNK if early else len(names)
-        while at < len(names):
-            batch = names[at : at + chunk]
-            for name in batch:
-                slot = self._slots.get(name)
-                if slot is not None:
-                    self._check(slot, wall, now)
-            at += len(batch)
-            if early and at < len(names):
-                self._start_early(batch)
-            chunk *= 2
-
-    def _start_early(self, names: list[str]) -> None:
-        began = time.monotonic()
-        try:
-            self._reconcile(self.clock.monotonic(), only=set(names))
-        except Exception as exc:  # as a pass that failed: said; the first plan tries again
-            self._log_once(f"pass:{type(exc).__name__}:{exc}", "pool pass failed: {}", exc)
-        finally:
-            self._pass_plans += time.monotonic() - began
 
     def _update_watches(self, now: float, scope: set[str] | None) -> int:
         """Watch what discovery asks for; re-check the watches of what was

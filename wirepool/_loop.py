@@ -95,7 +95,6 @@ class _Loop(_Operator):
             self._emit(EventKind.SUPERVISOR_STARTED, data={"state_dir": str(self.state.root)})
             self._recover()
             self._discover_pass()
-            self._first_pass = False
             self._starting = False  # a signal from now on is the loop's to act on
             while not self._stopping:
                 self._iterate()
