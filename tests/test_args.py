@@ -1,14 +1,17 @@
-"""wirepool._args: the options of ``wirepool run`` read without click give
-what click gives, or are left to click; and the real command starts its
-children without importing click."""
+"""wirepool._args: the options of ``wirepool run`` and ``wirepool status``
+read without click give what click gives, or are left to click; the real
+``run`` starts its children, and ``status`` answers, without importing click,
+and ``status`` says what click's path says."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
 import signal
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,13 +24,15 @@ from hypothesis import strategies as st
 
 from wirepool._args import Argument, Option, all_light, parse
 from wirepool._cli_run import run_params
+from wirepool._cli_status import status_params
 from wirepool.plugin import load_plugin, timing_options
 
 PLUGINS = ("servicedir", "dirs", "wire")
 
 
-def params_of(plugin: str) -> list[Option | Argument]:
-    params = [*load_plugin(plugin).options(), *run_params()]
+def params_of(plugin: str, verb: str = "run") -> list[Option | Argument]:
+    mine = run_params() if verb == "run" else status_params()
+    params = [*load_plugin(plugin).options(), *mine]
     assert all_light(params)
     return list(params)
 
@@ -111,6 +116,10 @@ def words(places: dict[str, str]) -> st.SearchStrategy[str]:
         places["dir"] + "/m.prom",
         "/dev/null",
         "\x1b[31mred",
+        "s1",
+        "-n",
+        "--lines",
+        "3",
     ]
     with_eq = [f"{s}={v}" for s in spellings[:8] for v in ("3", "stop", "")]
     return st.sampled_from(spellings + values + with_eq)
@@ -123,7 +132,7 @@ def test_a_line_read_without_click_is_read_as_click_reads_it(
 ) -> None:
     plugin = data.draw(st.sampled_from(PLUGINS))
     line = data.draw(st.lists(words(places), max_size=9))
-    params = params_of(plugin)
+    params = params_of(plugin, data.draw(st.sampled_from(("run", "status"))))
     fast = parse(params, line)
     if fast is not None:
         slow = by_click(params, line)
@@ -149,11 +158,24 @@ ORDINARY = [
 ]
 
 
-@pytest.mark.parametrize(("plugin", "line"), ORDINARY)
+ORDINARY_STATUS = [
+    ("servicedir", ["/srv/services"]),
+    ("servicedir", ["/srv/services", "web", "db", "-n", "3"]),
+    ("servicedir", ["/srv", "--json", "--state-dir", "/var/lib/x", "web"]),
+    ("dirs", ["/src", "--glob", "*", "--cmd", "x {dir}", "a/b", "--lines=0"]),
+    ("wire", []),
+    ("wire", ["alice", "bob", "--json"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("plugin", "line", "verb"),
+    [(*o, "run") for o in ORDINARY] + [(*o, "status") for o in ORDINARY_STATUS],
+)
 def test_an_ordinary_line_is_read_without_click_and_as_click_reads_it(
-    plugin: str, line: list[str]
+    plugin: str, line: list[str], verb: str
 ) -> None:
-    params = params_of(plugin)
+    params = params_of(plugin, verb)
     fast = parse(params, line)
     assert fast is not None, f"{plugin} {line} was left to click"
     slow = by_click(params, line)
@@ -176,6 +198,34 @@ def test_an_ordinary_line_is_read_without_click_and_as_click_reads_it(
 )
 def test_a_line_out_of_the_ordinary_is_left_to_click(line: list[str]) -> None:
     assert parse(params_of("servicedir"), line) is None
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        ["/srv", "-n", "-1"],  # out of range
+        ["/srv", "-n3"],  # a short option glued to its value
+        ["/srv", "--", "-web"],
+        ["/srv", "web", "--help"],
+        [],  # the root is missing
+    ],
+)
+def test_a_status_line_out_of_the_ordinary_is_left_to_click(line: list[str]) -> None:
+    assert parse(params_of("servicedir", "status"), line) is None
+
+
+def test_any_number_of_values_are_read_only_as_the_last_argument() -> None:
+    rest = Argument("names", nargs=-1, required=False)
+    first = Argument("first")
+    assert parse([first, rest], ["a", "b", "c"]) == {"first": "a", "names": ("b", "c")}
+    assert parse([first, rest], ["a"]) == {"first": "a", "names": ()}
+    assert by_click([first, rest], ["a", "b", "c"]) == {"first": "a", "names": ("b", "c")}
+    # before another argument, click spreads them its own way: left to it
+    assert parse([rest, first], ["a", "b"]) is None
+    needed = Argument("names", nargs=-1)
+    assert parse([needed], []) is None and by_click([needed], []) is None
+    with pytest.raises(TypeError):
+        Argument("pair", nargs=2)
 
 
 def test_an_option_is_the_click_option_it_stands_for() -> None:
@@ -222,6 +272,50 @@ def test_wirepool_run_starts_its_first_child_without_importing_click(tmp_path: P
     imported = [line.rsplit("|", 1)[-1].strip() for line in err.splitlines() if "|" in line]
     assert "wirepool._main" in imported and "wirepool.spawn" in imported
     assert not [m for m in imported if m == "click" or m.startswith("click.")]
+
+
+CLICK_PATH = [
+    sys.executable,
+    "-c",
+    "import sys; sys.argv[0] = 'wirepool'; from wirepool.cli import main; main()",
+]
+
+
+@pytest.mark.parametrize(
+    "extra", [[], ["b", "-n", "1"], ["--json"], ["a", "--json"], ["nosuch"], ["-n", "-1"]]
+)
+def test_wirepool_status_answers_without_click_and_as_clicks_path_does(
+    tmp_path: Path, extra: list[str]
+) -> None:
+    root = tmp_path / "services"
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        (root / name / "run").write_text("#!/bin/sh\nexec sleep 1000\n")
+        (root / name / "run").chmod(0o755)
+    line = ["status", "servicedir", str(root), "--state-dir", str(tmp_path / "state"), *extra]
+    fast = subprocess.run(
+        [*WIREPOOL, *line],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"},
+    )
+    slow = subprocess.run([*CLICK_PATH, *line], capture_output=True, text=True, timeout=60)
+    assert fast.returncode == slow.returncode
+    if "--json" in extra:  # the same document, made a moment apart
+        docs = [json.loads(r.stdout) for r in (fast, slow)]
+        assert all(isinstance(d.pop("generated_at"), float) for d in docs)
+        assert docs[0] == docs[1] and docs[0]["sessions"]
+    else:
+        assert fast.stdout == slow.stdout
+    imported = [w.rsplit("|", 1)[-1].strip() for w in fast.stderr.splitlines() if "|" in w]
+    said = [w for w in fast.stderr.splitlines() if "|" not in w and w.strip()]
+    assert fast.stdout.strip() or said
+    assert said == [w for w in slow.stderr.splitlines() if w.strip()]
+    clicked = [m for m in imported if m == "click" or m.startswith("click.")]
+    # a line click must read (-n -1: its range error) imports it; no other
+    assert bool(clicked) is (extra == ["-n", "-1"]), extra
+    assert "loguru" not in imported  # nothing was logged
 
 
 def test_a_line_left_to_click_gets_clicks_message_and_exit_code(tmp_path: Path) -> None:
@@ -283,16 +377,17 @@ class Odd(Plugin):
 """
 
 
+@pytest.mark.parametrize("verb", ["run", "status"])
 @pytest.mark.parametrize(
     ("fail", "code", "says"),
     [
-        ("usage", 2, ["Usage: wirepool run odd", "Error: bad root"]),
+        ("usage", 2, ["Usage: wirepool {verb} odd", "Error: bad root"]),
         ("interrupt", 1, ["Aborted!"]),
         ("plugin", 4, ["wirepool: error: no such thing"]),
     ],
 )
 def test_a_plugin_failing_to_build_is_answered_as_clicks_path_answers(
-    tmp_path: Path, fail: str, code: int, says: list[str]
+    tmp_path: Path, verb: str, fail: str, code: int, says: list[str]
 ) -> None:
     (tmp_path / "odd.py").write_text(PLUGIN)
     dist = tmp_path / "odd-1.0.dist-info"
@@ -300,7 +395,7 @@ def test_a_plugin_failing_to_build_is_answered_as_clicks_path_answers(
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: odd\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text("[wirepool.plugins]\nodd = odd:Odd\n")
     result = subprocess.run(
-        [*WIREPOOL, "run", "odd", str(tmp_path), "--fail", fail],
+        [*WIREPOOL, verb, "odd", str(tmp_path), "--fail", fail],
         capture_output=True,
         text=True,
         timeout=60,
@@ -308,7 +403,7 @@ def test_a_plugin_failing_to_build_is_answered_as_clicks_path_answers(
     )
     assert result.returncode == code, result.stderr
     for words in says:
-        assert words in result.stderr
+        assert words.format(verb=verb) in result.stderr
     assert "Traceback" not in result.stderr
     # its warning once: a line read again by click builds the pool again
     assert result.stderr.count("building from") == 1

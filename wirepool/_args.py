@@ -304,9 +304,11 @@ class Option(_Param):
 
 class Argument(_Param):
     """A positional argument of a plugin: ``Argument("root", kind=Path,
-    file_okay=False)``; one value, required unless ``required=False``."""
+    file_okay=False)``; one value, required unless ``required=False``.
+    ``nargs=-1``: any number of values (a tuple), at least one if required;
+    :func:`parse` reads such an argument only as the last one."""
 
-    __slots__ = ("required",)
+    __slots__ = ("nargs", "required")
 
     def __init__(
         self,
@@ -318,11 +320,14 @@ class Argument(_Param):
         file_okay: bool = True,
         dir_okay: bool = True,
         required: bool = True,
+        nargs: int = 1,
         callback: Callable[[Any], Any] | None = None,
         metavar: str | None = None,
     ) -> None:
         if not name.isidentifier():
             raise TypeError(f"argument {name!r}: a name, such as 'root'")
+        if nargs not in (1, -1):
+            raise TypeError(f"argument {name!r}: one value (nargs=1) or any number (-1)")
         super().__init__(
             name,
             kind,
@@ -334,21 +339,31 @@ class Argument(_Param):
             metavar=metavar,
         )
         self.required = required
+        self.nargs = nargs
 
     def to_click(self, *, hidden: bool = False) -> click.Argument:
         import click
 
         kwargs = self.click_kwargs()
-        if not self.required:
-            kwargs["required"] = False
+        # said, not left to click: a "required" one taking any number is
+        # optional unless it is said to be required
+        kwargs["required"] = self.required
+        if self.nargs != 1:
+            kwargs["nargs"] = self.nargs
         return click.Argument([self.name], **kwargs)
 
-    def value(self, given: str | None) -> Any:
-        if given is None:
+    def value(self, given: Sequence[str]) -> Any:
+        """What click passes on for the positionals ``given`` to it (one at
+        most, unless it takes any number)."""
+        if self.nargs == -1:
+            if self.required and not given:
+                raise _Decline
+            return self.finish(tuple(self.convert(v) for v in given))
+        if not given:
             if self.required:
                 raise _Decline
             return self.finish(None)
-        return self.finish(self.convert(given))
+        return self.finish(self.convert(given[0]))
 
 
 def all_light(params: Sequence[object]) -> TypeGuard[Sequence[Option | Argument]]:
@@ -388,13 +403,20 @@ def parse(params: Sequence[Option | Argument], line: Sequence[str]) -> dict[str,
                 text = line[i]
                 i += 1
             given.setdefault(option.name, []).append(text)
-        if len(positional) > len(arguments):
+        # click spreads the positionals over the arguments in order, one
+        # each, and what is left to one that takes any number: read here
+        # only when that one is the last
+        if any(a.nargs != 1 for a in arguments[:-1]):
+            raise _Decline
+        rest = bool(arguments) and arguments[-1].nargs != 1
+        if len(positional) > len(arguments) and not rest:
             raise _Decline
         values: dict[str, Any] = {}
         for param in params:
             if isinstance(param, Argument):
                 at = arguments.index(param)
-                values[param.name] = param.value(positional[at] if at < len(positional) else None)
+                mine = positional[at:] if param.nargs != 1 else positional[at : at + 1]
+                values[param.name] = param.value(mine)
             else:
                 values[param.name] = param.value(given.get(param.name))
         return values

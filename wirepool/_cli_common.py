@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from wirepool import _term
-from wirepool._args import Option
+from wirepool._args import Argument, Option
 from wirepool._log import logger
 from wirepool._store import dumps_strict
 from wirepool.errors import PluginError, UnsafeStateDirError
@@ -62,6 +62,14 @@ def state_dir_option() -> Option:
 
 def json_option(what: str = "Machine-readable output (JSON).") -> Option:
     return Option("--json", "as_json", is_flag=True, help=what)
+
+
+def sessions_argument(required: bool = True) -> Argument:
+    return Argument("sessions", nargs=-1, required=required, metavar="SESSION...")
+
+
+def lines_option(help: str) -> Option:
+    return Option("-n", "--lines", kind=int, min=0, default=10, show_default=True, help=help)
 
 
 def configure_logging(verbosity: int) -> None:

@@ -12,16 +12,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import click
-
 from wirepool import _term
+from wirepool._args import Argument, Option
 from wirepool._cli_common import (
     EXIT_NO_SUCH_SESSION,
     EXIT_NOT_RUNNING,
     EXIT_OK,
     CliError,
     build,
+    json_option,
+    lines_option,
     require_root,
+    say,
+    sessions_argument,
+    state_dir_option,
 )
 from wirepool._client import Client
 from wirepool._format import format_age, format_wall
@@ -406,17 +410,30 @@ def _printable(text: str) -> str:
     return _term.escape(text)
 
 
+def status_params() -> list[Option | Argument]:
+    return [
+        sessions_argument(required=False),
+        state_dir_option(),
+        lines_option("Log lines shown per named session."),
+        json_option(),
+    ]
+
+
 def status_action(
     plugin: Plugin, name: str, opts: Mapping[str, Any], verb: Mapping[str, Any]
 ) -> int:
-    spec = build(plugin, opts, verb)
+    return show_status(build(plugin, opts, verb), name, verb)
+
+
+def show_status(spec: PoolSpec, name: str, verb: Mapping[str, Any]) -> int:
+    """``wirepool status``, once the plugin has built its pool spec."""
     require_root(spec)
     names = list(verb.get("sessions") or ())
     doc = read_status(spec, name, names)
     if verb.get("as_json"):
-        click.echo(dumps_strict(doc, indent=2, default=str))
+        say(dumps_strict(doc, indent=2, default=str))
     elif names:
-        click.echo(render_detail(doc, log_lines=int(verb.get("lines", DETAIL_LOG_LINES))))
+        say(render_detail(doc, log_lines=int(verb.get("lines", DETAIL_LOG_LINES))))
     else:
-        click.echo(render_table(doc))
+        say(render_table(doc))
     return EXIT_OK if doc["supervisor"]["alive"] else EXIT_NOT_RUNNING

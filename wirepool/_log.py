@@ -41,6 +41,7 @@ __all__ = [
     "disable_until_enabled",
     "forget",
     "hold",
+    "hold_setup_only",
     "kept",
     "logger",
     "release",
@@ -180,6 +181,18 @@ def _at_exit() -> None:
     # the set-up alone is not made: importing loguru to set up sinks that
     # will never see a message is the cost hold() is there to save
     if _kept and any(call.method not in _SETUP for call in _kept):
+        release()
+
+
+def hold_setup_only() -> None:
+    """Go on as :func:`hold` with ``logs=False`` would have: the set-up
+    stays kept and the next log call releases; log calls kept so far are
+    made now (only they import loguru)."""
+    global _hold_logs
+    with _lock:
+        logged = _kept is not None and any(call.method not in _SETUP for call in _kept)
+        _hold_logs = False
+    if logged:
         release()
 
 

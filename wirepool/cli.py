@@ -44,10 +44,18 @@ from wirepool._cli_common import (
     fail,
     invoke,
     json_option,
+    lines_option,
+    sessions_argument,
     state_dir_option,
 )
 from wirepool._cli_run import run_action, run_params, stop_action, stop_params
-from wirepool._cli_status import _fmt_exit, read_status, render_table, status_action
+from wirepool._cli_status import (
+    _fmt_exit,
+    read_status,
+    render_table,
+    status_action,
+    status_params,
+)
 from wirepool._cli_verbs import (
     down_action,
     events_action,
@@ -275,16 +283,6 @@ def service_status(plugin: str) -> None:
         click.echo(advice)
 
 
-def _sessions_arg(required: bool = True) -> click.Argument:
-    return click.Argument(["sessions"], nargs=-1, required=required, metavar="SESSION...")
-
-
-def _lines_option(help: str) -> click.Option:
-    return click.Option(
-        ["-n", "--lines"], type=click.IntRange(min=0), default=10, show_default=True, help=help
-    )
-
-
 def _session_arg() -> click.Argument:
     return click.Argument(["session"], metavar="SESSION")
 
@@ -310,12 +308,7 @@ _verb(
 _verb(
     "status",
     status_action,
-    lambda: [
-        _sessions_arg(required=False),
-        state_dir_option(),
-        _lines_option("Log lines shown per named session."),
-        json_option(),
-    ],
+    status_params,
     "wirepool status PLUGIN [options] [SESSION...].",
     "Show the {plugin} pool's supervisor and every session as a table, or each SESSION "
     "named in detail (state, pid, uptime, restarts, last exit, log and its last lines). "
@@ -333,7 +326,7 @@ _verb(
     "restart",
     restart_action,
     lambda: [
-        _sessions_arg(),
+        sessions_argument(),
         state_dir_option(),
         click.Option(
             ["--no-wait"], is_flag=True, help="Return once asked, not once the new child runs."
@@ -347,7 +340,7 @@ _verb(
 _verb(
     "down",
     down_action,
-    lambda: [_sessions_arg(), state_dir_option(), json_option()],
+    lambda: [sessions_argument(), state_dir_option(), json_option()],
     "wirepool down PLUGIN [options] SESSION...",
     "Hold sessions of the {plugin} pool down: their children are stopped and none is "
     "started until `up`; kept across supervisor restarts.",
@@ -355,7 +348,7 @@ _verb(
 _verb(
     "up",
     up_action,
-    lambda: [_sessions_arg(), state_dir_option(), json_option()],
+    lambda: [sessions_argument(), state_dir_option(), json_option()],
     "wirepool up PLUGIN [options] SESSION...",
     "Let sessions of the {plugin} pool held down run again.",
 )
@@ -375,7 +368,7 @@ _verb(
     "reset",
     reset_action,
     lambda: [
-        _sessions_arg(required=False),
+        sessions_argument(required=False),
         state_dir_option(),
         click.Option(
             ["--session", "session_opts"],
@@ -395,7 +388,7 @@ _verb(
     lambda: [
         _session_arg(),
         state_dir_option(),
-        _lines_option("How many of the last lines to show."),
+        lines_option("How many of the last lines to show."),
         click.Option(
             ["-f", "--follow"], is_flag=True, help="Then show what it writes, across rotations."
         ),
