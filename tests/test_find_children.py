@@ -3,6 +3,7 @@ found without any state record -- real processes, real ``/proc``."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from wirepool._proc import identity_of
 from wirepool.spawn import POOL_MARKER, SESSION_MARKER, _HeldFile, find_children
 
 OURS = "a" * 16
@@ -71,5 +73,59 @@ def test_an_identity_file_claims_an_unmarked_leader_not_one_marked_for_another_p
         assert theirs not in found
         # ...and the other pool finds it by its variables
         assert [i.pid for i in find_children(THEIRS, None)["redis"]] == [theirs]
+    finally:
+        held.discard()
+
+
+def _our_descriptors_on(path: Path) -> list[int]:
+    """This process's descriptors open on ``path``'s inode."""
+    want = (path.stat().st_dev, path.stat().st_ino)
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            st = os.stat(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == want:
+            found.append(int(fd))
+    return found
+
+
+def test_an_identity_file_is_finished_in_place_with_no_descriptor_kept_meanwhile(
+    tmp_path: Path, leaders: list[subprocess.Popen[bytes]]
+) -> None:
+    """Between the spawn and the commit (a whole batch of spawns, in a
+    burst) the supervisor holds no descriptor of the file; the commit then
+    writes the same inode the child holds, so what the child's descriptor
+    reads is the finished file named ``<pid>.held``."""
+    markers = tmp_path / "markers"
+    held = _HeldFile.create(markers, {POOL_MARKER: OURS, SESSION_MARKER: "redis", "HOME": "/"})
+    assert held is not None
+    try:
+        assert _our_descriptors_on(held.tmp) == [held.child_fd]
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("WIREPOOL_")}
+        pid = start_leader(leaders, clean, held)
+        held.spawned()
+        assert _our_descriptors_on(held.tmp) == []
+        ident = identity_of(pid)
+        assert ident is not None
+        held.commit(ident)
+        final = markers / f"{pid}.held"
+        assert not held.tmp.exists()
+        assert _our_descriptors_on(final) == []
+        data = json.loads(final.read_text())
+        assert data["start"] == ident.start and data["boot"]
+        assert {k: data[k] for k in (POOL_MARKER, SESSION_MARKER)} == {
+            POOL_MARKER: OURS,
+            SESSION_MARKER: "redis",
+        }
+        assert "HOME" not in data  # only the markers are kept
+        # the child's own descriptor is on the finished file
+        [child_fd] = [
+            fd
+            for fd in os.listdir(f"/proc/{pid}/fd")
+            if os.path.realpath(f"/proc/{pid}/fd/{fd}") == str(final)
+        ]
+        assert json.loads(Path(f"/proc/{pid}/fd/{child_fd}").read_text()) == data
     finally:
         held.discard()

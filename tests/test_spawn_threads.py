@@ -106,6 +106,15 @@ def test_a_batch_of_starts_is_shared_by_two_threads_and_each_session_starts_once
     assert_no_leaks(ledger)
 
 
+@pytest.fixture
+def batch_of_32(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Spawn batches of 32, so that a plan of 40 has "spawned" steps taken
+    on a spawn thread, between two of its spawns, as a plan bigger than
+    ``_SPAWN_BATCH`` (256) has in a real pool."""
+    monkeypatch.setattr(_shell, "_SPAWN_BATCH", 32)
+    return 32
+
+
 def _pool_of(tmp_path: Path, count: int) -> tuple[SessionPool, _Recording, ProcessLedger]:
     """A pool (not started) of ``count`` sessions ``s00``, ``s01``, ..."""
     spawner = _Recording()
@@ -173,10 +182,11 @@ def test_with_no_thread_to_be_had_the_batch_still_starts(
 
 
 @needs_posix_spawn
-def test_a_callback_on_a_spawn_thread_acts_at_once(tmp_path: Path) -> None:
+def test_a_callback_on_a_spawn_thread_acts_at_once(tmp_path: Path, batch_of_32: int) -> None:
     """A callback called on a spawn thread holds the down it asks for at
     once: posted, it would have waited for a loop that waits for it."""
     count = 40
+    assert count > batch_of_32
     pool, _, ledger = _pool_of(tmp_path, count)
     asked: list[tuple[str, int | None, dict[str, Any]]] = []
 
@@ -202,9 +212,10 @@ def test_a_callback_on_a_spawn_thread_acts_at_once(tmp_path: Path) -> None:
 
 
 @needs_posix_spawn
-def test_a_callback_on_a_spawn_thread_can_stop_the_pool(tmp_path: Path) -> None:
+def test_a_callback_on_a_spawn_thread_can_stop_the_pool(tmp_path: Path, batch_of_32: int) -> None:
     """``stop()`` from such a callback does not wait for the loop (which
     waits for the callback's thread): the pool stops, children and all."""
+    assert batch_of_32 < 40
     pool, _, ledger = _pool_of(tmp_path, 40)
     stopped_from: list[str] = []
 
@@ -226,10 +237,13 @@ def test_a_callback_on_a_spawn_thread_can_stop_the_pool(tmp_path: Path) -> None:
 
 
 @needs_posix_spawn
-def test_a_verb_from_a_callback_meets_the_batch_as_it_stands(tmp_path: Path) -> None:
-    """On s00's "spawned", in a batch of 40: a restart of s05 (started, not
-    yet stepped "spawned") restarts its child, and a down of s39 (not
-    started yet) keeps it from being started at all."""
+def test_a_verb_from_a_callback_meets_the_batch_as_it_stands(
+    tmp_path: Path, batch_of_32: int
+) -> None:
+    """On s00's "spawned", in a plan of 40 (batches of 32): a restart of
+    s05 (started, not yet stepped "spawned") restarts its child, and a down
+    of s39 (not started yet) keeps it from being started at all."""
+    assert batch_of_32 < 40
     pool, _, ledger = _pool_of(tmp_path, 40)
     spawned: dict[str, list[int | None]] = {}
     asked: list[dict[str, Any]] = []
@@ -258,6 +272,34 @@ def test_a_verb_from_a_callback_meets_the_batch_as_it_stands(tmp_path: Path) -> 
         assert [s["outcome"] for s in asked[1]["sessions"]] == ["down"]
         assert snap.sessions["s39"].state == "down"
         assert "s39" not in spawned
+    finally:
+        pool.stop()
+    assert_no_leaks(ledger)
+
+
+@needs_posix_spawn
+def test_a_plan_within_one_batch_spawns_every_child_before_any_is_stepped(
+    tmp_path: Path,
+) -> None:
+    """Up to ``_SPAWN_BATCH`` starts: every child is spawned before the
+    first "spawned" step (its identity read, its event), which the loop
+    thread takes once the spawn threads are done: the children get the
+    cores first."""
+    count = 40
+    assert _shell._THREADED_FROM <= count <= _shell._SPAWN_BATCH
+    pool, spawner, ledger = _pool_of(tmp_path, count)
+    seen: list[tuple[str, int]] = []
+
+    def on_event(event: Event) -> None:
+        if event.kind == EventKind.SPAWNED and event.session == "s00":
+            seen.append((threading.current_thread().name, len(spawner.threads)))
+
+    pool.subscribe(on_event)
+    try:
+        pool.start()
+        pool.wait_until(lambda s: len(s.in_state("running")) == count, timeout=60)
+        assert seen == [("wirepool", count)]
+        assert {t.name for t in spawner.threads} == {"wirepool-spawn"}
     finally:
         pool.stop()
     assert_no_leaks(ledger)

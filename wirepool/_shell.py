@@ -57,8 +57,14 @@ from wirepool.spawn import (
     forget_child,
 )
 
-#: spawns between one and its "spawned" step (see _SessionShell._reconcile)
-_SPAWN_BATCH = 32
+#: spawns between one and its "spawned" step (see _SessionShell._reconcile).
+#: A burst's bookkeeping (the identity read, its file finished, the event,
+#: the log line) comes after the batch's spawns: the children get the cores
+#: first, and a pool of up to this many comes up before any of it (the last
+#: of 200 ~12 ms sooner on two cores).  No descriptor is held per pending
+#: spawn (see wirepool.spawn._HeldFile), so the batch costs each later
+#: child's vfork no bigger table; 32 before that.
+_SPAWN_BATCH = 256
 #: seconds after its first spawn a bring-up's log lines may be held
 #: (wirepool._log.release_after): a bring-up of 200 is over by then here
 _LOGS_HELD_FOR = 0.5
@@ -93,9 +99,9 @@ class _SessionShell(_Publisher):
         if only is None and not decided.spawn:
             # what a net's pass costs besides itself: the full plan it asks for
             self._plan_cpu = time.thread_time() - cpu
-        # Each spawn's "spawned" step waits for a few more spawns (see
-        # _finish_spawns): by then the child has exec'd and reading its
-        # identity costs no wait.
+        # Each spawn's "spawned" step waits for the rest of its batch (see
+        # _finish_spawns, _SPAWN_BATCH): by then the child has exec'd, and
+        # reading its identity costs no wait.
         spawned: list[_Slot] = []
         self._unstepped = spawned
         try:

@@ -946,23 +946,31 @@ class _HeldFile:
     lock).  A later supervisor finds it by the descriptor, in
     ``/proc/PID/fd``, even when the file was deleted since; and the file,
     named ``<pid>.held``, records the pid, start time and boot for the
-    child that sheds both the variables and the descriptor."""
+    child that sheds both the variables and the descriptor.
 
-    __slots__ = ("child_fd", "fd", "marker_dir", "markers", "tmp")
+    The supervisor keeps no descriptor of it between the spawn and
+    :meth:`commit`, which opens it again by name: a burst's commits come
+    after up to a whole batch of spawns, and every descriptor still open
+    would be copied into each later child's table (vfork) and closed there
+    before its exec."""
+
+    __slots__ = ("child_fd", "marker_dir", "markers", "size", "tmp")
 
     def __init__(
-        self, marker_dir: Path, tmp: Path, fd: int, child_fd: int, markers: dict[str, str]
+        self, marker_dir: Path, tmp: Path, child_fd: int, markers: dict[str, str], size: int
     ) -> None:
-        self.marker_dir, self.tmp, self.fd, self.child_fd = marker_dir, tmp, fd, child_fd
+        self.marker_dir, self.tmp, self.child_fd = marker_dir, tmp, child_fd
         #: the child's marker variables (picked out of its environment once)
         self.markers = markers
+        #: how many bytes the file holds so far
+        self.size = size
 
     @classmethod
     def create(cls, marker_dir: Path | None, env: Mapping[str, str]) -> _HeldFile | None:
         if marker_dir is None:
             return None
         tmp = marker_dir / f".held-{os.getpid()}-{time.monotonic_ns()}.tmp"
-        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
             try:
                 fd = os.open(tmp, flags, 0o600)
@@ -973,17 +981,21 @@ class _HeldFile:
             logger.warning("cannot make a child's identity file in {}: {}", marker_dir, exc)
             return None
         try:
-            # Named before the child exists: a supervisor killed right after
-            # the spawn leaves a child whose descriptor already says whose.
-            markers = {k: v for k, v in env.items() if k.startswith("WIREPOOL_")}
-            os.write(fd, _held_bytes(markers, None))
+            try:
+                # Named before the child exists: a supervisor killed right
+                # after the spawn leaves a child whose descriptor already
+                # says whose.
+                markers = {k: v for k, v in env.items() if k.startswith("WIREPOOL_")}
+                data = _held_bytes(markers, None)
+                os.write(fd, data)
+            finally:
+                os.close(fd)
             child_fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
-            os.close(fd)
             with contextlib.suppress(OSError):
                 tmp.unlink()
             return None
-        return cls(marker_dir, tmp, fd, child_fd, markers)
+        return cls(marker_dir, tmp, child_fd, markers, len(data))
 
     def spawned(self) -> None:
         """The child has its copy of the read-only descriptor: ours goes."""
@@ -993,22 +1005,27 @@ class _HeldFile:
             self.child_fd = -1
 
     def commit(self, ident: ProcessIdentity) -> None:
+        """Add the child's start time and boot to its file, and name it
+        ``<pid>.held``.  Written in place, never replaced: the inode is the
+        one the child's descriptor holds."""
+        self.spawned()
         try:
-            self.spawned()
             data = _held_bytes(self.markers, ident)
-            os.pwrite(self.fd, data, 0)
-            os.ftruncate(self.fd, len(data))
+            # O_NOFOLLOW: the markers directory is ours (0700), but a name
+            # that is a link now is not the file we made
+            fd = os.open(self.tmp, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                os.pwrite(fd, data, 0)
+                if len(data) < self.size:  # never: it only gains the start and boot
+                    os.ftruncate(fd, len(data))
+            finally:
+                os.close(fd)
             os.replace(self.tmp, self.marker_dir / f"{ident.pid}{HELD_SUFFIX}")
         except (OSError, ValueError) as exc:
             logger.warning("pid {}: cannot finish its identity file: {}", ident.pid, exc)
-        finally:
-            os.close(self.fd)
 
     def discard(self) -> None:
-        for fd in (self.fd, self.child_fd):
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+        self.spawned()
         with contextlib.suppress(OSError):
             self.tmp.unlink()
 
