@@ -213,6 +213,7 @@ class _SessionShell(_Publisher):
             worker = slot.worker
             if worker is None:
                 continue
+            self._observe(slot, worker)
             self._apply(
                 slot,
                 Spawned(),
@@ -327,7 +328,8 @@ class _SessionShell(_Publisher):
             return True
         finally:
             self.spawner._drop_log_for_spawn()  # one its spawn did not take
-        self._watch(slot, worker)
+        # its log kept to size from its "spawned" step: after the burst
+        self._watch(slot, worker, observe=False)
         slot.started_from = started_from
         # held while the plan is carried out, for at most this long
         release_logs_after(_LOGS_HELD_FOR)
@@ -416,7 +418,9 @@ class _SessionShell(_Publisher):
         self._apply(slot, Adopted(owned, why), now, data={"start": ident.start})
         return True
 
-    def _watch(self, slot: _Slot, worker: Worker) -> None:
+    def _watch(self, slot: _Slot, worker: Worker, *, observe: bool = True) -> None:
+        """Watch ``worker`` as ``slot``'s child.  ``observe=False``: its log
+        is handed to the spawner's keeper later, at its "spawned" step."""
         slot.worker = worker
         self._worker_pids.add(worker.pid)
         if worker.log_path is not None:
@@ -438,6 +442,10 @@ class _SessionShell(_Publisher):
         if fd is not None and self._selector is not None:
             self._selector.register(fd, selectors.EVENT_READ, slot.session.name)
             self._fd_owner[fd] = slot.session.name
+        if observe:
+            self._observe(slot, worker)
+
+    def _observe(self, slot: _Slot, worker: Worker) -> None:
         try:
             self.spawner.observe(slot.session, worker)
         except Exception as exc:  # its log goes unbounded; the child is still watched
