@@ -175,6 +175,43 @@ def test_down_file_stops_and_removing_it_starts_again(services: Services, tracke
         pool.wait_until(lambda s: running(s, "svc"), timeout=10)
 
 
+def test_the_first_passs_watches_come_after_its_starts_and_miss_nothing(
+    services: Services, tracker: Tracker
+) -> None:
+    """At start-up the first children start before any directory is watched
+    (a system call each, before the first child); a down file made while
+    they start, unseen by any watch, is found by the pass that follows the
+    watches."""
+    dirs = {name: services.add(name) for name in ("a", "b", "c")}
+    spec = servicedir_spec(services.root, on_exit="stop", grace=1.0, stop_grace=3.0)
+    spec.restart = FAST
+    spawner = spec.spawner
+    watched_at_first_spawn: list[int] = []
+    real_spawn = spawner.spawn
+
+    def spawn(session: Session) -> Worker:
+        if not watched_at_first_spawn:
+            watcher = pool._watcher
+            assert watcher is not None and watcher.available
+            watched_at_first_spawn.append(len(watcher._wds))
+            (dirs["c"] / "down").touch()  # c is in this plan already
+        return real_spawn(session)
+
+    spawner.spawn = spawn  # type: ignore[method-assign]
+    pool = tracker.attach(spec.pool("servicedir", durable=False))
+    with pool:
+        snap = pool.wait_until(
+            lambda s: running(s, "a", "b") and "c" in s and s["c"].state == "ineligible",
+            timeout=20,
+        )
+        assert watched_at_first_spawn == [0]
+        assert snap["c"].reason == "down file present" and snap["c"].pid is None
+        # ...and the watches are there now: a down file made now is seen
+        assert pool._watcher is not None and len(pool._watcher._wds) >= 4
+        (dirs["a"] / "down").touch()
+        pool.wait_until(lambda s: s["a"].state == "ineligible", timeout=10)
+
+
 def test_bad_run_files_are_refused_with_reasons_and_others_keep_running(
     services: Services, tracker: Tracker
 ) -> None:

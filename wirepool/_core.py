@@ -260,6 +260,10 @@ class _PoolCore:
         # A full pass added watches: look once more after this pass's plan
         # is carried out (see _DiscoveryDriver._discover_all).
         self._look_again = False
+        # The first full pass's watches are made after its plan (see
+        # _DiscoveryDriver._absorb): pending until then; deferred once.
+        self._watches_after_plan = False
+        self._first_watches_done = False
         self._plan_cpu = 0.0  # the last full plan that started nothing, in CPU seconds
         self._next_sweep = 0.0
         self._spawn_deferred_until: float | None = None

@@ -150,7 +150,8 @@ class _DiscoveryDriver(_Recovery):
                 self._errors_seen = {
                     e for e in self._errors_seen if not e.startswith(f"unreadable:{session.name}:")
                 }
-            if slot.session != session:
+            # a slot made just above holds this very session: no comparison
+            if slot.session is not session and slot.session != session:
                 slot.session = session
                 slot.dirty = True
                 self._apply(slot, Changed(), now)
@@ -166,7 +167,24 @@ class _DiscoveryDriver(_Recovery):
                 )
         for name in seen - unreadable.keys():
             self._check(self._slots[name], wall, now)
+        if scope is None and not self._first_watches_done:
+            # The first full pass watches nothing yet: every watch is new,
+            # and whatever changes before they exist is found by the pass
+            # that follows them (_look_again).  Made after the plan has
+            # started what this pass found, they keep a system call per
+            # directory (~1.5 ms at two hundred) from before the first child.
+            self._watches_after_plan = self._first_watches_done = True
+            return 0
         return self._update_watches(now, scope)
+
+    def _watch_after_plan(self) -> None:
+        """The first full pass's watches, once its plan is carried out; a
+        pass to look once more follows if any was added."""
+        if not self._watches_after_plan:
+            return
+        self._watches_after_plan = False
+        if self._update_watches(self.clock.monotonic(), None):
+            self._look_again = True
 
     def _update_watches(self, now: float, scope: set[str] | None) -> int:
         """Watch what discovery asks for; re-check the watches of what was

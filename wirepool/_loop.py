@@ -233,23 +233,27 @@ class _Loop(_Operator):
             self._plan_only.update(due)
         # Planning is O(sessions); a wake-up that changed nothing (a filtered
         # watch event, a throttled status write) must not pay for it.
-        if self._replan:
-            # Cleared first: acting on the plan may ask for another one (an
-            # existing daemon that died between check and adoption).
-            self._replan = False
-            self._plan_only.clear()
-            try:
-                self._reconcile(now)
-            except BaseException:
-                self._replan = True
-                raise
-        elif self._plan_only:
-            only, self._plan_only = self._plan_only, set()
-            try:
-                self._reconcile(now, only=only)
-            except BaseException:
-                self._replan = True
-                raise
+        try:
+            if self._replan:
+                # Cleared first: acting on the plan may ask for another one
+                # (an existing daemon that died between check and adoption).
+                self._replan = False
+                self._plan_only.clear()
+                try:
+                    self._reconcile(now)
+                except BaseException:
+                    self._replan = True
+                    raise
+            elif self._plan_only:
+                only, self._plan_only = self._plan_only, set()
+                try:
+                    self._reconcile(now, only=only)
+                except BaseException:
+                    self._replan = True
+                    raise
+        finally:
+            # even after a plan that failed: the watches must not wait for one
+            self._watch_after_plan()
         if self._look_again:
             self._look_again = False
             self._next_rescan = min(self._next_rescan, now)
