@@ -59,11 +59,12 @@ from wirepool.spawn import (
 
 #: spawns between one and its "spawned" step (see _SessionShell._reconcile).
 #: A burst's bookkeeping (the identity read, its file finished, the event,
-#: the log line) comes after the batch's spawns: the children get the cores
-#: first, and a pool of up to this many comes up before any of it (the last
-#: of 200 ~12 ms sooner on two cores).  No descriptor is held per pending
-#: spawn (see wirepool.spawn._HeldFile), so the batch costs each later
-#: child's vfork no bigger table; 32 before that.
+#: the log line, the log handed to its keeper) comes after the batch's
+#: spawns: the children get the cores first, and a pool of up to this many
+#: is spawned whole before any of it (the last of 200 came ~23 ms sooner on
+#: two cores; 32 before).  No descriptor is held per pending spawn (see
+#: wirepool.spawn._HeldFile), so the batch costs each later child's vfork no
+#: bigger table.
 _SPAWN_BATCH = 256
 #: seconds after its first spawn a bring-up's log lines may be held
 #: (wirepool._log.release_after): a bring-up of 200 is over by then here
