@@ -303,3 +303,49 @@ def test_a_plan_within_one_batch_spawns_every_child_before_any_is_stepped(
     finally:
         pool.stop()
     assert_no_leaks(ledger)
+
+
+@needs_posix_spawn
+def test_the_logs_of_a_burst_are_kept_to_size_from_their_spawned_step(tmp_path: Path) -> None:
+    """Each child of a burst has its log handed to the keeper at its
+    "spawned" step, after the spawns: one that floods its log at once is
+    still rotated, and its live log comes back within the bound."""
+    count, bound = 12, 64 * 1024
+    assert _shell._THREADED_FROM <= count <= _shell._SPAWN_BATCH
+    homes = [tmp_path / f"s{i:02d}" for i in range(count)]
+    for home in homes:
+        home.mkdir()
+    flood = "head -c 400000 /dev/zero | tr '\\0' x; echo; exec sleep 1000"
+    spawner = CommandSpawner(["sh", "-c", flood], log_max_bytes=bound, log_backups=1)
+    ledger = ProcessLedger()
+    pool = ledger.watch(
+        SessionPool(
+            StaticDiscovery([Session(home.name, home) for home in homes]),
+            spawner=spawner,
+            state_dir=tmp_path / "state",
+        )
+    )
+    try:
+        pool.start()
+        pool.wait_until(lambda s: len(s.in_state("running")) == count, timeout=60)
+        # (the pool gives its spawner the log directory as it starts)
+        logs = [spawner.log_path(Session(home.name, home)) for home in homes]
+        assert None not in logs
+
+        def all_rotated() -> bool:
+            return all(
+                log is not None
+                and log.with_name(log.name + ".1").exists()
+                and log.stat().st_size <= bound
+                for log in logs
+            )
+
+        deadline = time.monotonic() + 60
+        while not all_rotated():
+            assert time.monotonic() < deadline, [
+                (log.name, log.stat().st_size) for log in logs if log is not None
+            ]
+            time.sleep(0.05)
+    finally:
+        pool.stop()
+    assert_no_leaks(ledger)

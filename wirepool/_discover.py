@@ -178,13 +178,15 @@ class _DiscoveryDriver(_Recovery):
         return self._update_watches(now, scope)
 
     def _watch_after_plan(self) -> None:
-        """The first full pass's watches, once its plan is carried out; a
-        pass to look once more follows if any was added."""
+        """The first full pass's watches, once its plan is carried out (or
+        its pass failed); a full pass to look once more comes next if any
+        was added, as ``_look_again`` has it after any other full pass."""
         if not self._watches_after_plan:
             return
         self._watches_after_plan = False
-        if self._update_watches(self.clock.monotonic(), None):
-            self._look_again = True
+        now = self.clock.monotonic()
+        if self._update_watches(now, None):
+            self._next_rescan = min(self._next_rescan, now)
 
     def _update_watches(self, now: float, scope: set[str] | None) -> int:
         """Watch what discovery asks for; re-check the watches of what was

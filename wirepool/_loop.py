@@ -209,34 +209,34 @@ class _Loop(_Operator):
 
     def _pass(self) -> None:
         now = self.clock.monotonic()
-        if now >= self._next_rescan:
-            self._discover_pass()
-            self._replan = True
-        elif self._rediscover:
-            self._rediscover_pass()
-        if now >= self._next_sweep:
-            self._sweep()
-            self._replan = True
-        self._escalate(now)
-        if self._reaper.pending:
-            self._reaper.escalate(now)
-        self._after_wall_step(self.clock.time() - now, now)
-        self._probe(now)
-        if self._spawn_deferred_until is not None and now >= self._spawn_deferred_until:
-            self._replan = True
-        if self._wakes:
-            # A backoff ending concerns its own session only: a full plan
-            # per expiry cost O(sessions) each, in a big pool many a second.
-            due = [name for name, at in self._wakes.items() if now >= at]
-            for name in due:
-                del self._wakes[name]
-            self._plan_only.update(due)
-        # Planning is O(sessions); a wake-up that changed nothing (a filtered
-        # watch event, a throttled status write) must not pay for it.
         try:
+            if now >= self._next_rescan:
+                self._discover_pass()
+                self._replan = True
+            elif self._rediscover:
+                self._rediscover_pass()
+            if now >= self._next_sweep:
+                self._sweep()
+                self._replan = True
+            self._escalate(now)
+            if self._reaper.pending:
+                self._reaper.escalate(now)
+            self._after_wall_step(self.clock.time() - now, now)
+            self._probe(now)
+            if self._spawn_deferred_until is not None and now >= self._spawn_deferred_until:
+                self._replan = True
+            if self._wakes:
+                # A backoff ending concerns its own session only: a full plan
+                # per expiry cost O(sessions) each, in a big pool many a second.
+                due = [name for name, at in self._wakes.items() if now >= at]
+                for name in due:
+                    del self._wakes[name]
+                self._plan_only.update(due)
+            # Planning is O(sessions); a wake-up that changed nothing (a filtered
+            # watch event, a throttled status write) must not pay for it.
             if self._replan:
-                # Cleared first: acting on the plan may ask for another one
-                # (an existing daemon that died between check and adoption).
+                # Cleared first: acting on the plan may ask for another one (an
+                # existing daemon that died between check and adoption).
                 self._replan = False
                 self._plan_only.clear()
                 try:
@@ -252,7 +252,8 @@ class _Loop(_Operator):
                     self._replan = True
                     raise
         finally:
-            # even after a plan that failed: the watches must not wait for one
+            # however the pass went (a plan or a sweep that raised): the first
+            # pass's watches must not wait for the next full pass
             self._watch_after_plan()
         if self._look_again:
             self._look_again = False

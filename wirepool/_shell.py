@@ -209,18 +209,27 @@ class _SessionShell(_Publisher):
     def _finish_spawns(self, spawned: list[_Slot], now: float) -> None:
         """Step the machines of the sessions just spawned for (their
         "started" event carries the child's start time, read here)."""
+        failed: Exception | None = None
         while spawned:
             slot = spawned.pop(0)
             worker = slot.worker
             if worker is None:
+                self.spawner._drop_file_for_observe(slot.session)
                 continue
-            self._observe(slot, worker)
-            self._apply(
-                slot,
-                Spawned(),
-                now,
-                data={"log": str(worker.log_path or ""), "start": worker.identity.start},
-            )
+            try:
+                self._observe(slot, worker)
+                self._apply(
+                    slot,
+                    Spawned(),
+                    now,
+                    data={"log": str(worker.log_path or ""), "start": worker.identity.start},
+                )
+            except Exception as exc:
+                # The rest of the batch (up to 255) is stepped all the same;
+                # the first failure is raised after, as the pass's.
+                failed = failed or exc
+        if failed is not None:
+            raise failed
 
     def _apply(
         self,
