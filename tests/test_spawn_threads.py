@@ -51,16 +51,14 @@ class _Recording(CommandSpawner):
         return super().spawn(session)
 
 
-@needs_posix_spawn
-def test_a_batch_of_starts_is_shared_by_two_threads_and_each_session_starts_once(
-    tmp_path: Path,
-) -> None:
-    count = 24
-    assert count >= _shell._THREADED_FROM
+def _pool_in_homes(
+    tmp_path: Path, count: int, spawner: CommandSpawner
+) -> tuple[list[Path], SessionPool, ProcessLedger]:
+    """A pool (not started) of ``count`` sessions, each in its own new
+    directory ``s00``, ``s01``, ... with its state under ``tmp_path``."""
     homes = [tmp_path / f"s{i:02d}" for i in range(count)]
     for home in homes:
         home.mkdir()
-    spawner = _Recording()
     ledger = ProcessLedger()
     pool = ledger.watch(
         SessionPool(
@@ -69,6 +67,17 @@ def test_a_batch_of_starts_is_shared_by_two_threads_and_each_session_starts_once
             state_dir=tmp_path / "state",
         )
     )
+    return homes, pool, ledger
+
+
+@needs_posix_spawn
+def test_a_batch_of_starts_is_shared_by_two_threads_and_each_session_starts_once(
+    tmp_path: Path,
+) -> None:
+    count = 24
+    assert count >= _shell._THREADED_FROM
+    spawner = _Recording()
+    homes, pool, ledger = _pool_in_homes(tmp_path, count, spawner)
     try:
         pool.start()
         pool.wait_until(lambda s: len(s.in_state("running")) == count, timeout=60)
@@ -312,19 +321,9 @@ def test_the_logs_of_a_burst_are_kept_to_size_from_their_spawned_step(tmp_path: 
     still rotated, and its live log comes back within the bound."""
     count, bound = 12, 64 * 1024
     assert _shell._THREADED_FROM <= count <= _shell._SPAWN_BATCH
-    homes = [tmp_path / f"s{i:02d}" for i in range(count)]
-    for home in homes:
-        home.mkdir()
     flood = "head -c 400000 /dev/zero | tr '\\0' x; echo; exec sleep 1000"
     spawner = CommandSpawner(["sh", "-c", flood], log_max_bytes=bound, log_backups=1)
-    ledger = ProcessLedger()
-    pool = ledger.watch(
-        SessionPool(
-            StaticDiscovery([Session(home.name, home) for home in homes]),
-            spawner=spawner,
-            state_dir=tmp_path / "state",
-        )
-    )
+    homes, pool, ledger = _pool_in_homes(tmp_path, count, spawner)
     try:
         pool.start()
         pool.wait_until(lambda s: len(s.in_state("running")) == count, timeout=60)
